@@ -1,0 +1,32 @@
+/* cli: what the commands share: option parsing, number formatting, output
+ * formats. Each command lives in its own cli/<command>.c; cli/main.c holds
+ * the command table. Tested by tests/cli.sh (the built binary, end to end). */
+#ifndef UNETLAB_CLI_H
+#define UNETLAB_CLI_H
+#include "unet.h"
+#include <stdint.h>
+
+typedef enum { FORMAT_TEXT, FORMAT_JSON, FORMAT_CSV } Format;
+
+/* One option a command takes: "--model" with a value, or a flag (no value). */
+typedef struct {
+    const char *name;
+    int takes_value;
+    const char **value;  /* set to the value, or to "1" for a flag */
+} Opt;
+
+/* Parses argv[1..] (argv[0] is the command name) against opts (NULL-name
+ * terminated). --help prints usage and returns -1 (exit 0). ERR_USAGE on an
+ * unknown option or a missing value. Accepts --name value and --name=value. */
+int cli_parse(int argc, char **argv, const Opt *opts, const char *usage);
+int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
+int cli_format(const char *s, Format *f, int allow_csv);
+/* 1234567 -> "1,234,567" into buf. */
+const char *cli_commas(int64_t v, char *buf, int size);
+
+/* Size flags -> Shape (latent = pixels / 8); defaults batch 1, sample_size x 8, 77 tokens. */
+int cli_shape(const Arch *a, const char *batch, const char *height, const char *width, const char *tokens, Shape *s);
+int cmd_inspect(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+
+#endif

@@ -1,0 +1,110 @@
+/* unetlab forward: one CPU forward of a teacher or a student on the inputs of
+ * an io.safetensors file; writes the output and, with --features, every
+ * feature point. */
+#include "cli.h"
+#include "device.h"
+#include "err.h"
+#include "forward.h"
+#include "plan.h"
+#include "safetensors.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char USAGE[] =
+    "usage: unetlab forward --model M --inputs IN.safetensors --out OUT.safetensors\n"
+    "                       [--features] [--drop NAME,...] [--seed S] [--device auto|cpu]\n"
+    "\n"
+    "  --model M     preset, config.json, diffusers UNet directory or pipeline root\n"
+    "  --inputs IN   input.sample [B,4,H,W], input.timestep [B], input.encoder_hidden_states\n"
+    "                [B,L,D], and for SDXL-style models input.text_embeds [B,T], input.time_ids\n"
+    "                [B,6]; float32, float16 or bfloat16\n"
+    "  --out OUT     writes 'output' (float32) and, with --features, one float32 tensor per\n"
+    "                feature point named by its diffusers module path\n"
+    "  --drop NAMES  run a student: the teacher without these transformer layers; its\n"
+    "                features carry the names of the teacher modules they were copied from\n"
+    "  --seed S      seed of the random weights of presets and bare configs (default 0)\n"
+    "  --device D    auto (default) or cpu; this build's forward runs on the CPU, in float32\n";
+
+typedef struct {
+    StOut *t;
+    int n, cap;
+} Features;
+
+static void keep_feature(void *ctx, const char *name, const Tensor *t) {
+    Features *f = ctx;
+    if (f->n == f->cap) f->t = xrealloc(f->t, (size_t)(f->cap = f->cap ? 2 * f->cap : 128) * sizeof *f->t);
+    StOut *o = &f->t[f->n++];
+    o->name = xstrdup(name);
+    o->ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) o->shape[i] = t->shape[i];
+    Tensor c = tensor_copy(t);
+    o->data = c.d;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cmd_forward(int argc, char **argv) {
+    const char *model = NULL, *inputs = NULL, *out = NULL, *features = NULL, *drop = NULL, *seed_s = "0",
+               *device = "auto";
+    const Opt opts[] = {{"--model", 1, &model}, {"--inputs", 1, &inputs}, {"--out", 1, &out},
+                        {"--features", 0, &features}, {"--drop", 1, &drop}, {"--seed", 1, &seed_s},
+                        {"--device", 1, &device}, {NULL, 0, NULL}};
+    int rc = cli_parse(argc, argv, opts, USAGE);
+    if (rc) return rc;
+    if (!model || !inputs || !out) return err_set(ERR_USAGE, "forward: --model, --inputs and --out are required (see unetlab forward --help)");
+    long seed;
+    if ((rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed))) return rc;
+    if (strcmp(device, "auto") && strcmp(device, "cpu"))
+        return err_set(ERR_USAGE, "option '--device': '%s' is not one of auto, cpu (this build's forward runs on the CPU)", device);
+    if (!strcmp(device, "auto") && device_cuda_built()) {
+        char desc[256];
+        if (device_probe(desc, sizeof desc) == 0) fprintf(stderr, "unetlab: %s; running on the CPU\n", desc);
+        else fprintf(stderr, "unetlab: GPU %s found; this build's forward runs on the CPU\n", desc);
+    }
+
+    ModelSource m;
+    Weights w = {0};
+    UnetInputs in = {0};
+    Features feats = {0};
+    Tensor y = {0};
+    ModuleTree teacher = {0};
+    Arch student;
+    if ((rc = model_resolve(&m, model))) goto done;
+    student = m.arch;
+    if (drop && (rc = plan_drop_list(&student, drop))) goto done;
+    if ((rc = unet_inputs_load(inputs, &m.arch, &in))) goto done;
+    Shape s = {(int)in.sample.shape[0], (int)in.sample.shape[2], (int)in.sample.shape[3],
+               (int)in.encoder_hidden_states.shape[1]};
+    unet_tree_build(&teacher, &m.arch, &s);
+    double t0 = now();
+    if ((rc = weights_load(&w, &m, &teacher, (uint64_t)seed))) goto done;
+    double t1 = now();
+    rc = unet_forward(&student, &w, &in, &y, features ? keep_feature : NULL, &feats);
+    double t2 = now();
+    if (rc) goto done;
+    fprintf(stderr, "unetlab: forward of %s%s on the CPU: batch %lld, latent %lldx%lld; weights %.2f s (%s), forward %.3f s\n",
+            model, drop ? " (student)" : "", (long long)in.sample.shape[0], (long long)in.sample.shape[2],
+            (long long)in.sample.shape[3], t1 - t0, w.origin, t2 - t1);
+    StOut *all = xmalloc((size_t)(feats.n + 1) * sizeof *all);
+    all[0] = (StOut){.name = "output", .ndim = 4, .data = y.d};
+    for (int i = 0; i < 4; i++) all[0].shape[i] = y.shape[i];
+    for (int i = 0; i < feats.n; i++) all[i + 1] = feats.t[i];
+    rc = st_write(out, all, feats.n + 1);
+    free(all);
+    if (!rc) printf("wrote %s: output %s%d features\n", out, "and ", feats.n);
+done:
+    for (int i = 0; i < feats.n; i++) { free((char *)feats.t[i].name); free((float *)feats.t[i].data); }
+    free(feats.t);
+    tensor_free(&y);
+    unet_inputs_free(&in);
+    weights_free(&w);
+    unet_tree_free(&teacher);
+    model_source_free(&m);
+    return rc;
+}

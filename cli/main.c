@@ -1,0 +1,112 @@
+/* unetlab: the command table. Every command returns an exit code (README.md,
+ * "Exit codes"); errors print one line "unetlab: error: ..." on stderr. */
+#include "cli.h"
+#include "err.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef UNETLAB_VERSION
+#define UNETLAB_VERSION "0.1.0"
+#endif
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} Command;
+
+static const Command COMMANDS[] = {
+    {"inspect", cmd_inspect, "module tree with exact parameter counts and MACs"},
+    {"forward", cmd_forward, "CPU forward of a teacher or a student; output and per-layer features"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: unetlab <command> [options]   (unetlab <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "  %-10s %s\n", "version", "version and build configuration");
+    fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad model (config/weights),\n"
+               "            4 bad input tensors, 5 output not writable, 6 database, 7 plan\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? ERR_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("unetlab %s (%s)\n", UNETLAB_VERSION,
+#ifdef UNETLAB_CUDA
+               "CUDA-enabled build"
+#else
+               "CPU-only build"
+#endif
+        );
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++) {
+        if (strcmp(argv[1], COMMANDS[i].name)) continue;
+        int rc = COMMANDS[i].fn(argc - 1, argv + 1);
+        if (rc < 0) return 0; /* --help */
+        if (rc) fprintf(stderr, "unetlab: error: %s\n", err_msg());
+        return rc;
+    }
+    fprintf(stderr, "unetlab: error: unknown command '%s' (see unetlab --help)\n", argv[1]);
+    return ERR_USAGE;
+}
+
+int cli_parse(int argc, char **argv, const Opt *opts, const char *usage_text) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage_text, stdout);
+            return -1;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        const Opt *o = NULL;
+        for (int k = 0; opts[k].name; k++)
+            if (strlen(opts[k].name) == len && !strncmp(opts[k].name, a, len)) o = &opts[k];
+        if (!o) return err_set(ERR_USAGE, "%s: unknown option '%.*s' (see unetlab %s --help)", argv[0], (int)len, a, argv[0]);
+        if (!o->takes_value) {
+            if (eq) return err_set(ERR_USAGE, "%s: option '%s' takes no value", argv[0], o->name);
+            *o->value = "1";
+        } else if (eq) {
+            *o->value = eq + 1;
+        } else {
+            if (i + 1 >= argc) return err_set(ERR_USAGE, "%s: option '%s' needs a value", argv[0], o->name);
+            *o->value = argv[++i];
+        }
+    }
+    return 0;
+}
+
+int cli_int(const char *flag, const char *s, long lo, long hi, long *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi)
+        return err_set(ERR_USAGE, "option '%s': '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int cli_format(const char *s, Format *f, int allow_csv) {
+    if (!strcmp(s, "text")) *f = FORMAT_TEXT;
+    else if (!strcmp(s, "json")) *f = FORMAT_JSON;
+    else if (allow_csv && !strcmp(s, "csv")) *f = FORMAT_CSV;
+    else return err_set(ERR_USAGE, "option '--format': '%s' is not one of text, json%s", s, allow_csv ? ", csv" : "");
+    return 0;
+}
+
+const char *cli_commas(int64_t v, char *buf, int size) {
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)(v < 0 ? -v : v)), o = 0;
+    if (v < 0 && o < size - 1) buf[o++] = '-';
+    for (int i = 0; i < n && o < size - 1; i++) {
+        if (i && (n - i) % 3 == 0 && o < size - 1) buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}

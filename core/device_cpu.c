@@ -1,0 +1,10 @@
+/* device for builds without nvcc: see device.h. */
+#include "device.h"
+#include <stdio.h>
+
+int device_probe(char *desc, int desc_size) {
+    snprintf(desc, (size_t)desc_size, "this build has no CUDA (built without nvcc)");
+    return 0;
+}
+
+int device_cuda_built(void) { return 0; }

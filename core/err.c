@@ -1,0 +1,84 @@
+/* err: see err.h. */
+#include "err.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char g_msg[1024];
+static _Thread_local int g_code;
+
+int err_set(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    va_end(ap);
+    g_code = code;
+    return code;
+}
+
+int err_wrap(int code, const char *fmt, ...) {
+    char prefix[512], old[sizeof g_msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, g_msg, sizeof old);
+    size_t n = strlen(prefix);
+    if (n >= sizeof g_msg) n = sizeof g_msg - 1;
+    memcpy(g_msg, prefix, n);
+    size_t m = strlen(old);
+    if (m > sizeof g_msg - 1 - n) m = sizeof g_msg - 1 - n;
+    memcpy(g_msg + n, old, m);
+    g_msg[n + m] = '\0';
+    g_code = code;
+    return code;
+}
+
+const char *err_msg(void) { return g_msg; }
+int err_code(void) { return g_code; }
+
+void die(const char *fmt, ...) {
+    va_list ap;
+    fputs("unetlab: fatal: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(ERR_RUNTIME);
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) die("out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    p = realloc(p, n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}

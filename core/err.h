@@ -1,0 +1,38 @@
+/* err: one error slot per thread, documented exit codes, checked allocation.
+ * Bad user input is returned up to the command as an ERR_* code with a one-line
+ * message (err_set); environment faults (out of memory) stop at once (die).
+ * Tested through every bad-input case in tests/test_safetensors.c, tests/cli.sh. */
+#ifndef UNETLAB_ERR_H
+#define UNETLAB_ERR_H
+#include <stddef.h>
+
+/* Exit codes of the unetlab command; README.md "Exit codes" lists the same. */
+enum {
+    ERR_OK = 0,
+    ERR_RUNTIME = 1, /* environment fault: out of memory, a library call failed */
+    ERR_USAGE = 2,   /* unknown command or flag, bad flag value */
+    ERR_MODEL = 3,   /* config.json or weights: unreadable, malformed, not matching */
+    ERR_INPUT = 4,   /* input / calibration tensors: unreadable, malformed, wrong shape */
+    ERR_OUTPUT = 5,  /* an output path cannot be written */
+    ERR_DB = 6,      /* database: corrupt, read-only, newer schema */
+    ERR_PLAN = 7,    /* a plan or a --drop name that does not fit the model */
+};
+
+/* Records a one-line message for the current error and returns code, so that
+ * callers can write `return err_set(ERR_MODEL, "...")`. */
+int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the recorded message with context ("'x.json': " + old), returns code. */
+int err_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *err_msg(void);
+int err_code(void);
+
+/* Environment faults: print "unetlab: fatal: ..." and exit(ERR_RUNTIME). */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* snprintf into a fresh buffer; caller frees. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

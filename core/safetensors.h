@@ -1,0 +1,57 @@
+/* safetensors: read (mmap + cJSON header, every offset and shape validated
+ * against the file) and write float32 tensors in the safetensors format.
+ * Tested by tests/test_safetensors.c (valid and malformed files made in the
+ * test) and fuzzed by tests/fuzz_safetensors.c. */
+#ifndef UNETLAB_SAFETENSORS_H
+#define UNETLAB_SAFETENSORS_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DTYPE_F32 = 0, DTYPE_F16, DTYPE_BF16 } Dtype;
+
+#define ST_MAX_DIMS 8
+
+typedef struct {
+    char *name;
+    Dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    size_t nbytes;
+    const void *data; /* inside the mapping (or the caller's buffer); may be unaligned */
+} StTensor;
+
+typedef struct {
+    char *path;     /* for messages */
+    void *map;      /* mmap of the whole file, NULL for st_parse on a caller's buffer */
+    size_t map_size;
+    int n;
+    StTensor *t;    /* sorted by name */
+} SafeTensors;
+
+/* Maps `path` and validates it. On failure returns `errcode` with a one-line
+ * message naming the file (err_msg) and leaves *st empty (st_close is safe). */
+int st_open(SafeTensors *st, const char *path, int errcode);
+/* Validates a file image already in memory; `buf` must outlive *st. */
+int st_parse(SafeTensors *st, const void *buf, size_t size, const char *label, int errcode);
+void st_close(SafeTensors *st);
+
+const StTensor *st_find(const SafeTensors *st, const char *name);
+size_t dtype_size(Dtype d);
+const char *dtype_name(Dtype d);
+/* Converts t's elements to float32 into out[t->numel]. */
+void st_to_f32(const StTensor *t, float *out);
+
+/* One float32 tensor to write. */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const float *data;
+} StOut;
+
+/* Writes n float32 tensors to path (via a temporary file and rename, so a
+ * failed write leaves no half file). Returns 0 or ERR_OUTPUT naming path. */
+int st_write(const char *path, const StOut *t, int n);
+
+#endif

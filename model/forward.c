@@ -1,0 +1,391 @@
+/* forward: see forward.h. Mirrors diffusers' UNet2DConditionModel.forward
+ * step by step; comments name the diffusers module each step stands for. */
+#include "forward.h"
+#include "err.h"
+#include "ops.h"
+#include "safetensors.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const Arch *a;
+    const Weights *w;
+    FeatureFn fn;
+    void *ctx;
+    int64_t B;
+    Tensor temb_act;          /* silu(emb) [B, time_embed_dim]: what every resnet projects */
+    const Tensor *enc;        /* [B, L, D] */
+} Fwd;
+
+#define NAME_LEN 512
+
+/* Formats a module path into buf[NAME_LEN]; paths are short, so a longer one is a bug. */
+static char *nm(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *nm(char *buf, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, NAME_LEN, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= NAME_LEN) die("internal: module path longer than %d bytes", NAME_LEN);
+    return buf;
+}
+
+/* The weight `prefix.leaf`; a missing one is a bug (weights_load checked the set). */
+static const float *W(const Fwd *f, const char *prefix, const char *leaf) {
+    char name[NAME_LEN];
+    nm(name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
+    const float *p = weights_find(f->w, name);
+    if (!p) die("internal: weight '%s' not loaded", name);
+    return p;
+}
+
+static void emit(const Fwd *f, const Tensor *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void emit(const Fwd *f, const Tensor *t, const char *fmt, ...) {
+    if (!f->fn) return;
+    char name[NAME_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(name, NAME_LEN, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= NAME_LEN) die("internal: module path longer than %d bytes", NAME_LEN);
+    f->fn(f->ctx, name, t);
+}
+
+/* torch.nn.Linear over the rows of x [..., K] -> new [rows, N] (ndim 2). */
+static Tensor linear(const Fwd *f, const char *prefix, const float *x, int64_t rows, int64_t K, int64_t N, int bias) {
+    Tensor y = tensor_new(2, rows, N, 0, 0);
+    op_linear(x, rows, K, W(f, prefix, "weight"), bias ? W(f, prefix, "bias") : NULL, N, y.d);
+    return y;
+}
+
+static Tensor conv(const Fwd *f, const char *prefix, const Tensor *x, int cout, int k, int stride) {
+    return op_conv2d(x, W(f, prefix, "weight"), W(f, prefix, "bias"), cout, k, stride, (k - 1) / 2);
+}
+
+/* ResnetBlock2D (time_embedding_norm "default"): x is borrowed, returns new. */
+static Tensor resnet(const Fwd *f, const char *p, const Tensor *x, int cout, float out_scale) {
+    const Arch *a = f->a;
+    char n[NAME_LEN];
+    int cin = (int)x->shape[1];
+    Tensor h = tensor_copy(x);
+    nm(n, "%s.norm1", p);
+    op_group_norm(&h, a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), a->norm_eps, 1);
+    nm(n, "%s.conv1", p);
+    Tensor h1 = conv(f, n, &h, cout, 3, 1);
+    tensor_free(&h);
+    nm(n, "%s.time_emb_proj", p);
+    Tensor t = linear(f, n, f->temb_act.d, f->B, a->time_embed_dim, cout, 1); /* [B, cout] */
+    int64_t S = h1.shape[2] * h1.shape[3];
+    for (int64_t b = 0; b < f->B; b++)
+        for (int64_t c = 0; c < cout; c++) {
+            float v = t.d[b * cout + c], *q = h1.d + (b * cout + c) * S;
+            for (int64_t s = 0; s < S; s++) q[s] += v;
+        }
+    tensor_free(&t);
+    nm(n, "%s.norm2", p);
+    op_group_norm(&h1, a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), a->norm_eps, 1);
+    nm(n, "%s.conv2", p);
+    Tensor h2 = conv(f, n, &h1, cout, 3, 1);
+    tensor_free(&h1);
+    int64_t cnt = tensor_numel(&h2);
+    if (cin != cout) {
+        nm(n, "%s.conv_shortcut", p);
+        Tensor sc = conv(f, n, x, cout, 1, 1);
+        op_add(h2.d, sc.d, cnt);
+        tensor_free(&sc);
+    } else {
+        op_add(h2.d, x->d, cnt);
+    }
+    if (out_scale != 1.0f)
+        for (int64_t i = 0; i < cnt; i++) h2.d[i] /= out_scale;
+    return h2;
+}
+
+/* Attention (AttnProcessor2_0): x [B*Nq, C] attends to ctx [B*Nk, D]; returns new [B*Nq, C]. */
+static Tensor attention(const Fwd *f, const char *p, const float *x, int64_t Nq, int64_t C, const float *ctx,
+                        int64_t Nk, int64_t D, int heads) {
+    char n[NAME_LEN];
+    int64_t B = f->B;
+    nm(n, "%s.to_q", p);
+    Tensor q = linear(f, n, x, B * Nq, C, C, 0);
+    nm(n, "%s.to_k", p);
+    Tensor k = linear(f, n, ctx, B * Nk, D, C, 0);
+    nm(n, "%s.to_v", p);
+    Tensor v = linear(f, n, ctx, B * Nk, D, C, 0);
+    Tensor o = tensor_new(2, B * Nq, C, 0, 0);
+    op_attention(q.d, k.d, v.d, B, Nq, Nk, C, heads, o.d);
+    tensor_free(&q);
+    tensor_free(&k);
+    tensor_free(&v);
+    nm(n, "%s.to_out.0", p);
+    Tensor y = linear(f, n, o.d, B * Nq, C, C, 1);
+    tensor_free(&o);
+    return y;
+}
+
+/* BasicTransformerBlock (layer_norm, GEGLU feed-forward), in place on h [B*N, C]. */
+static void basic_transformer(const Fwd *f, const char *p, float *h, int64_t N, int64_t C, const Block *b) {
+    char n[NAME_LEN];
+    int64_t rows = f->B * N, cnt = rows * C;
+    Tensor t = tensor_new(2, rows, C, 0, 0);
+    nm(n, "%s.norm1", p);
+    op_layer_norm(h, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, t.d);
+    nm(n, "%s.attn1", p);
+    Tensor a1 = attention(f, n, t.d, N, C, t.d, N, C, b->heads);
+    op_add(h, a1.d, cnt);
+    tensor_free(&a1);
+    nm(n, "%s.norm2", p);
+    op_layer_norm(h, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, t.d);
+    nm(n, "%s.attn2", p);
+    Tensor a2 = attention(f, n, t.d, N, C, f->enc->d, f->enc->shape[1], f->enc->shape[2], b->heads);
+    op_add(h, a2.d, cnt);
+    tensor_free(&a2);
+    nm(n, "%s.norm3", p);
+    op_layer_norm(h, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, t.d);
+    nm(n, "%s.ff.net.0.proj", p);
+    Tensor g = linear(f, n, t.d, rows, C, 8 * C, 1); /* [rows, 2 x 4C] */
+    Tensor gg = tensor_new(2, rows, 4 * C, 0, 0);
+    op_geglu(g.d, rows, 4 * C, gg.d);
+    tensor_free(&g);
+    nm(n, "%s.ff.net.2", p);
+    Tensor ff = linear(f, n, gg.d, rows, 4 * C, C, 1);
+    tensor_free(&gg);
+    op_add(h, ff.d, cnt);
+    tensor_free(&ff);
+    tensor_free(&t);
+}
+
+/* Transformer2DModel attentions.j of block b (teacher path `bp`): x borrowed, returns new. */
+static Tensor transformer2d(const Fwd *f, const char *bp, const Block *b, int j, const Tensor *x) {
+    const Arch *a = f->a;
+    char p[NAME_LEN], n[NAME_LEN];
+    nm(p, "%s.attentions.%d", bp, b->src_attn[j]);
+    int64_t B = f->B, C = x->shape[1], H = x->shape[2], Wd = x->shape[3], N = H * Wd;
+    Tensor h = tensor_copy(x);
+    nm(n, "%s.norm", p);
+    op_group_norm(&h, a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), 1e-6f, 0); /* eps fixed by diffusers */
+    Tensor seq = tensor_new(3, B, N, C, 0); /* [B, HW, C] */
+    nm(n, "%s.proj_in", p);
+    if (a->use_linear_projection) {
+        op_nchw_to_nlc(h.d, B, C, N, seq.d);
+        Tensor t = linear(f, n, seq.d, B * N, C, C, 1);
+        memcpy(seq.d, t.d, (size_t)(B * N * C) * sizeof(float));
+        tensor_free(&t);
+    } else {
+        Tensor t = conv(f, n, &h, (int)C, 1, 1);
+        op_nchw_to_nlc(t.d, B, C, N, seq.d);
+        tensor_free(&t);
+    }
+    tensor_free(&h);
+    for (int k = 0; k < b->depth[j]; k++) {
+        nm(n, "%s.transformer_blocks.%d", p, b->src_tb[j][k]);
+        basic_transformer(f, n, seq.d, N, C, b);
+        emit(f, &seq, "%s", n);
+    }
+    Tensor y = tensor_new(4, B, C, H, Wd);
+    nm(n, "%s.proj_out", p);
+    if (a->use_linear_projection) {
+        Tensor t = linear(f, n, seq.d, B * N, C, C, 1);
+        op_nlc_to_nchw(t.d, B, C, N, y.d);
+        tensor_free(&t);
+    } else {
+        op_nlc_to_nchw(seq.d, B, C, N, y.d);
+        Tensor t = conv(f, n, &y, (int)C, 1, 1);
+        tensor_free(&y);
+        y = t;
+    }
+    tensor_free(&seq);
+    op_add(y.d, x->d, tensor_numel(&y));
+    return y;
+}
+
+/* Replaces *h by g, freeing the old one. */
+static void take(Tensor *h, Tensor g) {
+    tensor_free(h);
+    *h = g;
+}
+
+int unet_check_inputs(const Arch *a, const UnetInputs *in) {
+    const Tensor *s = &in->sample;
+    int nd = 0;
+    for (int i = 0; i < a->n_blocks; i++) nd += a->down[i].sampler;
+    int64_t mult = (int64_t)1 << nd;
+    if (s->ndim != 4 || s->shape[1] != a->in_channels || s->shape[0] < 1)
+        return err_set(ERR_INPUT, "input 'input.sample': expected shape [B, %d, H, W]", a->in_channels);
+    if (s->shape[2] % mult || s->shape[3] % mult || s->shape[2] < 1 || s->shape[3] < 1)
+        return err_set(ERR_INPUT, "input 'input.sample': height and width must be multiples of %lld (the UNet downsamples %d times), got %lld x %lld",
+                       (long long)mult, nd, (long long)s->shape[2], (long long)s->shape[3]);
+    int64_t B = s->shape[0];
+    const Tensor *t = &in->timestep;
+    if (!(t->ndim == 1 && (t->shape[0] == B || t->shape[0] == 1)) && !(t->ndim == 0 && t->d))
+        return err_set(ERR_INPUT, "input 'input.timestep': expected shape [%lld] or [1]", (long long)B);
+    int cross = 0;
+    for (int i = 0; i < a->n_blocks; i++) {
+        if (a->down[i].n_attn) cross = a->down[i].cross_dim;
+        if (a->up[i].n_attn) cross = a->up[i].cross_dim;
+    }
+    if (a->has_mid && a->mid.n_attn) cross = a->mid.cross_dim;
+    const Tensor *e = &in->encoder_hidden_states;
+    if (e->ndim != 3 || e->shape[0] != B || e->shape[1] < 1 || (cross && e->shape[2] != cross))
+        return err_set(ERR_INPUT, "input 'input.encoder_hidden_states': expected shape [%lld, L, %d]", (long long)B, cross);
+    for (int i = 0; i < a->n_blocks; i++)
+        if ((a->down[i].n_attn && a->down[i].cross_dim != cross) || (a->up[i].n_attn && a->up[i].cross_dim != cross))
+            return err_set(ERR_INPUT, "model has per-block cross_attention_dim values; one encoder_hidden_states cannot feed them all");
+    if (a->text_time) {
+        const Tensor *te = &in->text_embeds, *ti = &in->time_ids;
+        if (ti->ndim != 2 || ti->shape[0] != B)
+            return err_set(ERR_INPUT, "input 'input.time_ids': expected shape [%lld, 6]", (long long)B);
+        int64_t want = a->add_in_dim - ti->shape[1] * a->add_time_dim;
+        if (te->ndim != 2 || te->shape[0] != B || te->shape[1] != want)
+            return err_set(ERR_INPUT, "input 'input.text_embeds': expected shape [%lld, %lld] (projection_class_embeddings_input_dim %d - %lld time ids x %d)",
+                           (long long)B, (long long)want, a->add_in_dim, (long long)ti->shape[1], a->add_time_dim);
+    }
+    return 0;
+}
+
+/* Down, mid and up blocks run through one routine; `skips` is the stack of
+ * down-path outputs that the up path concatenates. */
+typedef struct {
+    Tensor t[1 + MAX_BLOCKS * (MAX_LAYERS + 1)];
+    int n;
+} Skips;
+
+static void run_block(const Fwd *f, const char *bp, const Block *b, Tensor *h, Skips *sk, float out_scale) {
+    int up = b->type == BLOCK_UP || b->type == BLOCK_CROSSATTN_UP;
+    int down = b->type == BLOCK_DOWN || b->type == BLOCK_CROSSATTN_DOWN;
+    int mid = !up && !down;
+    char p[NAME_LEN];
+    for (int j = 0; j < b->n_resnets; j++) {
+        if (mid && j > 0) { /* UNetMidBlock2DCrossAttn: resnet, then (attention, resnet) pairs */
+            take(h, transformer2d(f, bp, b, j - 1, h));
+            emit(f, h, "%s.attentions.%d", bp, b->src_attn[j - 1]);
+        }
+        if (up) {
+            Tensor s = sk->t[--sk->n];
+            take(h, op_concat_channels(h, &s));
+            tensor_free(&s);
+        }
+        nm(p, "%s.resnets.%d", bp, b->src_resnet[j]);
+        take(h, resnet(f, p, h, b->out_ch, out_scale));
+        emit(f, h, "%s", p);
+        if (!mid && j < b->n_attn) {
+            take(h, transformer2d(f, bp, b, j, h));
+            emit(f, h, "%s.attentions.%d", bp, b->src_attn[j]);
+        }
+        if (down) sk->t[sk->n++] = tensor_copy(h);
+    }
+    if (b->sampler) {
+        nm(p, "%s.%s.0.conv", bp, down ? "downsamplers" : "upsamplers");
+        if (down) take(h, conv(f, p, h, b->out_ch, 3, 2));
+        else {
+            take(h, op_upsample2x(h));
+            take(h, conv(f, p, h, b->out_ch, 3, 1));
+        }
+        emit(f, h, "%s.%s.0", bp, down ? "downsamplers" : "upsamplers");
+        if (down) sk->t[sk->n++] = tensor_copy(h);
+    }
+    emit(f, h, "%s", bp);
+}
+
+int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx) {
+    int rc = unet_check_inputs(a, in);
+    if (rc) return rc;
+    Fwd f = {a, w, fn, ctx, in->sample.shape[0], {0}, &in->encoder_hidden_states};
+    int64_t B = f.B;
+    int C0 = a->block_out[0], T = a->time_embed_dim;
+
+    /* time_proj + time_embedding */
+    float *ts = xmalloc((size_t)B * sizeof(float));
+    for (int64_t b = 0; b < B; b++) ts[b] = in->timestep.d[in->timestep.ndim && in->timestep.shape[0] == B ? b : 0];
+    Tensor temb = tensor_new(2, B, C0, 0, 0);
+    op_timestep_embedding(ts, B, C0, a->flip_sin_to_cos, a->freq_shift, temb.d);
+    free(ts);
+    Tensor e1 = linear(&f, "time_embedding.linear_1", temb.d, B, C0, T, 1);
+    op_silu(e1.d, B * T);
+    Tensor emb = linear(&f, "time_embedding.linear_2", e1.d, B, T, T, 1);
+    tensor_free(&e1);
+    tensor_free(&temb);
+    if (a->text_time) { /* add_time_proj + add_embedding on [text_embeds, sinusoid(time_ids)] */
+        int64_t nid = in->time_ids.shape[1], te = in->text_embeds.shape[1], D = a->add_time_dim;
+        Tensor tid = tensor_new(2, B * nid, D, 0, 0);
+        op_timestep_embedding(in->time_ids.d, B * nid, (int)D, a->flip_sin_to_cos, a->freq_shift, tid.d);
+        Tensor cat = tensor_new(2, B, a->add_in_dim, 0, 0);
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(cat.d + b * a->add_in_dim, in->text_embeds.d + b * te, (size_t)te * sizeof(float));
+            memcpy(cat.d + b * a->add_in_dim + te, tid.d + b * nid * D, (size_t)(nid * D) * sizeof(float));
+        }
+        tensor_free(&tid);
+        Tensor a1 = linear(&f, "add_embedding.linear_1", cat.d, B, a->add_in_dim, T, 1);
+        op_silu(a1.d, B * T);
+        Tensor a2 = linear(&f, "add_embedding.linear_2", a1.d, B, T, T, 1);
+        op_add(emb.d, a2.d, B * T);
+        tensor_free(&cat);
+        tensor_free(&a1);
+        tensor_free(&a2);
+    }
+    op_silu(emb.d, B * T); /* each resnet applies SiLU to temb before time_emb_proj */
+    f.temb_act = emb;
+
+    Tensor h = tensor_copy(&in->sample);
+    if (a->center_input_sample)
+        for (int64_t i = 0; i < tensor_numel(&h); i++) h.d[i] = 2 * h.d[i] - 1;
+    take(&h, conv(&f, "conv_in", &h, C0, a->conv_in_kernel, 1));
+    Skips sk = {.n = 0};
+    sk.t[sk.n++] = tensor_copy(&h);
+    char bp[64];
+    for (int i = 0; i < a->n_blocks; i++) {
+        nm(bp, "down_blocks.%d", i);
+        run_block(&f, bp, &a->down[i], &h, &sk, 1.0f);
+    }
+    if (a->has_mid) run_block(&f, "mid_block", &a->mid, &h, &sk, a->mid_scale);
+    for (int i = 0; i < a->n_blocks; i++) {
+        nm(bp, "up_blocks.%d", i);
+        run_block(&f, bp, &a->up[i], &h, &sk, 1.0f);
+    }
+    while (sk.n) tensor_free(&sk.t[--sk.n]); /* a student may leave skips unused */
+    op_group_norm(&h, a->norm_groups, W(&f, "conv_norm_out", "weight"), W(&f, "conv_norm_out", "bias"), a->norm_eps, 1);
+    *out = conv(&f, "conv_out", &h, a->out_channels, a->conv_out_kernel, 1);
+    tensor_free(&h);
+    tensor_free(&f.temb_act);
+    return 0;
+}
+
+/* Reads tensor `name` of an inputs file into a float32 Tensor; ERR_INPUT if missing. */
+static int read_input(const SafeTensors *st, const char *name, int required, Tensor *out) {
+    memset(out, 0, sizeof *out);
+    const StTensor *t = st_find(st, name);
+    if (!t) return required ? err_set(ERR_INPUT, "'%s': missing tensor '%s'", st->path, name) : 0;
+    if (t->ndim > TENSOR_MAX_DIMS) return err_set(ERR_INPUT, "'%s': tensor '%s' has %d dimensions", st->path, name, t->ndim);
+    out->ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) out->shape[i] = t->shape[i];
+    out->d = xmalloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+    st_to_f32(t, out->d);
+    return 0;
+}
+
+int unet_inputs_load(const char *path, const Arch *a, UnetInputs *in) {
+    memset(in, 0, sizeof *in);
+    SafeTensors st;
+    int rc = st_open(&st, path, ERR_INPUT);
+    if (rc) return rc;
+    if (!rc) rc = read_input(&st, "input.sample", 1, &in->sample);
+    if (!rc) rc = read_input(&st, "input.timestep", 1, &in->timestep);
+    if (!rc) rc = read_input(&st, "input.encoder_hidden_states", 1, &in->encoder_hidden_states);
+    if (!rc) rc = read_input(&st, "input.text_embeds", a->text_time, &in->text_embeds);
+    if (!rc) rc = read_input(&st, "input.time_ids", a->text_time, &in->time_ids);
+    st_close(&st);
+    if (!rc && (rc = unet_check_inputs(a, in))) err_wrap(rc, "'%s': ", path);
+    return rc;
+}
+
+void unet_inputs_free(UnetInputs *in) {
+    tensor_free(&in->sample);
+    tensor_free(&in->timestep);
+    tensor_free(&in->encoder_hidden_states);
+    tensor_free(&in->text_embeds);
+    tensor_free(&in->time_ids);
+}
+

@@ -1,0 +1,35 @@
+/* forward: the UNet2DConditionModel forward on the CPU, in float32, for any
+ * Arch (teacher or student), with a feature observer called at every feature
+ * point: each resnet, attention (Transformer2DModel), transformer layer,
+ * down/upsampler, block output and the mid block. Features are named after
+ * the teacher module the student's module was copied from, so teacher and
+ * student features compare by name. Tested by tests/test_fixtures.c against
+ * diffusers' float64 references. */
+#ifndef UNETLAB_FORWARD_H
+#define UNETLAB_FORWARD_H
+#include "config.h"
+#include "tensor.h"
+#include "weights.h"
+
+typedef struct {
+    Tensor sample;        /* [B, in_channels, H, W] */
+    Tensor timestep;      /* [B] (or [1]: broadcast) */
+    Tensor encoder_hidden_states; /* [B, L, cross_attention_dim] */
+    Tensor text_embeds;   /* [B, T] (text_time models) */
+    Tensor time_ids;      /* [B, 6] (text_time models) */
+} UnetInputs;
+
+/* Called at each feature point; t is borrowed for the duration of the call. */
+typedef void (*FeatureFn)(void *ctx, const char *name, const Tensor *t);
+
+/* Checks the inputs against the Arch: ERR_INPUT naming the tensor and the
+ * shape expected. */
+int unet_check_inputs(const Arch *a, const UnetInputs *in);
+/* Reads input.* tensors of an io/calibration safetensors file (float32, float16
+ * or bfloat16) and checks them against a. ERR_INPUT naming the file. */
+int unet_inputs_load(const char *path, const Arch *a, UnetInputs *in);
+void unet_inputs_free(UnetInputs *in);
+/* Runs the forward; *out gets a new [B, out_channels, H, W] tensor. */
+int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx);
+
+#endif

@@ -1,0 +1,46 @@
+/* unet: the module tree of an Arch, as data. Every module carries its diffusers
+ * name (exactly named_modules()'s string), its class name, its parameter count
+ * and its MACs at a given input size, counted the way torch's FlopCounterMode
+ * counts them (convolutions, linears, attention matmuls; FLOPs = 2 x MACs).
+ * The tensor list it makes is the one source of truth for which weights a
+ * checkpoint must hold. Tested by tests/test_unet.c against diffusers' counts. */
+#ifndef UNETLAB_UNET_H
+#define UNETLAB_UNET_H
+#include "config.h"
+#include <stdint.h>
+
+typedef struct {
+    int batch, height, width; /* latent height, width (pixels / 8) */
+    int tokens;               /* encoder_hidden_states length */
+} Shape;
+
+typedef struct {
+    char *name;        /* "" for the root */
+    const char *kind;  /* diffusers / torch class name */
+    int parent;        /* -1 for the root */
+    int depth;         /* root 0 */
+    int64_t params;    /* including children */
+    int64_t macs;      /* including children */
+} Module;
+
+typedef struct {
+    char *name;        /* name in this model's state dict */
+    char *src;         /* name of the teacher tensor it is copied from */
+    int ndim;
+    int64_t shape[4];
+    int module;        /* index of the owning leaf module */
+} TensorSpec;
+
+typedef struct {
+    Module *m;
+    int n_modules, cap_modules;
+    TensorSpec *t;
+    int n_tensors, cap_tensors;
+} ModuleTree;
+
+/* Builds the tree of `a` at shape `s`. Modules are in named_modules() order. */
+void unet_tree_build(ModuleTree *tree, const Arch *a, const Shape *s);
+void unet_tree_free(ModuleTree *tree);
+int unet_tree_find(const ModuleTree *tree, const char *name); /* -1 if absent */
+
+#endif

@@ -1,0 +1,227 @@
+/* weights: see weights.h. */
+#include "weights.h"
+#include "err.h"
+#include "rng.h"
+#include "safetensors.h"
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int is_dir(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISDIR(s.st_mode); }
+static int is_file(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISREG(s.st_mode); }
+
+int model_resolve(ModelSource *m, const char *spec) {
+    memset(m, 0, sizeof *m);
+    m->spec = xstrdup(spec);
+    const char *preset = config_preset(spec);
+    int rc;
+    if (preset && !is_dir(spec) && !is_file(spec)) {
+        m->config_label = xasprintf("preset %s", spec);
+        rc = config_parse(&m->arch, preset, strlen(preset), m->config_label);
+    } else if (is_file(spec)) {
+        m->config_label = xstrdup(spec);
+        rc = config_load(&m->arch, spec);
+    } else if (is_dir(spec)) {
+        char *unet = xasprintf("%s/unet", spec), *cfg = xasprintf("%s/config.json", spec);
+        char *ucfg = xasprintf("%s/config.json", unet);
+        if (is_file(cfg)) { m->dir = xstrdup(spec); m->config_label = cfg; cfg = NULL; }
+        else if (is_file(ucfg)) { m->dir = unet; unet = NULL; m->config_label = ucfg; ucfg = NULL; }
+        free(unet); free(cfg); free(ucfg);
+        if (!m->dir) return err_set(ERR_MODEL, "'%s': no config.json (nor unet/config.json) in this directory", spec);
+        rc = config_load(&m->arch, m->config_label);
+    } else {
+        const char *const *names = config_preset_names();
+        char list[256] = "";
+        for (int i = 0; names[i]; i++) {
+            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+            strncat(list, names[i], sizeof list - strlen(list) - 1);
+        }
+        return err_set(ERR_MODEL, "'%s': no such file, directory or preset (presets: %s)", spec, list);
+    }
+    return rc;
+}
+
+void model_source_free(ModelSource *m) {
+    free(m->spec);
+    free(m->config_label);
+    free(m->dir);
+    memset(m, 0, sizeof *m);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Initial scale of a random tensor: weights ~ N(0, 1/fan_in) keep activations
+ * of a deep random UNet finite; norm scales ~ N(1, 0.1); biases ~ N(0, 0.02). */
+static void draw(const TensorSpec *s, uint64_t seed, float *out, int64_t n) {
+    Rng r = rng_for(seed, s->src);
+    const char *leaf = strrchr(s->name, '.');
+    int is_bias = leaf && !strcmp(leaf, ".bias");
+    int is_norm = strstr(s->name, "norm") != NULL && s->ndim == 1;
+    if (is_norm && !is_bias) rng_normal(&r, out, n, 1.0f, 0.1f);
+    else if (is_bias) rng_normal(&r, out, n, 0.0f, 0.02f);
+    else {
+        int64_t fan_in = 1;
+        for (int i = 1; i < s->ndim; i++) fan_in *= s->shape[i];
+        rng_normal(&r, out, n, 0.0f, (float)(1.0 / sqrt((double)fan_in)));
+    }
+}
+
+static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++) n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+/* The weight files of a diffusers UNet directory: one file or an index's shards. */
+static int weight_files(const char *dir, char ***files, int *nfiles) {
+    static const char *const single[] = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"};
+    static const char *const index[] = {"diffusion_pytorch_model.safetensors.index.json",
+                                        "diffusion_pytorch_model.fp16.safetensors.index.json"};
+    *files = NULL;
+    *nfiles = 0;
+    for (int i = 0; i < 2; i++) {
+        char *p = xasprintf("%s/%s", dir, single[i]);
+        if (is_file(p)) { *files = xmalloc(sizeof(char *)); (*files)[0] = p; *nfiles = 1; return 0; }
+        free(p);
+    }
+    for (int i = 0; i < 2; i++) {
+        char *p = xasprintf("%s/%s", dir, index[i]);
+        if (!is_file(p)) { free(p); continue; }
+        FILE *f = fopen(p, "rb");
+        if (!f) { int rc = err_set(ERR_MODEL, "cannot read '%s': %s", p, strerror(errno)); free(p); return rc; }
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = xmalloc((size_t)(len > 0 ? len : 1));
+        size_t got = fread(buf, 1, (size_t)(len > 0 ? len : 0), f);
+        fclose(f);
+        cJSON *root = cJSON_ParseWithLength(buf, got);
+        free(buf);
+        const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+        if (!cJSON_IsObject(wm)) {
+            cJSON_Delete(root);
+            int rc = err_set(ERR_MODEL, "'%s': field 'weight_map': missing or not an object", p);
+            free(p);
+            return rc;
+        }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, wm) {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) {
+                int rc = err_set(ERR_MODEL, "'%s': field 'weight_map': entry '%s' is not a file name in this directory", p, e->string);
+                cJSON_Delete(root);
+                free(p);
+                return rc;
+            }
+            int seen = 0;
+            char *full = xasprintf("%s/%s", dir, e->valuestring);
+            for (int k = 0; k < *nfiles; k++) seen |= !strcmp((*files)[k], full);
+            if (seen) { free(full); continue; }
+            *files = xrealloc(*files, (size_t)(*nfiles + 1) * sizeof(char *));
+            (*files)[(*nfiles)++] = full;
+        }
+        cJSON_Delete(root);
+        free(p);
+        return 0;
+    }
+    return err_set(ERR_MODEL, "'%s': no diffusion_pytorch_model[.fp16].safetensors nor .safetensors.index.json", dir);
+}
+
+int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint64_t seed) {
+    memset(w, 0, sizeof *w);
+    int n = tree->n_tensors, rc = 0;
+    /* sorted index of the tree's tensors */
+    const TensorSpec **spec = xmalloc((size_t)n * sizeof *spec);
+    for (int i = 0; i < n; i++) spec[i] = &tree->t[i];
+    w->n = n;
+    w->names = xcalloc((size_t)n, sizeof(char *));
+    w->data = xcalloc((size_t)n, sizeof(float *));
+    w->numel = xcalloc((size_t)n, sizeof(int64_t));
+    for (int i = 0; i < n; i++) w->names[i] = spec[i]->src;
+    qsort(w->names, (size_t)n, sizeof(char *), cmp_str);
+    for (int i = 0; i < n; i++) w->names[i] = xstrdup(w->names[i]);
+
+    if (!m->dir) {
+        w->origin = xasprintf("random normal weights (seed %llu)", (unsigned long long)seed);
+        for (int i = 0; i < n; i++) {
+            const TensorSpec *s = spec[i];
+            int64_t cnt = 1;
+            for (int d = 0; d < s->ndim; d++) cnt *= s->shape[d];
+            float *buf = xmalloc((size_t)cnt * sizeof(float));
+            draw(s, seed, buf, cnt);
+            char **slot = bsearch(&s->src, w->names, (size_t)n, sizeof(char *), cmp_str);
+            w->data[slot - w->names] = buf;
+            w->numel[slot - w->names] = cnt;
+        }
+        free(spec);
+        return 0;
+    }
+
+    char **files;
+    int nf;
+    if ((rc = weight_files(m->dir, &files, &nf))) { free(spec); weights_free(w); return rc; }
+    SafeTensors *st = xcalloc((size_t)nf, sizeof *st);
+    size_t olen = 0;
+    for (int f = 0; f < nf && !rc; f++) {
+        rc = st_open(&st[f], files[f], ERR_MODEL);
+        olen += strlen(files[f]) + 2;
+    }
+    w->origin = xcalloc(olen + 1, 1);
+    for (int f = 0; f < nf; f++) {
+        if (f) strcat(w->origin, ", ");
+        strcat(w->origin, files[f]);
+    }
+    /* every tensor the config implies: present, of that shape */
+    for (int i = 0; i < n && !rc; i++) {
+        const TensorSpec *s = spec[i];
+        const StTensor *t = NULL;
+        int f;
+        for (f = 0; f < nf && !t; f++) t = st_find(&st[f], s->src);
+        char want[96], got[96];
+        shape_str(s->shape, s->ndim, want, sizeof want);
+        if (!t) { rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (config expects %s)", nf == 1 ? files[0] : m->dir, s->src, want); break; }
+        int same = t->ndim == s->ndim;
+        for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
+        if (!same) {
+            shape_str(t->shape, t->ndim, got, sizeof got);
+            rc = err_set(ERR_MODEL, "'%s': tensor '%s' has shape %s, config expects %s", files[f - 1], s->src, got, want);
+            break;
+        }
+        char **slot = bsearch(&s->src, w->names, (size_t)n, sizeof(char *), cmp_str);
+        float *buf = xmalloc((size_t)t->numel * sizeof(float));
+        st_to_f32(t, buf);
+        w->data[slot - w->names] = buf;
+        w->numel[slot - w->names] = t->numel;
+    }
+    /* nothing in the files that the config does not describe */
+    for (int f = 0; f < nf && !rc; f++)
+        for (int k = 0; k < st[f].n && !rc; k++)
+            if (!bsearch(&st[f].t[k].name, w->names, (size_t)n, sizeof(char *), cmp_str))
+                rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
+    for (int f = 0; f < nf; f++) { st_close(&st[f]); free(files[f]); }
+    free(st);
+    free(files);
+    free(spec);
+    if (rc) weights_free(w);
+    return rc;
+}
+
+void weights_free(Weights *w) {
+    for (int i = 0; i < w->n; i++) {
+        free(w->names[i]);
+        free(w->data[i]);
+    }
+    free(w->names);
+    free(w->data);
+    free(w->numel);
+    free(w->origin);
+    memset(w, 0, sizeof *w);
+}
+
+const float *weights_find(const Weights *w, const char *name) {
+    char **slot = bsearch(&name, w->names, (size_t)w->n, sizeof(char *), cmp_str);
+    return slot ? w->data[slot - w->names] : NULL;
+}

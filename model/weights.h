@@ -1,0 +1,40 @@
+/* weights: where a model comes from (--model M) and its float32 weights.
+ * M is a built-in preset name, a config.json, a diffusers UNet directory
+ * (config.json + diffusion_pytorch_model[.fp16].safetensors, or sharded with
+ * an .index.json), or a pipeline root with unet/ inside. Presets and bare
+ * configs get seeded normal random weights. Loaded tensors are checked against
+ * the module tree: a missing, extra or mis-shaped tensor is ERR_MODEL naming
+ * it. Tested by tests/test_fixtures.c and tests/cli.sh. */
+#ifndef UNETLAB_WEIGHTS_H
+#define UNETLAB_WEIGHTS_H
+#include "config.h"
+#include "unet.h"
+#include <stdint.h>
+
+typedef struct {
+    char *spec;          /* what the user gave */
+    char *config_label;  /* config.json path, or "preset NAME" */
+    char *dir;           /* directory holding the weights; NULL for random weights */
+    Arch arch;
+} ModelSource;
+
+/* Resolves spec and parses its config. ERR_MODEL naming the path on failure. */
+int model_resolve(ModelSource *m, const char *spec);
+void model_source_free(ModelSource *m);
+
+typedef struct {
+    int n;
+    char **names;   /* sorted, teacher tensor names */
+    float **data;
+    int64_t *numel;
+    char *origin;   /* "random (seed N)" or the weight file(s) */
+} Weights;
+
+/* Loads (or, without a weights directory, draws with `seed`) every tensor of
+ * `tree` (a teacher's tree) as float32. */
+int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint64_t seed);
+void weights_free(Weights *w);
+/* The tensor of that name; NULL if there is none. */
+const float *weights_find(const Weights *w, const char *name);
+
+#endif

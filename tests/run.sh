@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test program and the CLI tests of build dir $1, sums their
+# "N passed, N failed" lines and prints the total last. Exit 1 on any failure.
+set -u
+build=${1:-build}
+pass=0; fail=0; broken=()
+for t in "$build"/tests/test_*; do
+  [ -x "$t" ] || continue
+  out=$("$t" 2>&1); rc=$?
+  line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  printf '%s\n' "${line:-$(basename "$t"): no result line (exit $rc)}"
+  if [ -n "$line" ]; then
+    p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+    pass=$((pass + p)); fail=$((fail + f))
+  fi
+  if [ $rc -ne 0 ] || [ -z "$line" ]; then
+    broken+=("$(basename "$t")"); printf '%s\n' "$out" | grep -v -E '^[a-z_]+: [0-9]+ passed' | tail -n 30
+    [ -z "$line" ] && fail=$((fail + 1))
+  fi
+done
+out=$(tests/cli.sh "$build/unetlab" 2>&1); rc=$?
+line=$(printf '%s\n' "$out" | tail -n 1)
+printf '%s\n' "$line"
+p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+pass=$((pass + ${p:-0})); fail=$((fail + ${f:-1}))
+[ $rc -ne 0 ] && { broken+=(cli.sh); printf '%s\n' "$out" | grep -E '^(FAIL|---)' | head -40; }
+echo
+[ ${#broken[@]} -gt 0 ] && echo "failing: ${broken[*]}"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ] && [ ${#broken[@]} -eq 0 ]

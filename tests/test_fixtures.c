@@ -1,0 +1,174 @@
+/* test_fixtures: the whole CPU forward against diffusers. For each fixture in
+ * tests/fixtures/ (made by diffusers in float64: config.json, fp16 weights,
+ * io.safetensors, expected.json), the teacher's output and every feature must
+ * be within 1e-4 relative L2 error of the reference; each student (expected.json)
+ * must match its reference output, its parameter count, and every per-point MSE
+ * against the teacher within 1e-4 relative (1e-9 absolute where it is 0). */
+#include "test.h"
+#include "err.h"
+#include "forward.h"
+#include "plan.h"
+#include "safetensors.h"
+#include "unet.h"
+#include "weights.h"
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#ifndef FIXTURES
+#define FIXTURES "tests/fixtures"
+#endif
+
+typedef struct {
+    const SafeTensors *io;
+    int n_checked;
+    double worst;
+    char worst_name[256];
+    cJSON *mse;            /* student: name -> MSE against teacher.<name> */
+} Ctx;
+
+static float *ref(const SafeTensors *io, const char *name, int64_t numel) {
+    const StTensor *t = st_find(io, name);
+    if (!t || t->numel != numel) return NULL;
+    float *d = malloc((size_t)numel * sizeof(float));
+    st_to_f32(t, d);
+    return d;
+}
+
+static double rel_l2(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) { double d = (double)a[i] - b[i]; num += d * d; den += (double)b[i] * b[i]; }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void on_teacher_feature(void *p, const char *name, const Tensor *t) {
+    Ctx *c = p;
+    char key[300];
+    snprintf(key, sizeof key, "teacher.%s", name);
+    int64_t n = tensor_numel(t);
+    float *r = ref(c->io, key, n);
+    CHECK_MSG(r != NULL, "no reference '%s' of %lld elements", key, (long long)n);
+    if (!r) return;
+    double e = rel_l2(t->d, r, n);
+    CHECK_MSG(e <= 1e-4, "%s: relative L2 error %.3g", name, e);
+    if (e > c->worst) { c->worst = e; snprintf(c->worst_name, sizeof c->worst_name, "%s", name); }
+    c->n_checked++;
+    free(r);
+}
+
+static void on_student_feature(void *p, const char *name, const Tensor *t) {
+    Ctx *c = p;
+    char key[300];
+    snprintf(key, sizeof key, "teacher.%s", name);
+    int64_t n = tensor_numel(t);
+    float *r = ref(c->io, key, n);
+    if (!r) return; /* transformer layers are compared through their attentions */
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) { double d = (double)t->d[i] - r[i]; s += d * d; }
+    cJSON_AddNumberToObject(c->mse, name, s / (double)n);
+    free(r);
+}
+
+static void run_fixture(const char *name) {
+    char dir[256], io_path[300], exp_path[300];
+    snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
+    snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
+    snprintf(exp_path, sizeof exp_path, "%s/expected.json", dir);
+    ModelSource m;
+    int rc = model_resolve(&m, dir);
+    CHECK_MSG(rc == 0, "%s: %s", dir, err_msg());
+    if (rc) return;
+    SafeTensors io;
+    rc = st_open(&io, io_path, ERR_INPUT);
+    CHECK_MSG(rc == 0, "%s", err_msg());
+    UnetInputs in;
+    rc = unet_inputs_load(io_path, &m.arch, &in);
+    CHECK_MSG(rc == 0, "%s", err_msg());
+    Shape s = {(int)in.sample.shape[0], (int)in.sample.shape[2], (int)in.sample.shape[3], (int)in.encoder_hidden_states.shape[1]};
+    ModuleTree tree;
+    unet_tree_build(&tree, &m.arch, &s);
+    Weights w;
+    rc = weights_load(&w, &m, &tree, 0);
+    CHECK_MSG(rc == 0, "%s", err_msg());
+
+    /* teacher: output and every feature point in io.safetensors */
+    Ctx c = {.io = &io};
+    Tensor y;
+    rc = unet_forward(&m.arch, &w, &in, &y, on_teacher_feature, &c);
+    CHECK(rc == 0);
+    float *r = ref(&io, "output", tensor_numel(&y));
+    CHECK(r != NULL);
+    double e = r ? rel_l2(y.d, r, tensor_numel(&y)) : 1;
+    CHECK_MSG(e <= 1e-4, "%s output: relative L2 error %.3g", name, e);
+    int n_ref = 0;
+    for (int i = 0; i < io.n; i++) n_ref += !strncmp(io.t[i].name, "teacher.", 8);
+    CHECK_MSG(c.n_checked == n_ref, "%s: %d features compared, the reference has %d", name, c.n_checked, n_ref);
+    fprintf(stderr, "%s teacher: output rel L2 %.2e, %d features, worst %.2e (%s)\n", name, e, c.n_checked, c.worst, c.worst_name);
+    free(r);
+    tensor_free(&y);
+
+    /* students */
+    FILE *f = fopen(exp_path, "rb");
+    CHECK(f != NULL);
+    char *buf = calloc(1, 1 << 20);
+    size_t len = f ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    if (f) fclose(f);
+    cJSON *exp = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    CHECK(exp != NULL);
+    CHECK_EQ_LL(tree.m[0].params, cJSON_GetObjectItem(exp, "total_params")->valuedouble);
+    const cJSON *st;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItem(exp, "students")) {
+        Arch a = m.arch;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, cJSON_GetObjectItem(st, "drop")) CHECK(plan_drop_layer(&a, d->valuestring) == 0);
+        ModuleTree stree;
+        unet_tree_build(&stree, &a, &s);
+        CHECK_EQ_LL(stree.m[0].params, cJSON_GetObjectItem(st, "total_params")->valuedouble);
+        unet_tree_free(&stree);
+        Ctx sc = {.io = &io, .mse = cJSON_CreateObject()};
+        rc = unet_forward(&a, &w, &in, &y, on_student_feature, &sc);
+        CHECK(rc == 0);
+        char key[256];
+        snprintf(key, sizeof key, "student.%s.output", st->string);
+        r = ref(&io, key, tensor_numel(&y));
+        CHECK_MSG(r != NULL, "%s", key);
+        e = r ? rel_l2(y.d, r, tensor_numel(&y)) : 1;
+        CHECK_MSG(e <= 1e-4, "%s %s output: relative L2 error %.3g", name, st->string, e);
+        const float *tout = NULL;
+        float *tref = ref(&io, "output", tensor_numel(&y));
+        tout = tref;
+        double out_mse = 0;
+        for (int64_t i = 0; tout && i < tensor_numel(&y); i++) { double dd = (double)y.d[i] - tout[i]; out_mse += dd * dd; }
+        cJSON_AddNumberToObject(sc.mse, "output", out_mse / (double)tensor_numel(&y));
+        free(tref);
+        free(r);
+        tensor_free(&y);
+        const cJSON *pt;
+        int n_pts = 0;
+        double worst = 0;
+        cJSON_ArrayForEach(pt, cJSON_GetObjectItem(st, "mse")) {
+            const cJSON *got = cJSON_GetObjectItem(sc.mse, pt->string);
+            CHECK_MSG(got != NULL, "%s %s: no feature point '%s'", name, st->string, pt->string);
+            if (!got) continue;
+            double want = pt->valuedouble, have = got->valuedouble;
+            int ok = want == 0 ? fabs(have) <= 1e-9 : fabs(have - want) <= 1e-4 * fabs(want);
+            CHECK_MSG(ok, "%s %s %s: MSE %.10g, expected %.10g", name, st->string, pt->string, have, want);
+            if (want != 0 && fabs(have - want) / fabs(want) > worst) worst = fabs(have - want) / fabs(want);
+            n_pts++;
+        }
+        fprintf(stderr, "%s student %s: output rel L2 %.2e, %d MSE points, worst relative error %.2e\n", name, st->string, e, n_pts, worst);
+        cJSON_Delete(sc.mse);
+    }
+    cJSON_Delete(exp);
+    unet_tree_free(&tree);
+    weights_free(&w);
+    unet_inputs_free(&in);
+    st_close(&io);
+    model_source_free(&m);
+}
+
+int main(void) {
+    run_fixture("mini-public");
+    run_fixture("mini-ssd");
+    TEST_MAIN_END("test_fixtures");
+}
