@@ -87,7 +87,7 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 fuzz: deps
 	@mkdir -p build-fuzz/corpus-st build-fuzz/corpus-config
 	clang $(FUZZ_CFLAGS) core/err.c core/safetensors.c tests/fuzz_safetensors.c -lcjson -o build-fuzz/fuzz_safetensors
-	clang $(FUZZ_CFLAGS) core/err.c model/config.c tests/fuzz_config.c -lcjson -lm -o build-fuzz/fuzz_config
+	clang $(FUZZ_CFLAGS) core/err.c model/config.c model/unet.c tests/fuzz_config.c -lcjson -lm -o build-fuzz/fuzz_config
 	i=0; for f in presets/*.json tests/fixtures/*/config.json; do i=$$((i+1)); cp $$f build-fuzz/corpus-config/seed$$i.json; done
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-st
 	build-fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-config

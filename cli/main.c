@@ -33,6 +33,7 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
+        if (argc < 2) fprintf(stderr, "unetlab: error: no command given\n");
         return argc < 2 ? ERR_USAGE : 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {

@@ -8,11 +8,19 @@
 static _Thread_local char g_msg[1024];
 static _Thread_local int g_code;
 
+/* Messages are one line: a control character from a file (a name with a
+ * newline in it) must not split them. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 int err_set(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g_msg, sizeof g_msg, fmt, ap);
     va_end(ap);
+    one_line(g_msg);
     g_code = code;
     return code;
 }
@@ -31,6 +39,7 @@ int err_wrap(int code, const char *fmt, ...) {
     if (m > sizeof g_msg - 1 - n) m = sizeof g_msg - 1 - n;
     memcpy(g_msg + n, old, m);
     g_msg[n + m] = '\0';
+    one_line(g_msg);
     g_code = code;
     return code;
 }
@@ -74,7 +83,8 @@ char *xstrdup(const char *s) {
 char *xasprintf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char probe[1];
+    int n = vsnprintf(probe, sizeof probe, fmt, ap); /* length only */
     va_end(ap);
     char *s = xmalloc((size_t)n + 1);
     va_start(ap, fmt);

@@ -3,7 +3,7 @@
 #include <math.h>
 
 uint64_t rng_hash(const char *s) {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis */
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
