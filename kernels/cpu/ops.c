@@ -6,35 +6,47 @@
 #include <stdlib.h>
 #include <string.h>
 
-void op_gemm(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
-    /* four rows of C at a time so each row of B is read once per four rows */
-#pragma omp parallel for schedule(static) if (M * N * K > 100000)
-    for (int64_t i0 = 0; i0 < M; i0 += 4) {
-        int64_t rows = M - i0 < 4 ? M - i0 : 4;
-        float *c[4];
-        for (int r = 0; r < 4; r++) c[r] = C + (i0 + (r < rows ? r : 0)) * N;
-        for (int r = 0; r < rows; r++) memset(c[r], 0, (size_t)N * sizeof(float));
-        for (int64_t k = 0; k < K; k++) {
-            const float *b = B + k * N;
-            if (rows == 4) {
-                float a0 = A[i0 * K + k], a1 = A[(i0 + 1) * K + k], a2 = A[(i0 + 2) * K + k], a3 = A[(i0 + 3) * K + k];
-                float *c0 = c[0], *c1 = c[1], *c2 = c[2], *c3 = c[3];
-                for (int64_t j = 0; j < N; j++) {
-                    float bj = b[j];
-                    c0[j] += a0 * bj;
-                    c1[j] += a1 * bj;
-                    c2[j] += a2 * bj;
-                    c3[j] += a3 * bj;
-                }
-            } else {
-                for (int r = 0; r < rows; r++) {
-                    float a = A[(i0 + r) * K + k];
-                    float *cr = c[r];
-                    for (int64_t j = 0; j < N; j++) cr[j] += a * b[j];
-                }
-            }
+/* One MR x NR tile of C, accumulated in registers over all of K. Built for
+ * x86-64-v3 (AVX2 + FMA) too, picked at run time where the CPU has it. */
+#define MR 4
+#define NR 16
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static void gemm_tile(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc) {
+    float acc[MR][NR] = {{0}};
+    for (int64_t k = 0; k < K; k++) {
+        const float *b = B + k * ldb;
+        for (int r = 0; r < MR; r++) {
+            float a = A[r * lda + k];
+            for (int j = 0; j < NR; j++) acc[r][j] += a * b[j];
         }
     }
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) C[r * ldc + j] = acc[r][j];
+}
+
+/* The ragged edge: rows x cols of C with plain loops. */
+static void gemm_edge(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc,
+                      int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++) {
+        float *c = C + r * ldc;
+        for (int64_t j = 0; j < cols; j++) c[j] = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            float a = A[r * lda + k];
+            const float *b = B + k * ldb;
+            for (int64_t j = 0; j < cols; j++) c[j] += a * b[j];
+        }
+    }
+}
+
+void op_gemm(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
+    int64_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
+#pragma omp parallel for collapse(2) schedule(static) if (M * N * K > 200000)
+    for (int64_t ti = 0; ti < mt; ti++)
+        for (int64_t tj = 0; tj < nt; tj++) {
+            int64_t i = ti * MR, j = tj * NR, rows = M - i < MR ? M - i : MR, cols = N - j < NR ? N - j : NR;
+            if (rows == MR && cols == NR) gemm_tile(K, A + i * K, K, B + j, N, C + i * N + j, N);
+            else gemm_edge(K, A + i * K, K, B + j, N, C + i * N + j, N, rows, cols);
+        }
 }
 
 void op_linear(const float *x, int64_t M, int64_t K, const float *w, const float *b, int64_t N, float *y) {

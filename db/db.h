@@ -1,0 +1,112 @@
+/* db: the SQLite store. Nothing else in unetlab touches SQLite. WAL mode, a
+ * schema with a version number and migrations, prepared statements only, one
+ * transaction per batch of rows. Every stored row ties to a run with its
+ * provenance. Work items (eval jobs) are claimed atomically, so several
+ * processes can share one DB, and a job's results land in the same
+ * transaction that marks it done, so a killed run loses nothing and
+ * duplicates nothing. db is a leaf: it knows no model types, only rows.
+ * Tested by tests/test_db.c (schema, claims from 4 processes, SIGKILL,
+ * merge) and by the eval CLI tests. */
+#ifndef UNETLAB_DB_H
+#define UNETLAB_DB_H
+#include <stdint.h>
+#include <stdio.h>
+
+#define DB_SCHEMA_VERSION 1
+
+typedef struct Db Db;
+
+/* Opens (creating when absent) the DB at path, migrating an older schema up
+ * to DB_SCHEMA_VERSION. ERR_DB naming the path: not a SQLite DB (corrupt),
+ * read-only when writing is needed, a newer schema version than this build
+ * knows ("schema version 7 is newer than this unetlab's 1"). */
+int db_open(Db **db, const char *path);
+void db_close(Db *db);
+const char *db_path(const Db *db);
+
+/* Provenance of one run of a command. Strings may be NULL (stored as NULL). */
+typedef struct {
+    const char *command_line;
+    const char *git_commit;
+    const char *build_flags;
+    const char *device;          /* "cpu: <model name>" or the GPU's name */
+    const char *driver_version;
+    const char *cuda_version;
+    const char *cudnn_version;
+    const char *cupti_version;
+    int64_t seed;
+} Provenance;
+
+/* Inserts a run row (started_at = now, UTC ISO-8601, status 'running', host, pid). */
+int db_run_begin(Db *db, const Provenance *p, int64_t *run_id);
+/* Sets ended_at = now and status ('done', 'failed', 'interrupted'). */
+int db_run_end(Db *db, int64_t run_id, const char *status);
+
+/* Models are keyed by (config_hash, weights_hash); returns the existing id when present. */
+int db_model_put(Db *db, const char *spec, const char *config_hash, const char *weights_hash, int64_t params,
+                 int64_t *model_id);
+
+typedef struct {
+    const char *name;
+    const char *kind;
+    int64_t params;
+    int64_t macs;
+} DbModule;
+/* Stores the module rows of a model at a given input size label (e.g.
+ * "b1_1024x1024_t77"), replacing none that exist (INSERT OR IGNORE). */
+int db_modules_put(Db *db, int64_t model_id, const char *size_label, const DbModule *m, int n);
+
+/* Plans are keyed by (model_id, plan_hash); plan_json is the canonical JSON text. */
+int db_plan_put(Db *db, int64_t model_id, const char *plan_json, const char *plan_hash, int64_t total_params,
+                int64_t *plan_id);
+
+typedef struct {
+    const char *name;            /* canonical candidate name */
+    const char *kind;            /* transformer_layer, mid_block_reduction, ... */
+    int64_t params_removed;
+    int64_t macs_removed;
+    int64_t plan_id;             /* the student plan this candidate makes */
+} DbCandidate;
+/* Stores candidates of (model_id, base_plan_id); existing ones are kept. */
+int db_candidates_put(Db *db, int64_t model_id, int64_t base_plan_id, const DbCandidate *c, int n);
+
+/* Calibration sets are keyed by content hash. */
+int db_calib_put(Db *db, const char *hash, int n_samples, const char *source, int64_t *calib_id);
+
+/* An eval job: (model, plan, calib, metric_version) is unique. Creates it
+ * 'pending' if absent. *done says whether its results are already stored. */
+int db_job_ensure(Db *db, int64_t model_id, int64_t plan_id, int64_t calib_id, int metric_version,
+                  int64_t *job_id, int *done);
+
+/* Atomically claims one job among job_ids[0..n-1] that is 'pending', or
+ * 'running' but abandoned (its claimer's run is on this host and its pid is
+ * no longer alive, or its lease of lease_s seconds ran out). Sets it
+ * 'running' for run_id. *job_id = 0 when none is left to claim. */
+int db_job_claim(Db *db, int64_t run_id, const int64_t *job_ids, int n, int lease_s, int64_t *job_id);
+
+typedef struct {
+    const char *point;           /* feature point, or "output" */
+    int sample;                  /* index in the calibration set */
+    double timestep;
+    int tbin;                    /* timestep bin: floor(timestep / 100) */
+    const char *metric;          /* "mse", "nmse", "cosine" */
+    double value;
+} DbEvalRow;
+/* In one transaction: inserts the rows of job_id and marks it 'done' by run_id.
+ * A job already 'done' is left as it is (its rows are not duplicated). */
+int db_job_finish(Db *db, int64_t job_id, int64_t run_id, const DbEvalRow *rows, int n);
+
+/* Callback per stored result of a job: one row at a time. */
+typedef void (*DbRowFn)(void *ctx, const char *point, int sample, double timestep, const char *metric, double value);
+int db_job_rows(Db *db, int64_t job_id, DbRowFn fn, void *ctx);
+
+/* Runs one SQL statement read-only (the connection is opened query_only) and
+ * prints its rows as text (aligned), csv, or json (an array of objects). */
+int db_query(Db *db, const char *sql, const char *format, FILE *out);
+
+/* Merges the rows of inputs[0..n-1] into out (created if absent): models,
+ * plans, candidates, calibration sets, runs and done jobs with their results,
+ * re-keyed by their natural keys so that N shards merged equal one run. */
+int db_merge(const char *out, const char *const *inputs, int n);
+
+#endif
