@@ -19,11 +19,11 @@ ifeq ($(SAN),1)
   LDLIBS += -fsanitize=address,undefined
 endif
 
-SRC = core/err.c core/safetensors.c core/rng.c core/tensor.c \
+SRC = core/err.c core/fileio.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/forward.c \
-      ablate/plan.c \
+      ablate/plan.c ablate/candidates.c \
       kernels/cpu/ops.c \
-      cli/main.c cli/inspect.c cli/forward.c
+      cli/main.c cli/inspect.c cli/forward.c cli/plan.c
 ifeq ($(CUDA),1)
   CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include
   # cudart is linked statically so that the carried build/ runs on the GPU
@@ -87,7 +87,7 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 fuzz: deps
 	@mkdir -p build-fuzz/corpus-st build-fuzz/corpus-config
 	clang $(FUZZ_CFLAGS) core/err.c core/safetensors.c tests/fuzz_safetensors.c -lcjson -o build-fuzz/fuzz_safetensors
-	clang $(FUZZ_CFLAGS) core/err.c model/config.c model/unet.c tests/fuzz_config.c -lcjson -lm -o build-fuzz/fuzz_config
+	clang $(FUZZ_CFLAGS) core/err.c core/fileio.c model/config.c model/unet.c tests/fuzz_config.c -lcjson -lm -o build-fuzz/fuzz_config
 	i=0; for f in presets/*.json tests/fixtures/*/config.json; do i=$$((i+1)); cp $$f build-fuzz/corpus-config/seed$$i.json; done
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-st
 	build-fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-config

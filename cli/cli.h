@@ -3,6 +3,7 @@
  * the command table. Tested by tests/cli.sh (the built binary, end to end). */
 #ifndef UNETLAB_CLI_H
 #define UNETLAB_CLI_H
+#include "plan.h"
 #include "unet.h"
 #include <stdint.h>
 
@@ -26,7 +27,13 @@ const char *cli_commas(int64_t v, char *buf, int size);
 
 /* Size flags -> Shape (latent = pixels / 8); defaults batch 1, sample_size x 8, 77 tokens. */
 int cli_shape(const Arch *a, const char *batch, const char *height, const char *width, const char *tokens, Shape *s);
+/* The student of --plan P and/or --drop NAMES (a plan of transformer-layer
+ * removals) on the teacher Arch; both NULL gives the teacher. *plan gets the
+ * removal set (caller frees). */
+int cli_student(const Arch *teacher, const char *plan_path, const char *drop, Plan *plan, Arch *student);
 int cmd_inspect(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_candidates(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 #endif

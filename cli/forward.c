@@ -14,7 +14,7 @@
 
 static const char USAGE[] =
     "usage: unetlab forward --model M --inputs IN.safetensors --out OUT.safetensors\n"
-    "                       [--features] [--drop NAME,...] [--seed S] [--device auto|cpu]\n"
+    "                       [--features] [--plan P] [--drop NAME,...] [--seed S] [--device auto|cpu]\n"
     "\n"
     "  --model M     preset, config.json, diffusers UNet directory or pipeline root\n"
     "  --inputs IN   input.sample [B,4,H,W], input.timestep [B], input.encoder_hidden_states\n"
@@ -22,6 +22,7 @@ static const char USAGE[] =
     "                [B,6]; float32, float16 or bfloat16\n"
     "  --out OUT     writes 'output' (float32) and, with --features, one float32 tensor per\n"
     "                feature point named by its diffusers module path\n"
+    "  --plan P      run a student: the teacher minus the removals of plan file P (JSON)\n"
     "  --drop NAMES  run a student: the teacher without these transformer layers; its\n"
     "                features carry the names of the teacher modules they were copied from\n"
     "  --seed S      seed of the random weights of presets and bare configs (default 0)\n"
@@ -51,10 +52,10 @@ static double now(void) {
 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *features = NULL, *drop = NULL, *seed_s = "0",
-               *device = "auto";
+               *device = "auto", *plan_path = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--inputs", 1, &inputs}, {"--out", 1, &out},
                         {"--features", 0, &features}, {"--drop", 1, &drop}, {"--seed", 1, &seed_s},
-                        {"--device", 1, &device}, {NULL, 0, NULL}};
+                        {"--device", 1, &device}, {"--plan", 1, &plan_path}, {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !inputs || !out) return err_set(ERR_USAGE, "forward: --model, --inputs and --out are required (see unetlab forward --help)");
@@ -76,8 +77,10 @@ int cmd_forward(int argc, char **argv) {
     ModuleTree teacher = {0};
     Arch student;
     if ((rc = model_resolve(&m, model))) goto done;
-    student = m.arch;
-    if (drop && (rc = plan_drop_list(&student, drop))) goto done;
+    Plan plan;
+    rc = cli_student(&m.arch, plan_path, drop, &plan, &student);
+    plan_free(&plan);
+    if (rc) goto done;
     if ((rc = unet_inputs_load(inputs, &m.arch, &in))) goto done;
     Shape s = {(int)in.sample.shape[0], (int)in.sample.shape[2], (int)in.sample.shape[3],
                (int)in.encoder_hidden_states.shape[1]};
@@ -89,7 +92,7 @@ int cmd_forward(int argc, char **argv) {
     double t2 = now();
     if (rc) goto done;
     fprintf(stderr, "unetlab: forward of %s%s on the CPU: batch %lld, latent %lldx%lld; weights %.2f s (%s), forward %.3f s\n",
-            model, drop ? " (student)" : "", (long long)in.sample.shape[0], (long long)in.sample.shape[2],
+            model, drop || plan_path ? " (student)" : "", (long long)in.sample.shape[0], (long long)in.sample.shape[2],
             (long long)in.sample.shape[3], t1 - t0, w.origin, t2 - t1);
     StOut *all = xmalloc((size_t)(feats.n + 1) * sizeof *all);
     all[0] = (StOut){.name = "output", .ndim = 4, .data = y.d};

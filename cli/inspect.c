@@ -12,7 +12,7 @@
 
 static const char USAGE[] =
     "usage: unetlab inspect --model M [--batch B] [--height H] [--width W] [--tokens L]\n"
-    "                       [--drop NAME,...] [--depth D] [--format text|json|csv]\n"
+    "                       [--plan P] [--drop NAME,...] [--depth D] [--format text|json|csv]\n"
     "\n"
     "  --model M     preset (sdxl-base, ssd-1b, segmind-vega, sd-1.5), config.json, diffusers\n"
     "                UNet directory or pipeline root with unet/\n"
@@ -20,7 +20,8 @@ static const char USAGE[] =
     "  --height H    image height in pixels, as pipelines take it; latent = H / 8\n"
     "  --width W     (default: the config's sample_size x 8)\n"
     "  --tokens L    text tokens of encoder_hidden_states (default 77)\n"
-    "  --drop NAMES  a student: the teacher without these transformer layers\n"
+    "  --plan P      a student: the teacher minus the removals of plan file P (JSON)\n"
+    "  --drop NAMES  a student: the teacher without these transformer layers (adds to --plan)\n"
     "  --depth D     text: show modules down to D levels (default 3: transformer layers); 0 = all\n"
     "  --format F    text (indented tree), json or csv (every module)\n"
     "\n"
@@ -62,10 +63,11 @@ int cli_shape(const Arch *a, const char *batch, const char *height, const char *
 
 int cmd_inspect(int argc, char **argv) {
     const char *model = NULL, *batch = NULL, *height = NULL, *width = NULL, *tokens = NULL, *fmt = "text",
-               *depth = "3", *drop = NULL;
+               *depth = "3", *drop = NULL, *plan_path = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--batch", 1, &batch}, {"--height", 1, &height},
                         {"--width", 1, &width}, {"--tokens", 1, &tokens}, {"--format", 1, &fmt},
-                        {"--depth", 1, &depth}, {"--drop", 1, &drop}, {NULL, 0, NULL}};
+                        {"--depth", 1, &depth}, {"--drop", 1, &drop}, {"--plan", 1, &plan_path},
+                        {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model) return err_set(ERR_USAGE, "inspect: --model is required (see unetlab inspect --help)");
@@ -74,7 +76,11 @@ int cmd_inspect(int argc, char **argv) {
     if ((rc = cli_format(fmt, &f, 1)) || (rc = cli_int("--depth", depth, 0, 100, &maxdepth))) return rc;
     ModelSource m;
     if ((rc = model_resolve(&m, model))) { model_source_free(&m); return rc; }
-    if (drop && (rc = plan_drop_list(&m.arch, drop))) { model_source_free(&m); return rc; }
+    Plan plan;
+    Arch teacher = m.arch;
+    rc = cli_student(&teacher, plan_path, drop, &plan, &m.arch);
+    plan_free(&plan);
+    if (rc) { model_source_free(&m); return rc; }
     Shape s;
     if ((rc = cli_shape(&m.arch, batch, height, width, tokens, &s))) { model_source_free(&m); return rc; }
     ModuleTree t;
@@ -110,7 +116,7 @@ int cmd_inspect(int argc, char **argv) {
             printf("%s,%s,%lld,%lld\n", i ? t.m[i].name : "(total)", t.m[i].kind, (long long)t.m[i].params,
                    (long long)t.m[i].macs);
     } else {
-        printf("model: %s (config %s)%s%s\n", model, m.config_label, drop ? ", student without: " : "", drop ? drop : "");
+        printf("model: %s (config %s)%s\n", model, m.config_label, plan_path || drop ? ", a student (--plan/--drop)" : "");
         printf("input: batch %d, %d x %d px (latent %d x %d), %d tokens\n\n", s.batch, s.height * 8, s.width * 8,
                s.height, s.width, s.tokens);
         printf("%-62s %-26s %15s %12s\n", "module", "kind", "params", "GMACs");

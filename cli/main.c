@@ -19,6 +19,8 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"inspect", cmd_inspect, "module tree with exact parameter counts and MACs"},
     {"forward", cmd_forward, "CPU forward of a teacher or a student; output and per-layer features"},
+    {"candidates", cmd_candidates, "removable units of a model or a student, with what each removes"},
+    {"plan", cmd_plan, "plan show P: the diffusers config of the student a plan defines"},
 };
 
 static void usage(FILE *f) {
@@ -110,4 +112,12 @@ const char *cli_commas(int64_t v, char *buf, int size) {
     }
     buf[o] = '\0';
     return buf;
+}
+
+int cli_student(const Arch *teacher, const char *plan_path, const char *drop, Plan *plan, Arch *student) {
+    int rc = 0;
+    plan_init(plan);
+    if (plan_path && (rc = plan_load(plan, plan_path))) return rc;
+    if (drop) plan_add_csv(plan, drop);
+    return plan_apply(teacher, plan, student);
 }

@@ -2,6 +2,7 @@
  * UNet2DConditionModel.__init__; each field is read once, by name, below. */
 #include "config.h"
 #include "err.h"
+#include "fileio.h"
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -392,21 +393,11 @@ int config_parse(Arch *a, const char *json, size_t len, const char *label) {
 }
 
 int config_load(Arch *a, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(ERR_MODEL, "cannot read '%s': %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) buf = xrealloc(buf, cap = cap ? 2 * cap : 65536);
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-        if (n > (64u << 20)) { fclose(f); free(buf); return err_set(ERR_MODEL, "'%s': larger than 64 MiB, not a config", path); }
-    }
-    int ferr = ferror(f);
-    fclose(f);
-    if (ferr) { free(buf); return err_set(ERR_MODEL, "cannot read '%s': read error", path); }
-    int rc = config_parse(a, buf, n, path);
+    char *buf;
+    size_t n;
+    int rc = file_read_all(path, 64u << 20, ERR_MODEL, &buf, &n);
+    if (rc) return rc;
+    rc = config_parse(a, buf, n, path);
     free(buf);
     return rc;
 }

@@ -246,56 +246,175 @@ int unet_check_inputs(const Arch *a, const UnetInputs *in) {
     return 0;
 }
 
-/* Down, mid and up blocks run through one routine; `skips` is the stack of
- * down-path outputs that the up path concatenates. */
-typedef struct {
-    Tensor t[1 + MAX_BLOCKS * (MAX_LAYERS + 1)];
-    int n;
-} Skips;
+/* The forward as a sequence of units (conv_in, each resnet, attention and
+ * sampler of each block, the output head). Units are walked three ways:
+ *   RUN_SIG   record each unit's signature (which teacher module, which layers);
+ *   RUN_DRY   a unit before `start`: the student equals the teacher there, so
+ *             the state is tracked by the names of teacher features only;
+ *   RUN_LIVE  compute (the state is first rebuilt from the teacher's features
+ *             when the walk turns live at `start`).
+ * This is the prefix reuse of unet_forward_from: a student identical to its
+ * teacher up to some unit starts there from the teacher's activations. */
+#define MAX_SKIPS (1 + MAX_BLOCKS * (MAX_LAYERS + 1))
+#define MAX_UNITS (2 + 3 * MAX_BLOCKS * (2 * MAX_LAYERS + 1) + 2 * MAX_LAYERS + 1)
+enum { RUN_SIG, RUN_EXEC };
 
-static void run_block(const Fwd *f, const char *bp, const Block *b, Tensor *h, Skips *sk, float out_scale) {
+typedef struct {
+    Fwd *f;
+    int mode;
+    int unit, start;
+    char (*sig)[96];               /* RUN_SIG: signature of each unit */
+    const UnetResume *resume;
+    Tensor h;                      /* the hidden state (empty while dry) */
+    char h_name[NAME_LEN];         /* the teacher feature h equals, while dry */
+    Tensor sk[MAX_SKIPS];          /* skip connections, pushed by the down path */
+    char sk_name[MAX_SKIPS][NAME_LEN];
+    int n_sk;
+    int units_live;
+} Run;
+
+static Tensor teacher_copy(const Run *r, const char *name) {
+    const Tensor *t = r->resume->get(r->resume->ctx, name);
+    if (!t) die("internal: prefix reuse needs the teacher's feature '%s'", name);
+    return tensor_copy(t);
+}
+
+/* Starts a unit; returns 1 when it must be computed. */
+static int unit_begin(Run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int unit_begin(Run *r, const char *fmt, ...) {
+    int u = r->unit++;
+    if (u >= MAX_UNITS) die("internal: more than %d forward units", MAX_UNITS);
+    if (r->mode == RUN_SIG) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->sig[u], sizeof r->sig[u], fmt, ap);
+        va_end(ap);
+        return 0;
+    }
+    if (u < r->start) return 0;
+    if (u == r->start && r->start > 0) { /* turn live: rebuild the state from the teacher's features */
+        r->h = teacher_copy(r, r->h_name);
+        for (int i = 0; i < r->n_sk; i++) r->sk[i] = teacher_copy(r, r->sk_name[i]);
+    }
+    r->units_live++;
+    return 1;
+}
+
+/* Ends a unit whose output (h) is the feature `name`; push: the down path keeps it as a skip. */
+static void unit_end(Run *r, int live, const char *name, int push) {
+    if (r->mode == RUN_SIG) return;
+    if (live) emit(r->f, &r->h, "%s", name);
+    else {
+        nm(r->h_name, "%s", name);
+        if (r->f->fn) emit(r->f, r->resume->get(r->resume->ctx, name), "%s", name);
+    }
+    if (push) {
+        if (r->n_sk == MAX_SKIPS) die("internal: skip stack overflow");
+        nm(r->sk_name[r->n_sk], "%s", name);
+        r->sk[r->n_sk++] = live ? tensor_copy(&r->h) : (Tensor){0};
+    }
+}
+
+/* Emits the teacher's transformer-layer features of a dry attention unit. */
+static void dry_layers(const Run *r, const char *bp, const Block *b, int j) {
+    char n[NAME_LEN];
+    for (int k = 0; r->mode == RUN_EXEC && r->f->fn && k < b->depth[j]; k++) {
+        nm(n, "%s.attentions.%d.transformer_blocks.%d", bp, b->src_attn[j], b->src_tb[j][k]);
+        emit(r->f, r->resume->get(r->resume->ctx, n), "%s", n);
+    }
+}
+
+static void attention_unit(Run *r, const char *bp, const Block *b, int j, int push) {
+    char n[NAME_LEN], sig[80];
+    int len = snprintf(sig, sizeof sig, "%d", b->depth[j]);
+    for (int k = 0; k < b->depth[j] && len < (int)sizeof sig - 4; k++) len += snprintf(sig + len, sizeof sig - (size_t)len, ",%d", b->src_tb[j][k]);
+    int live = unit_begin(r, "%s/a%d/%s", bp, b->src_attn[j], sig);
+    if (live) take(&r->h, transformer2d(r->f, bp, b, j, &r->h));
+    else dry_layers(r, bp, b, j);
+    unit_end(r, live, nm(n, "%s.attentions.%d", bp, b->src_attn[j]), push);
+}
+
+static void run_block(Run *r, const char *bp, const Block *b, float out_scale) {
     int up = b->type == BLOCK_UP || b->type == BLOCK_CROSSATTN_UP;
     int down = b->type == BLOCK_DOWN || b->type == BLOCK_CROSSATTN_DOWN;
     int mid = !up && !down;
     char p[NAME_LEN];
     for (int j = 0; j < b->n_resnets; j++) {
-        if (mid && j > 0) { /* UNetMidBlock2DCrossAttn: resnet, then (attention, resnet) pairs */
-            take(h, transformer2d(f, bp, b, j - 1, h));
-            emit(f, h, "%s.attentions.%d", bp, b->src_attn[j - 1]);
-        }
-        if (up) {
-            Tensor s = sk->t[--sk->n];
-            take(h, op_concat_channels(h, &s));
+        if (mid && j > 0) attention_unit(r, bp, b, j - 1, 0); /* UNetMidBlock2DCrossAttn: resnet, (attention, resnet)... */
+        int has_attn = !mid && j < b->n_attn;
+        nm(p, "%s.resnets.%d", bp, b->src_resnet[j]);
+        int live = unit_begin(r, "%s/r%d/%d", bp, b->src_resnet[j], b->type);
+        if (up && r->mode == RUN_EXEC) {
+            if (r->n_sk == 0) die("internal: skip stack underflow at %s", p);
+            Tensor s = r->sk[--r->n_sk];
+            if (live) take(&r->h, op_concat_channels(&r->h, &s));
             tensor_free(&s);
         }
-        nm(p, "%s.resnets.%d", bp, b->src_resnet[j]);
-        take(h, resnet(f, p, h, b->out_ch, out_scale));
-        emit(f, h, "%s", p);
-        if (!mid && j < b->n_attn) {
-            take(h, transformer2d(f, bp, b, j, h));
-            emit(f, h, "%s.attentions.%d", bp, b->src_attn[j]);
-        }
-        if (down) sk->t[sk->n++] = tensor_copy(h);
+        if (live) take(&r->h, resnet(r->f, p, &r->h, b->out_ch, out_scale));
+        unit_end(r, live, p, down && !has_attn);
+        if (has_attn) attention_unit(r, bp, b, j, down);
     }
     if (b->sampler) {
-        nm(p, "%s.%s.0.conv", bp, down ? "downsamplers" : "upsamplers");
-        if (down) take(h, conv(f, p, h, b->out_ch, 3, 2));
-        else {
-            take(h, op_upsample2x(h));
-            take(h, conv(f, p, h, b->out_ch, 3, 1));
+        const char *kind = down ? "downsamplers" : "upsamplers";
+        int live = unit_begin(r, "%s/%s", bp, kind);
+        if (live) {
+            nm(p, "%s.%s.0.conv", bp, kind);
+            if (up) take(&r->h, op_upsample2x(&r->h));
+            take(&r->h, conv(r->f, p, &r->h, b->out_ch, 3, down ? 2 : 1));
         }
-        emit(f, h, "%s.%s.0", bp, down ? "downsamplers" : "upsamplers");
-        if (down) sk->t[sk->n++] = tensor_copy(h);
+        unit_end(r, live, nm(p, "%s.%s.0", bp, kind), down);
     }
-    emit(f, h, "%s", bp);
+    if (r->mode == RUN_SIG) return;
+    if (r->unit > r->start) emit(r->f, &r->h, "%s", bp); /* the block's output is its last unit's */
+    else {
+        nm(r->h_name, "%s", bp);
+        if (r->f->fn) emit(r->f, r->resume->get(r->resume->ctx, bp), "%s", bp);
+    }
 }
 
-int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx) {
+/* Walks every unit of a; in RUN_EXEC computes from unit r->start on. */
+static void walk(Run *r, const Arch *a, const UnetInputs *in) {
+    Fwd *f = r->f;
+    char bp[64];
+    int live = unit_begin(r, "conv_in");
+    if (live) {
+        r->h = tensor_copy(&in->sample);
+        if (a->center_input_sample)
+            for (int64_t i = 0; i < tensor_numel(&r->h); i++) r->h.d[i] = 2 * r->h.d[i] - 1;
+        take(&r->h, conv(f, "conv_in", &r->h, a->block_out[0], a->conv_in_kernel, 1));
+    }
+    unit_end(r, live, "conv_in", 1);
+    for (int i = 0; i < a->n_blocks; i++) run_block(r, nm(bp, "down_blocks.%d", i), &a->down[i], 1.0f);
+    if (a->has_mid) run_block(r, "mid_block", &a->mid, a->mid_scale);
+    for (int i = 0; i < a->n_blocks; i++) run_block(r, nm(bp, "up_blocks.%d", i), &a->up[i], 1.0f);
+    if (unit_begin(r, "head")) { /* conv_norm_out, SiLU, conv_out: always live (start never passes it) */
+        op_group_norm(&r->h, a->norm_groups, W(f, "conv_norm_out", "weight"), W(f, "conv_norm_out", "bias"), a->norm_eps, 1);
+        take(&r->h, conv(f, "conv_out", &r->h, a->out_channels, a->conv_out_kernel, 1));
+    }
+}
+
+/* Number of units of a, with their signatures in sig. */
+static int signatures(const Arch *a, char (*sig)[96]) {
+    Fwd f = {a, NULL, NULL, NULL, 0, {0}, NULL};
+    Run r = {.f = &f, .mode = RUN_SIG, .sig = sig};
+    walk(&r, a, NULL);
+    return r.unit;
+}
+
+int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
+                      FeatureFn fn, void *ctx, UnetRunStats *stats) {
     int rc = unet_check_inputs(a, in);
     if (rc) return rc;
     Fwd f = {a, w, fn, ctx, in->sample.shape[0], {0}, &in->encoder_hidden_states};
     int64_t B = f.B;
     int C0 = a->block_out[0], T = a->time_embed_dim;
+    Run r = {.f = &f, .mode = RUN_EXEC, .resume = resume};
+    static _Thread_local char sa[MAX_UNITS][96], sb[MAX_UNITS][96];
+    int n = signatures(a, sa);
+    if (resume) { /* first unit where the student differs from its teacher */
+        int nt = signatures(resume->teacher, sb);
+        while (r.start < n - 1 && r.start < nt - 1 && !strcmp(sa[r.start], sb[r.start])) r.start++;
+    }
 
     /* time_proj + time_embedding */
     float *ts = xmalloc((size_t)B * sizeof(float));
@@ -329,28 +448,17 @@ int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *
     op_silu(emb.d, B * T); /* each resnet applies SiLU to temb before time_emb_proj */
     f.temb_act = emb;
 
-    Tensor h = tensor_copy(&in->sample);
-    if (a->center_input_sample)
-        for (int64_t i = 0; i < tensor_numel(&h); i++) h.d[i] = 2 * h.d[i] - 1;
-    take(&h, conv(&f, "conv_in", &h, C0, a->conv_in_kernel, 1));
-    Skips sk = {.n = 0};
-    sk.t[sk.n++] = tensor_copy(&h);
-    char bp[64];
-    for (int i = 0; i < a->n_blocks; i++) {
-        nm(bp, "down_blocks.%d", i);
-        run_block(&f, bp, &a->down[i], &h, &sk, 1.0f);
-    }
-    if (a->has_mid) run_block(&f, "mid_block", &a->mid, &h, &sk, a->mid_scale);
-    for (int i = 0; i < a->n_blocks; i++) {
-        nm(bp, "up_blocks.%d", i);
-        run_block(&f, bp, &a->up[i], &h, &sk, 1.0f);
-    }
-    while (sk.n) tensor_free(&sk.t[--sk.n]); /* a student may leave skips unused */
-    op_group_norm(&h, a->norm_groups, W(&f, "conv_norm_out", "weight"), W(&f, "conv_norm_out", "bias"), a->norm_eps, 1);
-    *out = conv(&f, "conv_out", &h, a->out_channels, a->conv_out_kernel, 1);
-    tensor_free(&h);
+
+    walk(&r, a, in);
+    for (int i = 0; i < r.n_sk; i++) tensor_free(&r.sk[i]); /* a student may leave skips unused */
+    *out = r.h;
     tensor_free(&f.temb_act);
+    if (stats) { stats->units = n; stats->units_live = r.units_live; stats->start = r.start; }
     return 0;
+}
+
+int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx) {
+    return unet_forward_from(a, w, in, NULL, out, fn, ctx, NULL);
 }
 
 /* Reads tensor `name` of an inputs file into a float32 Tensor; ERR_INPUT if missing. */

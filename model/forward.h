@@ -29,6 +29,24 @@ int unet_check_inputs(const Arch *a, const UnetInputs *in);
  * or bfloat16) and checks them against a. ERR_INPUT naming the file. */
 int unet_inputs_load(const char *path, const Arch *a, UnetInputs *in);
 void unet_inputs_free(UnetInputs *in);
+/* Prefix reuse: a student that equals its teacher up to some unit of the
+ * forward (a resnet, attention, sampler) starts there, from the teacher's
+ * features at that point (get returns them by name; they must come from the
+ * same inputs). Features before the start are the teacher's, emitted as such. */
+typedef const Tensor *(*FeatureGet)(void *ctx, const char *name);
+typedef struct {
+    const Arch *teacher;
+    FeatureGet get;
+    void *ctx;
+} UnetResume;
+
+typedef struct {
+    int units, units_live, start; /* units of the forward, units computed, first computed */
+} UnetRunStats;
+
+/* unet_forward with prefix reuse (resume may be NULL) and counts (stats may be NULL). */
+int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
+                      FeatureFn fn, void *ctx, UnetRunStats *stats);
 /* Runs the forward; *out gets a new [B, out_channels, H, W] tensor. */
 int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx);
 

@@ -1,6 +1,7 @@
 /* weights: see weights.h. */
 #include "weights.h"
 #include "err.h"
+#include "fileio.h"
 #include "rng.h"
 #include "safetensors.h"
 #include <cjson/cJSON.h>
@@ -14,6 +15,12 @@
 static int is_dir(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISDIR(s.st_mode); }
 static int is_file(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISREG(s.st_mode); }
 
+static int read_config(ModelSource *m) {
+    size_t n;
+    int rc = file_read_all(m->config_label, 64u << 20, ERR_MODEL, &m->config_text, &n);
+    return rc ? rc : config_parse(&m->arch, m->config_text, n, m->config_label);
+}
+
 int model_resolve(ModelSource *m, const char *spec) {
     memset(m, 0, sizeof *m);
     m->spec = xstrdup(spec);
@@ -21,10 +28,11 @@ int model_resolve(ModelSource *m, const char *spec) {
     int rc;
     if (preset && !is_dir(spec) && !is_file(spec)) {
         m->config_label = xasprintf("preset %s", spec);
+        m->config_text = xstrdup(preset);
         rc = config_parse(&m->arch, preset, strlen(preset), m->config_label);
     } else if (is_file(spec)) {
         m->config_label = xstrdup(spec);
-        rc = config_load(&m->arch, spec);
+        rc = read_config(m);
     } else if (is_dir(spec)) {
         char *unet = xasprintf("%s/unet", spec), *cfg = xasprintf("%s/config.json", spec);
         char *ucfg = xasprintf("%s/config.json", unet);
@@ -32,7 +40,7 @@ int model_resolve(ModelSource *m, const char *spec) {
         else if (is_file(ucfg)) { m->dir = unet; unet = NULL; m->config_label = ucfg; ucfg = NULL; }
         free(unet); free(cfg); free(ucfg);
         if (!m->dir) return err_set(ERR_MODEL, "'%s': no config.json (nor unet/config.json) in this directory", spec);
-        rc = config_load(&m->arch, m->config_label);
+        rc = read_config(m);
     } else {
         const char *const *names = config_preset_names();
         char list[256] = "";
@@ -48,6 +56,7 @@ int model_resolve(ModelSource *m, const char *spec) {
 void model_source_free(ModelSource *m) {
     free(m->spec);
     free(m->config_label);
+    free(m->config_text);
     free(m->dir);
     memset(m, 0, sizeof *m);
 }
@@ -91,14 +100,10 @@ static int weight_files(const char *dir, char ***files, int *nfiles) {
     for (int i = 0; i < 2; i++) {
         char *p = xasprintf("%s/%s", dir, index[i]);
         if (!is_file(p)) { free(p); continue; }
-        FILE *f = fopen(p, "rb");
-        if (!f) { int rc = err_set(ERR_MODEL, "cannot read '%s': %s", p, strerror(errno)); free(p); return rc; }
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = xmalloc((size_t)(len > 0 ? len : 1));
-        size_t got = fread(buf, 1, (size_t)(len > 0 ? len : 0), f);
-        fclose(f);
+        char *buf;
+        size_t got;
+        int rrc = file_read_all(p, 256u << 20, ERR_MODEL, &buf, &got);
+        if (rrc) { free(p); return rrc; }
         cJSON *root = cJSON_ParseWithLength(buf, got);
         free(buf);
         const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;

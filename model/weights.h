@@ -14,6 +14,7 @@
 typedef struct {
     char *spec;          /* what the user gave */
     char *config_label;  /* config.json path, or "preset NAME" */
+    char *config_text;   /* the config.json text as read */
     char *dir;           /* directory holding the weights; NULL for random weights */
     Arch arch;
 } ModelSource;

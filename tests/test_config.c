@@ -90,17 +90,18 @@ static void drop(void) {
     Arch a;
     CHECK(config_parse(&a, config_preset("sdxl-base"), strlen(config_preset("sdxl-base")), "sdxl") == 0);
     int before = arch_total_depth(&a);
-    CHECK(plan_drop_list(&a, "down_blocks.2.attentions.0.transformer_blocks.3,mid_block.attentions.0.transformer_blocks.0") == 0);
+    CHECK(plan_remove(&a, "down_blocks.2.attentions.0.transformer_blocks.3") == 0);
+    CHECK(plan_remove(&a, "mid_block.attentions.0.transformer_blocks.0") == 0);
     CHECK_EQ_LL(arch_total_depth(&a), before - 2);
     CHECK_EQ_LL(a.down[2].depth[0], 9);
     CHECK_EQ_LL(a.down[2].src_tb[0][3], 4); /* survivors keep their teacher indices */
     CHECK_EQ_LL(a.mid.src_tb[0][0], 1);
-    CHECK_ERR(plan_drop_layer(&a, "down_blocks.2.attentions.0.transformer_blocks.3"), ERR_PLAN, "already removed");
-    CHECK_ERR(plan_drop_layer(&a, "down_blocks.0.attentions.0.transformer_blocks.0"), ERR_PLAN, "no such transformer layer");
-    CHECK_ERR(plan_drop_layer(&a, "down_blocks.9.attentions.0.transformer_blocks.0"), ERR_PLAN, "not a transformer layer");
-    CHECK_ERR(plan_drop_layer(&a, "down_blocks.1.attentions.0.transformer_blocks.0x"), ERR_PLAN, "not a transformer layer");
-    CHECK(plan_drop_layer(&a, "down_blocks.1.attentions.0.transformer_blocks.0") == 0);
-    CHECK_ERR(plan_drop_layer(&a, "down_blocks.1.attentions.0.transformer_blocks.1"), ERR_PLAN, "last transformer layer");
+    CHECK_ERR(plan_remove(&a, "down_blocks.2.attentions.0.transformer_blocks.3"), ERR_PLAN, "already removed");
+    CHECK_ERR(plan_remove(&a, "down_blocks.0.attentions.0.transformer_blocks.0"), ERR_PLAN, "no such transformer layer");
+    CHECK_ERR(plan_remove(&a, "down_blocks.9.attentions.0.transformer_blocks.0"), ERR_PLAN, "no such module");
+    CHECK_ERR(plan_remove(&a, "down_blocks.1.attentions.0.transformer_blocks.0x"), ERR_PLAN, "not a removable module");
+    CHECK(plan_remove(&a, "down_blocks.1.attentions.0.transformer_blocks.0") == 0);
+    CHECK_ERR(plan_remove(&a, "down_blocks.1.attentions.0.transformer_blocks.1"), ERR_PLAN, "last transformer layer");
 }
 
 int main(void) {

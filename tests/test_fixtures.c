@@ -46,7 +46,8 @@ static void on_teacher_feature(void *p, const char *name, const Tensor *t) {
     snprintf(key, sizeof key, "teacher.%s", name);
     int64_t n = tensor_numel(t);
     float *r = ref(c->io, key, n);
-    CHECK_MSG(r != NULL, "no reference '%s' of %lld elements", key, (long long)n);
+    /* conv_in's output is a feature point of ours (prefix reuse starts from it), not of the fixture */
+    CHECK_MSG(r != NULL || !strcmp(name, "conv_in"), "no reference '%s' of %lld elements", key, (long long)n);
     if (!r) return;
     double e = rel_l2(t->d, r, n);
     CHECK_MSG(e <= 1e-4, "%s: relative L2 error %.3g", name, e);
@@ -66,6 +67,55 @@ static void on_student_feature(void *p, const char *name, const Tensor *t) {
     for (int64_t i = 0; i < n; i++) { double d = (double)t->d[i] - r[i]; s += d * d; }
     cJSON_AddNumberToObject(c->mse, name, s / (double)n);
     free(r);
+}
+
+/* Teacher features kept by name, for prefix reuse. */
+typedef struct {
+    char *name[256];
+    Tensor t[256];
+    int n;
+} Cache;
+
+static void keep(void *p, const char *name, const Tensor *t) {
+    Cache *c = p;
+    if (c->n < 256) { c->name[c->n] = strdup(name); c->t[c->n++] = tensor_copy(t); }
+}
+
+static const Tensor *lookup(void *p, const char *name) {
+    Cache *c = p;
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->name[i], name)) return &c->t[i];
+    return NULL;
+}
+
+static void cache_free(Cache *c) {
+    for (int i = 0; i < c->n; i++) { free(c->name[i]); tensor_free(&c->t[i]); }
+    c->n = 0;
+}
+
+/* Prefix reuse gives bit-identical results: the student started from the
+ * teacher's features equals the student run from the start, feature by feature. */
+static void prefix_reuse(const Arch *teacher, const Arch *student, const Weights *w, const UnetInputs *in, const char *label) {
+    Cache tc = {0}, full = {0}, part = {0};
+    Tensor yt, yf, yp;
+    CHECK(unet_forward(teacher, w, in, &yt, keep, &tc) == 0);
+    CHECK(unet_forward(student, w, in, &yf, keep, &full) == 0);
+    UnetResume res = {teacher, lookup, &tc};
+    UnetRunStats st;
+    CHECK(unet_forward_from(student, w, in, &res, &yp, keep, &part, &st) == 0);
+    CHECK_MSG(st.start > 0 && st.units_live < st.units, "%s: started at unit %d, %d of %d live", label, st.start, st.units_live, st.units);
+    CHECK_EQ_LL(part.n, full.n);
+    int same = tensor_numel(&yf) == tensor_numel(&yp) && !memcmp(yf.d, yp.d, (size_t)tensor_numel(&yf) * sizeof(float));
+    CHECK_MSG(same, "%s: output differs with prefix reuse", label);
+    for (int i = 0; i < full.n && i < part.n; i++) {
+        CHECK_MSG(!strcmp(full.name[i], part.name[i]), "%s: feature %d is %s, with reuse %s", label, i, full.name[i], part.name[i]);
+        int eq = tensor_numel(&full.t[i]) == tensor_numel(&part.t[i]) &&
+                 !memcmp(full.t[i].d, part.t[i].d, (size_t)tensor_numel(&full.t[i]) * sizeof(float));
+        CHECK_MSG(eq, "%s: feature %s differs with prefix reuse", label, full.name[i]);
+    }
+    fprintf(stderr, "%s: prefix reuse starts at unit %d, computes %d of %d units\n", label, st.start, st.units_live, st.units);
+    cache_free(&tc); cache_free(&full); cache_free(&part);
+    tensor_free(&yt); tensor_free(&yf); tensor_free(&yp);
 }
 
 static void run_fixture(const char *name) {
@@ -120,11 +170,12 @@ static void run_fixture(const char *name) {
     cJSON_ArrayForEach(st, cJSON_GetObjectItem(exp, "students")) {
         Arch a = m.arch;
         const cJSON *d;
-        cJSON_ArrayForEach(d, cJSON_GetObjectItem(st, "drop")) CHECK(plan_drop_layer(&a, d->valuestring) == 0);
+        cJSON_ArrayForEach(d, cJSON_GetObjectItem(st, "drop")) CHECK(plan_remove(&a, d->valuestring) == 0);
         ModuleTree stree;
         unet_tree_build(&stree, &a, &s);
         CHECK_EQ_LL(stree.m[0].params, cJSON_GetObjectItem(st, "total_params")->valuedouble);
         unet_tree_free(&stree);
+        prefix_reuse(&m.arch, &a, &w, &in, st->string);
         Ctx sc = {.io = &io, .mse = cJSON_CreateObject()};
         rc = unet_forward(&a, &w, &in, &y, on_student_feature, &sc);
         CHECK(rc == 0);

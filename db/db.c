@@ -1,0 +1,858 @@
+/* db: the SQLite store (contracts in db.h). One connection per Db, WAL mode,
+ * the schema as a list of migrations applied in one transaction at open, and
+ * every sqlite3 call that returns a result code checked by SQ(), which names
+ * the DB path, sqlite's message, the call and the line. Tested by
+ * tests/test_db.c (schema, bad files, claims from 4 processes, SIGKILL, merge). */
+#include "db.h"
+#include "err.h"
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct Db {
+    sqlite3 *h;
+    const char *path;     /* names the DB in every message; owned by db_open's Db */
+    char host[256];
+    int64_t run_id;       /* the latest db_run_begin on this handle: rows it puts cite it; 0 = none */
+};
+
+#define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+
+/* ---- the one check ----------------------------------------------------
+ * Returns rc (SQLITE_OK, SQLITE_ROW or SQLITE_DONE) or -1 after recording an
+ * ERR_DB message "'<path>': <sqlite's message> (<call>, db.c:<line>)".
+ * Calls left unchecked, each for its reason: sqlite3_finalize (it repeats the
+ * last step's code, already checked), ROLLBACK after an error (its own
+ * failure must not hide the first error), and getters with no result code. */
+#define SQ(db, call) sq_check((db), (call), #call, __LINE__)
+
+static int sq_check(const Db *db, int rc, const char *call, int line) {
+    if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return rc;
+    const char *msg = db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc);
+    err_set(ERR_DB, "'%s': %s (%.100s%s, db.c:%d)", db->path, msg, call, strlen(call) > 100 ? "..." : "", line);
+    return -1;
+}
+
+/* Prepared statements and scripts name their SQL text as the call. */
+#define PREP(db, st, sql) (sq_check((db), sqlite3_prepare_v2((db)->h, (sql), -1, (st), NULL), (sql), __LINE__) < 0)
+#define EXEC(db, sql) (sq_check((db), sqlite3_exec((db)->h, (sql), NULL, NULL, NULL), (sql), __LINE__) < 0)
+#define STEP(db, st) SQ((db), sqlite3_step(st))
+
+static void fin(sqlite3_stmt *st) { (void)sqlite3_finalize(st); }
+
+static void rollback(Db *db) {
+    if (!sqlite3_get_autocommit(db->h)) (void)sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int bind_text(Db *db, sqlite3_stmt *st, int i, const char *s) {
+    int rc = s ? SQ(db, sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)) : SQ(db, sqlite3_bind_null(st, i));
+    return rc < 0 ? ERR_DB : 0;
+}
+static int bind_i64(Db *db, sqlite3_stmt *st, int i, int64_t v) {
+    return SQ(db, sqlite3_bind_int64(st, i, v)) < 0 ? ERR_DB : 0;
+}
+/* 0 stands for "no row" (SQLite ids start at 1): stored as NULL. */
+static int bind_id(Db *db, sqlite3_stmt *st, int i, int64_t id) {
+    return (id ? SQ(db, sqlite3_bind_int64(st, i, id)) : SQ(db, sqlite3_bind_null(st, i))) < 0 ? ERR_DB : 0;
+}
+static int bind_f64(Db *db, sqlite3_stmt *st, int i, double v) {
+    return SQ(db, sqlite3_bind_double(st, i, v)) < 0 ? ERR_DB : 0;
+}
+
+/* Steps st to its end; *v = column 0 of its first row when it has one
+ * (*found says so; found may be NULL when a row is certain). */
+static int step_i64(Db *db, sqlite3_stmt *st, int64_t *v, int *found) {
+    int rc, got = 0;
+    while ((rc = STEP(db, st)) == SQLITE_ROW)
+        if (!got++) *v = sqlite3_column_int64(st, 0);
+    if (rc < 0) return ERR_DB;
+    if (found) *found = got > 0;
+    else if (!got) return err_set(ERR_DB, "'%s': %s returned no row", db->path, sqlite3_sql(st));
+    return 0;
+}
+
+/* Runs a statement with no parameters or one integer ?1, to its end. */
+static int run1(Db *db, const char *sql, int64_t a) {
+    sqlite3_stmt *st;
+    if (PREP(db, &st, sql)) return ERR_DB;
+    int r = sqlite3_bind_parameter_count(st) && bind_i64(db, st, 1, a) ? -1 : SQLITE_ROW;
+    while (r == SQLITE_ROW) r = STEP(db, st);
+    fin(st);
+    return r < 0 ? ERR_DB : 0;
+}
+
+/* ---- schema ------------------------------------------------------------
+ * MIGRATIONS[v] takes the schema from version v to v + 1. Append, never edit:
+ * a DB records the version it reached, and db_merge relies on two DBs of the
+ * same version having the same columns in the same order. */
+static const char *const MIGRATIONS[] = {
+    /* 1: runs, models and their modules, plans, candidates, calibration sets,
+     * eval jobs and results; latency and schedule_stages are reserved for the
+     * profiler and the removal schedule. */
+    "CREATE TABLE runs("
+    "  id INTEGER PRIMARY KEY,"
+    "  uid TEXT NOT NULL UNIQUE," /* host:pid:started_at:random, so that a merge knows a run it already holds */
+    "  command_line TEXT, git_commit TEXT, build_flags TEXT, device TEXT, driver_version TEXT,"
+    "  cuda_version TEXT, cudnn_version TEXT, cupti_version TEXT, seed INTEGER,"
+    "  host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'interrupted')));"
+    "CREATE TABLE models("
+    "  id INTEGER PRIMARY KEY, spec TEXT NOT NULL, config_hash TEXT NOT NULL, weights_hash TEXT NOT NULL,"
+    "  params INTEGER NOT NULL, run_id INTEGER REFERENCES runs(id), created_at TEXT NOT NULL,"
+    "  UNIQUE (config_hash, weights_hash));"
+    "CREATE TABLE modules("
+    "  model_id INTEGER NOT NULL REFERENCES models(id), size_label TEXT NOT NULL, name TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, params INTEGER NOT NULL, macs INTEGER NOT NULL,"
+    "  PRIMARY KEY (model_id, size_label, name)) WITHOUT ROWID;"
+    "CREATE TABLE plans("
+    "  id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id), plan_hash TEXT NOT NULL,"
+    "  plan_json TEXT NOT NULL, total_params INTEGER NOT NULL, run_id INTEGER REFERENCES runs(id),"
+    "  created_at TEXT NOT NULL, UNIQUE (model_id, plan_hash));"
+    "CREATE TABLE candidates("
+    "  model_id INTEGER NOT NULL REFERENCES models(id), base_plan_id INTEGER NOT NULL REFERENCES plans(id),"
+    "  name TEXT NOT NULL, kind TEXT NOT NULL, params_removed INTEGER NOT NULL, macs_removed INTEGER NOT NULL,"
+    "  plan_id INTEGER NOT NULL REFERENCES plans(id),"
+    "  PRIMARY KEY (model_id, base_plan_id, name)) WITHOUT ROWID;"
+    "CREATE TABLE calib_sets("
+    "  id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, n_samples INTEGER NOT NULL, source TEXT,"
+    "  run_id INTEGER REFERENCES runs(id), created_at TEXT NOT NULL);"
+    "CREATE TABLE eval_jobs("
+    "  id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  plan_id INTEGER NOT NULL REFERENCES plans(id), calib_id INTEGER NOT NULL REFERENCES calib_sets(id),"
+    "  metric_version INTEGER NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done')),"
+    "  run_id INTEGER REFERENCES runs(id)," /* the claimer, then the run that finished it */
+    "  claimed_at TEXT, lease_until TEXT, finished_at TEXT,"
+    "  UNIQUE (model_id, plan_id, calib_id, metric_version));"
+    "CREATE TABLE eval_results("
+    "  job_id INTEGER NOT NULL REFERENCES eval_jobs(id), point TEXT NOT NULL, sample INTEGER NOT NULL,"
+    "  timestep REAL NOT NULL, tbin INTEGER NOT NULL, metric TEXT NOT NULL,"
+    "  value REAL," /* NULL: SQLite stores a NaN as NULL */
+    "  PRIMARY KEY (job_id, point, sample, metric)) WITHOUT ROWID;"
+    "CREATE TABLE latency("
+    "  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  model_id INTEGER REFERENCES models(id), plan_id INTEGER REFERENCES plans(id),"
+    "  module TEXT NOT NULL, batch INTEGER NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL,"
+    "  tokens INTEGER, dtype TEXT NOT NULL, device TEXT NOT NULL, engine TEXT, warmup INTEGER, iters INTEGER,"
+    "  ms REAL NOT NULL, ms_std REAL, ms_min REAL, created_at TEXT NOT NULL);"
+    "CREATE INDEX latency_run ON latency(run_id);"
+    "CREATE TABLE schedule_stages("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id), stage INTEGER NOT NULL,"
+    "  plan_id INTEGER NOT NULL REFERENCES plans(id), target TEXT, removed TEXT, params INTEGER, loss REAL,"
+    "  created_at TEXT NOT NULL, PRIMARY KEY (run_id, stage));",
+};
+_Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
+
+/* Brings the schema to DB_SCHEMA_VERSION. Always inside BEGIN IMMEDIATE: that
+ * is also the write probe, since a read-only file, directory or mount fails
+ * there even when the open succeeded (as root, permissions alone never do). */
+static int migrate(Db *db) {
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int64_t has_meta = 0, n_tables = 0, version = 0;
+    int found, rc;
+    sqlite3_stmt *st;
+    if (PREP(db, &st, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'")) goto fail;
+    rc = step_i64(db, st, &has_meta, NULL);
+    fin(st);
+    if (rc) goto fail;
+    if (has_meta) {
+        if (PREP(db, &st, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'")) goto fail;
+        rc = step_i64(db, st, &version, &found);
+        fin(st);
+        if (rc) goto fail;
+    } else {
+        if (PREP(db, &st, "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"))
+            goto fail;
+        rc = step_i64(db, st, &n_tables, NULL);
+        fin(st);
+        if (rc) goto fail;
+        if (n_tables) {
+            rollback(db);
+            return err_set(ERR_DB, "'%s': not a unetlab DB (it has tables but no schema version)", db->path);
+        }
+        if (EXEC(db, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")) goto fail;
+    }
+    if (version > DB_SCHEMA_VERSION) {
+        rollback(db);
+        return err_set(ERR_DB, "'%s': schema version %" PRId64 " is newer than this unetlab's %d", db->path, version,
+                       DB_SCHEMA_VERSION);
+    }
+    for (int64_t v = version; v < DB_SCHEMA_VERSION; v++)
+        if (EXEC(db, MIGRATIONS[v])) goto fail;
+    if (version < DB_SCHEMA_VERSION &&
+        run1(db, "INSERT INTO meta(key, value) VALUES('schema_version', ?1)"
+                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value", DB_SCHEMA_VERSION))
+        goto fail;
+    if (EXEC(db, "COMMIT")) goto fail;
+    return 0;
+fail:
+    rollback(db);
+    return ERR_DB;
+}
+
+static int open_conn(Db *db, int flags) {
+    if (SQ(db, sqlite3_open_v2(db->path, &db->h, flags, NULL)) < 0) return ERR_DB;
+    /* Concurrent processes wait for each other's transactions instead of failing. */
+    if (SQ(db, sqlite3_busy_timeout(db->h, 30000)) < 0) return ERR_DB;
+    return 0;
+}
+
+int db_open(Db **out, const char *path) {
+    *out = NULL;
+    Db *db = xcalloc(1, sizeof *db);
+    db->path = xstrdup(path);
+    if (gethostname(db->host, sizeof db->host - 1)) strcpy(db->host, "unknown");
+    int rc = open_conn(db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!rc && sqlite3_db_readonly(db->h, "main") == 1)
+        rc = err_set(ERR_DB, "'%s': read-only: cannot write to it (file permissions or a read-only mount)", path);
+    sqlite3_stmt *st = NULL;
+    if (!rc && PREP(db, &st, "PRAGMA journal_mode=WAL")) rc = ERR_DB;
+    if (!rc) {
+        int r = STEP(db, st);
+        const char *mode = r == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        if (r < 0) rc = ERR_DB;
+        else if (!mode || strcmp(mode, "wal"))
+            rc = err_set(ERR_DB, "'%s': cannot switch to WAL mode (journal mode stays '%s')", path, mode ? mode : "?");
+    }
+    fin(st);
+    if (!rc && (EXEC(db, "PRAGMA foreign_keys=ON") || EXEC(db, "PRAGMA synchronous=NORMAL"))) rc = ERR_DB;
+    if (!rc) rc = migrate(db);
+    /* The candidate ids of db_job_claim, per connection. */
+    if (!rc && EXEC(db, "CREATE TEMP TABLE claim_ids(id INTEGER PRIMARY KEY)")) rc = ERR_DB;
+    if (rc) {
+        db_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+void db_close(Db *db) {
+    if (!db) return;
+    /* close_v2 fails only on misuse; the message stays in the error slot. */
+    if (db->h) (void)SQ(db, sqlite3_close_v2(db->h));
+    free((char *)db->path);
+    free(db);
+}
+
+const char *db_path(const Db *db) { return db->path; }
+
+/* ---- runs and keyed rows ---------------------------------------------- */
+
+int db_run_begin(Db *db, const Provenance *p, int64_t *run_id) {
+    sqlite3_stmt *st;
+    if (PREP(db, &st,
+             "INSERT INTO runs(uid, command_line, git_commit, build_flags, device, driver_version, cuda_version,"
+             " cudnn_version, cupti_version, seed, host, pid, started_at, status)"
+             " VALUES(?10 || ':' || ?11 || ':' || " NOW " || ':' || lower(hex(randomblob(8))),"
+             " ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, " NOW ", 'running') RETURNING id"))
+        return ERR_DB;
+    int rc = bind_text(db, st, 1, p->command_line) || bind_text(db, st, 2, p->git_commit) ||
+             bind_text(db, st, 3, p->build_flags) || bind_text(db, st, 4, p->device) ||
+             bind_text(db, st, 5, p->driver_version) || bind_text(db, st, 6, p->cuda_version) ||
+             bind_text(db, st, 7, p->cudnn_version) || bind_text(db, st, 8, p->cupti_version) ||
+             bind_i64(db, st, 9, p->seed) || bind_text(db, st, 10, db->host) || bind_i64(db, st, 11, getpid()) ||
+             step_i64(db, st, run_id, NULL);
+    fin(st);
+    if (rc) return ERR_DB;
+    db->run_id = *run_id;
+    return 0;
+}
+
+int db_run_end(Db *db, int64_t run_id, const char *status) {
+    sqlite3_stmt *st;
+    if (PREP(db, &st, "UPDATE runs SET ended_at = " NOW ", status = ?1 WHERE id = ?2")) return ERR_DB;
+    int rc = bind_text(db, st, 1, status) || bind_i64(db, st, 2, run_id) || STEP(db, st) < 0;
+    fin(st);
+    if (rc) return ERR_DB;
+    if (!sqlite3_changes(db->h)) return err_set(ERR_DB, "'%s': no run %" PRId64, db->path, run_id);
+    return 0;
+}
+
+/* Runs the INSERT ... ON CONFLICT DO NOTHING `ins` (already bound), then the
+ * SELECT id `sel` (already bound): the id of the row with that key. */
+static int put_keyed(Db *db, sqlite3_stmt *ins, sqlite3_stmt *sel, int64_t *id) {
+    if (STEP(db, ins) < 0) return ERR_DB;
+    return step_i64(db, sel, id, NULL);
+}
+
+int db_model_put(Db *db, const char *spec, const char *config_hash, const char *weights_hash, int64_t params,
+                 int64_t *model_id) {
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    int rc = PREP(db, &ins,
+                  "INSERT INTO models(spec, config_hash, weights_hash, params, run_id, created_at)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, " NOW ") ON CONFLICT(config_hash, weights_hash) DO NOTHING") ||
+             PREP(db, &sel, "SELECT id FROM models WHERE config_hash = ?1 AND weights_hash = ?2") ||
+             bind_text(db, ins, 1, spec) || bind_text(db, ins, 2, config_hash) ||
+             bind_text(db, ins, 3, weights_hash) || bind_i64(db, ins, 4, params) || bind_id(db, ins, 5, db->run_id) ||
+             bind_text(db, sel, 1, config_hash) || bind_text(db, sel, 2, weights_hash) ||
+             put_keyed(db, ins, sel, model_id);
+    fin(ins);
+    fin(sel);
+    return rc ? ERR_DB : 0;
+}
+
+int db_plan_put(Db *db, int64_t model_id, const char *plan_json, const char *plan_hash, int64_t total_params,
+                int64_t *plan_id) {
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    int rc = PREP(db, &ins,
+                  "INSERT INTO plans(model_id, plan_hash, plan_json, total_params, run_id, created_at)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, " NOW ") ON CONFLICT(model_id, plan_hash) DO NOTHING") ||
+             PREP(db, &sel, "SELECT id FROM plans WHERE model_id = ?1 AND plan_hash = ?2") ||
+             bind_i64(db, ins, 1, model_id) || bind_text(db, ins, 2, plan_hash) || bind_text(db, ins, 3, plan_json) ||
+             bind_i64(db, ins, 4, total_params) || bind_id(db, ins, 5, db->run_id) ||
+             bind_i64(db, sel, 1, model_id) || bind_text(db, sel, 2, plan_hash) || put_keyed(db, ins, sel, plan_id);
+    fin(ins);
+    fin(sel);
+    return rc ? ERR_DB : 0;
+}
+
+int db_calib_put(Db *db, const char *hash, int n_samples, const char *source, int64_t *calib_id) {
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    int rc = PREP(db, &ins,
+                  "INSERT INTO calib_sets(hash, n_samples, source, run_id, created_at)"
+                  " VALUES(?1, ?2, ?3, ?4, " NOW ") ON CONFLICT(hash) DO NOTHING") ||
+             PREP(db, &sel, "SELECT id FROM calib_sets WHERE hash = ?1") ||
+             bind_text(db, ins, 1, hash) || bind_i64(db, ins, 2, n_samples) || bind_text(db, ins, 3, source) ||
+             bind_id(db, ins, 4, db->run_id) || bind_text(db, sel, 1, hash) || put_keyed(db, ins, sel, calib_id);
+    fin(ins);
+    fin(sel);
+    return rc ? ERR_DB : 0;
+}
+
+int db_modules_put(Db *db, int64_t model_id, const char *size_label, const DbModule *m, int n) {
+    sqlite3_stmt *st = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &st,
+                  "INSERT INTO modules(model_id, size_label, name, kind, params, macs) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+                  " ON CONFLICT DO NOTHING") ||
+             bind_i64(db, st, 1, model_id) || bind_text(db, st, 2, size_label);
+    for (int i = 0; !rc && i < n; i++)
+        rc = bind_text(db, st, 3, m[i].name) || bind_text(db, st, 4, m[i].kind) || bind_i64(db, st, 5, m[i].params) ||
+             bind_i64(db, st, 6, m[i].macs) || STEP(db, st) < 0 || SQ(db, sqlite3_reset(st)) < 0;
+    fin(st);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    return 0;
+}
+
+int db_candidates_put(Db *db, int64_t model_id, int64_t base_plan_id, const DbCandidate *c, int n) {
+    sqlite3_stmt *st = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &st,
+                  "INSERT INTO candidates(model_id, base_plan_id, name, kind, params_removed, macs_removed, plan_id)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING") ||
+             bind_i64(db, st, 1, model_id) || bind_i64(db, st, 2, base_plan_id);
+    for (int i = 0; !rc && i < n; i++)
+        rc = bind_text(db, st, 3, c[i].name) || bind_text(db, st, 4, c[i].kind) ||
+             bind_i64(db, st, 5, c[i].params_removed) || bind_i64(db, st, 6, c[i].macs_removed) ||
+             bind_i64(db, st, 7, c[i].plan_id) || STEP(db, st) < 0 || SQ(db, sqlite3_reset(st)) < 0;
+    fin(st);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    return 0;
+}
+
+/* ---- eval jobs ---------------------------------------------------------- */
+
+int db_job_ensure(Db *db, int64_t model_id, int64_t plan_id, int64_t calib_id, int metric_version, int64_t *job_id,
+                  int *done) {
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    int rc = PREP(db, &ins,
+                  "INSERT INTO eval_jobs(model_id, plan_id, calib_id, metric_version) VALUES(?1, ?2, ?3, ?4)"
+                  " ON CONFLICT(model_id, plan_id, calib_id, metric_version) DO NOTHING") ||
+             PREP(db, &sel,
+                  "SELECT id, status = 'done' FROM eval_jobs"
+                  " WHERE model_id = ?1 AND plan_id = ?2 AND calib_id = ?3 AND metric_version = ?4");
+    for (int i = 1; !rc && i <= 2; i++) {
+        sqlite3_stmt *st = i == 1 ? ins : sel;
+        rc = bind_i64(db, st, 1, model_id) || bind_i64(db, st, 2, plan_id) || bind_i64(db, st, 3, calib_id) ||
+             bind_i64(db, st, 4, metric_version);
+    }
+    if (!rc) rc = STEP(db, ins) < 0;
+    int r = rc ? -1 : STEP(db, sel);
+    if (r == SQLITE_ROW) {
+        *job_id = sqlite3_column_int64(sel, 0);
+        *done = sqlite3_column_int(sel, 1);
+    }
+    fin(ins);
+    fin(sel);
+    if (r < 0) return ERR_DB;
+    if (r != SQLITE_ROW) return err_set(ERR_DB, "'%s': eval job vanished after its insert", db->path);
+    return 0;
+}
+
+/* A claimer on this host whose process is gone. kill(pid, 0) still succeeds
+ * for a zombie, so a killed run counts as dead once its parent has reaped it. */
+static int pid_dead(int64_t pid) {
+    if (pid <= 0 || pid != (pid_t)pid) return 1;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int db_job_claim(Db *db, int64_t run_id, const int64_t *job_ids, int n, int lease_s, int64_t *job_id) {
+    *job_id = 0;
+    if (n <= 0) return 0;
+    sqlite3_stmt *ins = NULL, *sel = NULL, *upd = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    /* The ids go through a TEMP table in this transaction: one prepared
+     * INSERT reused, however long the list. */
+    int rc = EXEC(db, "DELETE FROM temp.claim_ids") ||
+             PREP(db, &ins, "INSERT INTO temp.claim_ids(id) VALUES(?1) ON CONFLICT DO NOTHING");
+    for (int i = 0; !rc && i < n; i++)
+        rc = bind_i64(db, ins, 1, job_ids[i]) || STEP(db, ins) < 0 || SQ(db, sqlite3_reset(ins)) < 0;
+    /* Liveness of a claimer's pid is a question for this machine's kernel, so
+     * SQL lists the candidates and C decides. */
+    if (!rc)
+        rc = PREP(db, &sel,
+                  "SELECT j.id, j.status = 'pending', j.lease_until < " NOW ", r.id IS NULL OR r.ended_at IS NOT NULL,"
+                  " r.host, r.pid FROM temp.claim_ids c JOIN eval_jobs j ON j.id = c.id"
+                  " LEFT JOIN runs r ON r.id = j.run_id WHERE j.status <> 'done' ORDER BY j.id");
+    int r = rc ? -1 : SQLITE_ROW;
+    int64_t pick = 0;
+    while (!rc && !pick && (r = STEP(db, sel)) == SQLITE_ROW) {
+        const char *host = (const char *)sqlite3_column_text(sel, 4);
+        if (sqlite3_column_int(sel, 1) || sqlite3_column_int(sel, 2) || sqlite3_column_int(sel, 3) ||
+            (host && !strcmp(host, db->host) && pid_dead(sqlite3_column_int64(sel, 5))))
+            pick = sqlite3_column_int64(sel, 0);
+    }
+    if (r < 0) rc = 1;
+    /* lease_s <= 0: no lease; only the claimer's death frees the job. */
+    if (!rc && pick)
+        rc = PREP(db, &upd,
+                  "UPDATE eval_jobs SET status = 'running', run_id = ?1, claimed_at = " NOW ","
+                  " lease_until = CASE WHEN ?2 > 0 THEN strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?2 || ' seconds')"
+                  " END WHERE id = ?3") ||
+             bind_i64(db, upd, 1, run_id) || bind_i64(db, upd, 2, lease_s) || bind_i64(db, upd, 3, pick) ||
+             STEP(db, upd) < 0;
+    fin(ins);
+    fin(sel);
+    fin(upd);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    *job_id = pick;
+    return 0;
+}
+
+int db_job_finish(Db *db, int64_t job_id, int64_t run_id, const DbEvalRow *rows, int n) {
+    sqlite3_stmt *sel = NULL, *ins = NULL, *upd = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &sel, "SELECT status = 'done' FROM eval_jobs WHERE id = ?1") || bind_i64(db, sel, 1, job_id);
+    int r = rc ? -1 : STEP(db, sel);
+    int done = r == SQLITE_ROW && sqlite3_column_int(sel, 0);
+    fin(sel);
+    if (r < 0) goto fail;
+    if (r != SQLITE_ROW) {
+        rollback(db);
+        return err_set(ERR_DB, "'%s': no eval job %" PRId64, db->path, job_id);
+    }
+    if (!done) {
+        rc = PREP(db, &ins,
+                  "INSERT INTO eval_results(job_id, point, sample, timestep, tbin, metric, value)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)") ||
+             bind_i64(db, ins, 1, job_id);
+        for (int i = 0; !rc && i < n; i++)
+            rc = bind_text(db, ins, 2, rows[i].point) || bind_i64(db, ins, 3, rows[i].sample) ||
+                 bind_f64(db, ins, 4, rows[i].timestep) || bind_i64(db, ins, 5, rows[i].tbin) ||
+                 bind_text(db, ins, 6, rows[i].metric) || bind_f64(db, ins, 7, rows[i].value) ||
+                 STEP(db, ins) < 0 || SQ(db, sqlite3_reset(ins)) < 0;
+        if (!rc)
+            rc = PREP(db, &upd,
+                      "UPDATE eval_jobs SET status = 'done', run_id = ?1, lease_until = NULL, finished_at = " NOW
+                      " WHERE id = ?2") ||
+                 bind_i64(db, upd, 1, run_id) || bind_i64(db, upd, 2, job_id) || STEP(db, upd) < 0;
+        fin(ins);
+        fin(upd);
+        if (rc) goto fail;
+    }
+    if (EXEC(db, "COMMIT")) goto fail;
+    return 0;
+fail:
+    rollback(db);
+    return ERR_DB;
+}
+
+int db_job_rows(Db *db, int64_t job_id, DbRowFn fn, void *ctx) {
+    sqlite3_stmt *st;
+    if (PREP(db, &st,
+             "SELECT point, sample, timestep, metric, value FROM eval_results WHERE job_id = ?1"
+             " ORDER BY point, sample, metric"))
+        return ERR_DB;
+    int r = bind_i64(db, st, 1, job_id) ? -1 : SQLITE_ROW;
+    while (r == SQLITE_ROW && (r = STEP(db, st)) == SQLITE_ROW) {
+        double v = sqlite3_column_type(st, 4) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 4);
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1), sqlite3_column_double(st, 2),
+           (const char *)sqlite3_column_text(st, 3), v);
+    }
+    fin(st);
+    return r < 0 ? ERR_DB : 0;
+}
+
+/* ---- db_query ------------------------------------------------------------ */
+
+enum { QF_TEXT, QF_CSV, QF_JSON };
+
+/* Shortest text that reads back as the same double (as cJSON prints them). */
+static void fmt_real(char *b, size_t n, double v) {
+    snprintf(b, n, "%.15g", v);
+    if (strtod(b, NULL) != v) snprintf(b, n, "%.17g", v);
+}
+
+/* The text of one cell; NULL for SQL NULL. Caller frees. */
+static char *cell_text(sqlite3_stmt *st, int i) {
+    char b[64];
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: snprintf(b, sizeof b, "%lld", (long long)sqlite3_column_int64(st, i)); return xstrdup(b);
+    case SQLITE_FLOAT: fmt_real(b, sizeof b, sqlite3_column_double(st, i)); return xstrdup(b);
+    case SQLITE_NULL: return NULL;
+    case SQLITE_BLOB: {
+        const unsigned char *p = sqlite3_column_blob(st, i);
+        int len = sqlite3_column_bytes(st, i);
+        char *s = xmalloc(2 * (size_t)len + 4), *o = s;
+        *o++ = 'x', *o++ = '\'';
+        for (int k = 0; k < len; k++) o += sprintf(o, "%02x", p[k]);
+        *o++ = '\'', *o = '\0';
+        return s;
+    }
+    default: return xstrdup((const char *)sqlite3_column_text(st, i));
+    }
+}
+
+static void csv_field(FILE *out, const char *s) {
+    if (!s) return;
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+/* Display width of UTF-8 text: code points, not bytes. */
+static int utf8_width(const char *s) {
+    int w = 0;
+    for (; *s; s++) w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+static cJSON *json_cell(sqlite3_stmt *st, int i) {
+    char b[32];
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER:
+        /* A raw integer literal keeps int64 exact; cJSON numbers are doubles. */
+        snprintf(b, sizeof b, "%lld", (long long)sqlite3_column_int64(st, i));
+        return cJSON_CreateRaw(b);
+    case SQLITE_FLOAT: return cJSON_CreateNumber(sqlite3_column_double(st, i));
+    case SQLITE_NULL: return cJSON_CreateNull();
+    default: {
+        char *s = cell_text(st, i);
+        cJSON *j = cJSON_CreateString(s);
+        free(s);
+        return j;
+    }
+    }
+}
+
+/* Runs st to its end and prints it in format f. */
+static int query_print(Db *q, sqlite3_stmt *st, int f, FILE *out) {
+    int nc = sqlite3_column_count(st), r, rc = 0;
+    char **cells = NULL;           /* text: row-major, header first */
+    size_t ncells = 0, cap = 0;
+    cJSON *arr = f == QF_JSON ? cJSON_CreateArray() : NULL;
+    if (f == QF_CSV && nc) {
+        for (int i = 0; i < nc; i++) {
+            if (i) fputc(',', out);
+            csv_field(out, sqlite3_column_name(st, i));
+        }
+        fputc('\n', out);
+    }
+    int *num = NULL;               /* text: column holds only numbers and NULLs */
+    if (f == QF_TEXT) {
+        num = xmalloc(((size_t)nc + 1) * sizeof *num);
+        for (int i = 0; i < nc; i++) num[i] = 1;
+        cells = xmalloc((cap = (size_t)nc * 16 + 1) * sizeof *cells);
+        for (int i = 0; i < nc; i++) cells[ncells++] = xstrdup(sqlite3_column_name(st, i));
+    }
+    while ((r = STEP(q, st)) == SQLITE_ROW) {
+        if (f == QF_CSV) {
+            for (int i = 0; i < nc; i++) {
+                char *s = cell_text(st, i);
+                if (i) fputc(',', out);
+                csv_field(out, s);
+                free(s);
+            }
+            fputc('\n', out);
+        } else if (f == QF_JSON) {
+            cJSON *o = cJSON_CreateObject();
+            for (int i = 0; i < nc; i++) cJSON_AddItemToObject(o, sqlite3_column_name(st, i), json_cell(st, i));
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            if (ncells + (size_t)nc > cap) cells = xrealloc(cells, (cap = 2 * cap + (size_t)nc) * sizeof *cells);
+            for (int i = 0; i < nc; i++) {
+                int t = sqlite3_column_type(st, i);
+                if (t == SQLITE_TEXT || t == SQLITE_BLOB) num[i] = 0;
+                char *s = cell_text(st, i);
+                cells[ncells++] = s ? s : xstrdup("NULL");
+            }
+        }
+    }
+    if (r < 0) rc = ERR_DB;
+    if (f == QF_JSON) {
+        if (!rc) {
+            char *txt = cJSON_PrintUnformatted(arr);
+            if (!txt) die("cJSON_PrintUnformatted: out of memory");
+            fprintf(out, "%s\n", txt);
+            free(txt);
+        }
+        cJSON_Delete(arr);
+    } else if (f == QF_TEXT) {
+        /* Columns two spaces apart; numeric columns right-aligned. */
+        int *w = xcalloc((size_t)nc + 1, sizeof *w);
+        for (size_t k = 0; k < ncells; k++) {
+            int i = (int)(k % (size_t)nc), cw = utf8_width(cells[k]);
+            if (cw > w[i]) w[i] = cw;
+        }
+        for (size_t k = 0; !rc && k < ncells; k++) {
+            int i = (int)(k % (size_t)nc), pad = w[i] - utf8_width(cells[k]), last = i == nc - 1;
+            if (i) fputs("  ", out);
+            if (num[i] && k >= (size_t)nc) fprintf(out, "%*s%s", pad, "", cells[k]);
+            else fprintf(out, "%s%*s", cells[k], last ? 0 : pad, "");
+            if (last) fputc('\n', out);
+        }
+        free(w);
+    }
+    free(num);
+    for (size_t k = 0; k < ncells; k++) free(cells[k]);
+    free(cells);
+    return rc;
+}
+
+int db_query(Db *db, const char *sql, const char *format, FILE *out) {
+    int f = !strcmp(format, "text") ? QF_TEXT : !strcmp(format, "csv") ? QF_CSV : !strcmp(format, "json") ? QF_JSON : -1;
+    if (f < 0) return err_set(ERR_USAGE, "unknown query format '%s' (text, csv or json)", format);
+    /* A connection of its own, opened read-only and query_only, so that the
+     * user's SQL cannot write whatever it says. */
+    Db q = {.path = db->path};
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = open_conn(&q, SQLITE_OPEN_READONLY);
+    if (!rc && EXEC(&q, "PRAGMA query_only=ON")) rc = ERR_DB;
+    if (!rc && sq_check(&q, sqlite3_prepare_v2(q.h, sql, -1, &st, &tail), sql, __LINE__) < 0) rc = ERR_DB;
+    if (!rc && !st) rc = err_set(ERR_DB, "'%s': the query holds no SQL statement", q.path);
+    if (!rc && tail[strspn(tail, " \t\r\n;")])
+        rc = err_set(ERR_DB, "'%s': the query holds more than one statement (from '%.40s'); give one", q.path, tail);
+    if (!rc) rc = query_print(&q, st, f, out);
+    fin(st);
+    if (q.h) (void)SQ(&q, sqlite3_close_v2(q.h));
+    return rc;
+}
+
+/* ---- db_merge -------------------------------------------------------------
+ * ATTACH cannot run inside a transaction, so each input is first copied, as
+ * it is (in a read transaction: one snapshot), into TEMP staging tables tagged
+ * with its index; then one transaction re-keys everything into out by natural
+ * keys. A merge is therefore all or nothing, and merging again adds nothing. */
+
+static const char MERGE_STAGING[] =
+    "CREATE TEMP TABLE in_runs AS SELECT 0 AS src, * FROM main.runs WHERE 0;"
+    "CREATE TEMP TABLE in_models AS SELECT 0 AS src, * FROM main.models WHERE 0;"
+    "CREATE TEMP TABLE in_modules AS SELECT 0 AS src, * FROM main.modules WHERE 0;"
+    "CREATE TEMP TABLE in_plans AS SELECT 0 AS src, * FROM main.plans WHERE 0;"
+    "CREATE TEMP TABLE in_candidates AS SELECT 0 AS src, * FROM main.candidates WHERE 0;"
+    "CREATE TEMP TABLE in_calib AS SELECT 0 AS src, * FROM main.calib_sets WHERE 0;"
+    "CREATE TEMP TABLE in_jobs AS SELECT 0 AS src, * FROM main.eval_jobs WHERE 0;"
+    "CREATE TEMP TABLE in_results AS SELECT 0 AS src, * FROM main.eval_results WHERE 0;"
+    "CREATE TEMP TABLE in_latency AS SELECT 0 AS src, * FROM main.latency WHERE 0;"
+    "CREATE TEMP TABLE in_stages AS SELECT 0 AS src, * FROM main.schedule_stages WHERE 0;"
+    "CREATE INDEX temp.in_results_job ON in_results(src, job_id);"
+    /* (src, old id) -> id in out; fresh: the run is new to out, so its
+     * latency and schedule rows are copied too (once, from one input). */
+    "CREATE TEMP TABLE map_runs(src INTEGER, old INTEGER, uid TEXT, fresh INTEGER, new INTEGER,"
+    " PRIMARY KEY (src, old));"
+    "CREATE TEMP TABLE map_models(src INTEGER, old INTEGER, new INTEGER, PRIMARY KEY (src, old));"
+    "CREATE TEMP TABLE map_plans(src INTEGER, old INTEGER, new INTEGER, PRIMARY KEY (src, old));"
+    "CREATE TEMP TABLE map_calib(src INTEGER, old INTEGER, new INTEGER, PRIMARY KEY (src, old));"
+    "CREATE TEMP TABLE map_jobs(src INTEGER, old INTEGER, new INTEGER, PRIMARY KEY (src, old));";
+
+/* Per input, ?1 = its index. Same schema version, so `*` lines up. */
+static const char *const MERGE_STAGE[] = {
+    "INSERT INTO temp.in_runs SELECT ?1, * FROM src.runs",
+    "INSERT INTO temp.in_models SELECT ?1, * FROM src.models",
+    "INSERT INTO temp.in_modules SELECT ?1, * FROM src.modules",
+    "INSERT INTO temp.in_plans SELECT ?1, * FROM src.plans",
+    "INSERT INTO temp.in_candidates SELECT ?1, * FROM src.candidates",
+    "INSERT INTO temp.in_calib SELECT ?1, * FROM src.calib_sets",
+    "INSERT INTO temp.in_jobs SELECT ?1, * FROM src.eval_jobs WHERE status = 'done'",
+    "INSERT INTO temp.in_results SELECT ?1, r.* FROM src.eval_results r JOIN src.eval_jobs j ON j.id = r.job_id"
+    " WHERE j.status = 'done'",
+    "INSERT INTO temp.in_latency SELECT ?1, * FROM src.latency",
+    "INSERT INTO temp.in_stages SELECT ?1, * FROM src.schedule_stages",
+};
+
+/* In out's transaction, in dependency order. `WHERE true` before ON CONFLICT:
+ * SQLite's parser needs it after a SELECT with joins. */
+static const char *const MERGE_STEPS[] = {
+    "INSERT INTO map_runs(src, old, uid, fresh) SELECT r.src, r.id, r.uid,"
+    " NOT EXISTS (SELECT 1 FROM main.runs m WHERE m.uid = r.uid)"
+    " AND r.src = (SELECT min(x.src) FROM in_runs x WHERE x.uid = r.uid) FROM in_runs r",
+    "INSERT INTO main.runs(uid, command_line, git_commit, build_flags, device, driver_version, cuda_version,"
+    " cudnn_version, cupti_version, seed, host, pid, started_at, ended_at, status)"
+    " SELECT r.uid, r.command_line, r.git_commit, r.build_flags, r.device, r.driver_version, r.cuda_version,"
+    " r.cudnn_version, r.cupti_version, r.seed, r.host, r.pid, r.started_at, r.ended_at, r.status"
+    " FROM in_runs r JOIN map_runs m ON m.src = r.src AND m.old = r.id WHERE m.fresh ORDER BY r.src, r.id",
+    "UPDATE map_runs SET new = (SELECT id FROM main.runs m WHERE m.uid = map_runs.uid)",
+
+    "INSERT INTO main.models(spec, config_hash, weights_hash, params, run_id, created_at)"
+    " SELECT x.spec, x.config_hash, x.weights_hash, x.params, mr.new, x.created_at FROM in_models x"
+    " LEFT JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id WHERE true ORDER BY x.src, x.id"
+    " ON CONFLICT(config_hash, weights_hash) DO NOTHING",
+    "INSERT INTO map_models(src, old, new) SELECT x.src, x.id, m.id FROM in_models x"
+    " JOIN main.models m ON m.config_hash = x.config_hash AND m.weights_hash = x.weights_hash",
+    "INSERT INTO main.modules(model_id, size_label, name, kind, params, macs)"
+    " SELECT mm.new, x.size_label, x.name, x.kind, x.params, x.macs FROM in_modules x"
+    " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id WHERE true ORDER BY x.src ON CONFLICT DO NOTHING",
+
+    "INSERT INTO main.plans(model_id, plan_hash, plan_json, total_params, run_id, created_at)"
+    " SELECT mm.new, x.plan_hash, x.plan_json, x.total_params, mr.new, x.created_at FROM in_plans x"
+    " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " LEFT JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id WHERE true ORDER BY x.src, x.id"
+    " ON CONFLICT(model_id, plan_hash) DO NOTHING",
+    "INSERT INTO map_plans(src, old, new) SELECT x.src, x.id, p.id FROM in_plans x"
+    " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " JOIN main.plans p ON p.model_id = mm.new AND p.plan_hash = x.plan_hash",
+    "INSERT INTO main.candidates(model_id, base_plan_id, name, kind, params_removed, macs_removed, plan_id)"
+    " SELECT mm.new, bp.new, x.name, x.kind, x.params_removed, x.macs_removed, pp.new FROM in_candidates x"
+    " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " JOIN map_plans bp ON bp.src = x.src AND bp.old = x.base_plan_id"
+    " JOIN map_plans pp ON pp.src = x.src AND pp.old = x.plan_id WHERE true ORDER BY x.src ON CONFLICT DO NOTHING",
+
+    "INSERT INTO main.calib_sets(hash, n_samples, source, run_id, created_at)"
+    " SELECT x.hash, x.n_samples, x.source, mr.new, x.created_at FROM in_calib x"
+    " LEFT JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id WHERE true ORDER BY x.src, x.id"
+    " ON CONFLICT(hash) DO NOTHING",
+    "INSERT INTO map_calib(src, old, new) SELECT x.src, x.id, c.id FROM in_calib x"
+    " JOIN main.calib_sets c ON c.hash = x.hash",
+
+    /* Done jobs: created pending when out lacks them, then filled from one
+     * input each (the first that has it), unless out has it done already. */
+    "INSERT INTO main.eval_jobs(model_id, plan_id, calib_id, metric_version)"
+    " SELECT mm.new, mp.new, mc.new, x.metric_version FROM in_jobs x"
+    " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id"
+    " JOIN map_calib mc ON mc.src = x.src AND mc.old = x.calib_id WHERE true ORDER BY x.src, x.id"
+    " ON CONFLICT(model_id, plan_id, calib_id, metric_version) DO NOTHING",
+    /* A bare column beside min() takes the min row's value (SQLite documents this). */
+    "INSERT INTO map_jobs(src, old, new) SELECT min(x.src), x.id, j.id FROM in_jobs x"
+    " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id"
+    " JOIN map_calib mc ON mc.src = x.src AND mc.old = x.calib_id"
+    " JOIN main.eval_jobs j ON j.model_id = mm.new AND j.plan_id = mp.new AND j.calib_id = mc.new"
+    " AND j.metric_version = x.metric_version WHERE j.status <> 'done' GROUP BY j.id",
+    "INSERT INTO main.eval_results(job_id, point, sample, timestep, tbin, metric, value)"
+    " SELECT mj.new, r.point, r.sample, r.timestep, r.tbin, r.metric, r.value FROM map_jobs mj"
+    " JOIN in_results r ON r.src = mj.src AND r.job_id = mj.old",
+    "UPDATE main.eval_jobs AS j SET status = 'done', run_id = x.run_new, claimed_at = x.claimed_at,"
+    " lease_until = NULL, finished_at = x.finished_at"
+    " FROM (SELECT mj.new AS id, mr.new AS run_new, s.claimed_at, s.finished_at FROM map_jobs mj"
+    " JOIN in_jobs s ON s.src = mj.src AND s.id = mj.old"
+    " LEFT JOIN map_runs mr ON mr.src = s.src AND mr.old = s.run_id) AS x WHERE j.id = x.id",
+
+    "INSERT INTO main.latency(run_id, model_id, plan_id, module, batch, height, width, tokens, dtype, device,"
+    " engine, warmup, iters, ms, ms_std, ms_min, created_at)"
+    " SELECT mr.new, mm.new, mp.new, x.module, x.batch, x.height, x.width, x.tokens, x.dtype, x.device,"
+    " x.engine, x.warmup, x.iters, x.ms, x.ms_std, x.ms_min, x.created_at FROM in_latency x"
+    " JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
+    " LEFT JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " LEFT JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.id",
+    "INSERT INTO main.schedule_stages(run_id, stage, plan_id, target, removed, params, loss, created_at)"
+    " SELECT mr.new, x.stage, mp.new, x.target, x.removed, x.params, x.loss, x.created_at FROM in_stages x"
+    " JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
+    " JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.stage",
+};
+
+/* Copies input i (attached as src) into the staging tables. Messages name
+ * the input: `in` is the out connection under the input's name. */
+static int merge_stage(Db *in, int i) {
+    int64_t v = 0, has_meta = 0;
+    int found = 0, rc = 0;
+    sqlite3_stmt *st = NULL;
+    if (EXEC(in, "BEGIN")) return ERR_DB;
+    rc = PREP(in, &st, "SELECT count(*) FROM src.sqlite_schema WHERE type = 'table' AND name = 'meta'") ||
+         step_i64(in, st, &has_meta, NULL);
+    fin(st);
+    if (!rc && !has_meta) rc = err_set(ERR_DB, "'%s': not a unetlab DB (no schema version)", in->path);
+    if (!rc) {
+        rc = PREP(in, &st, "SELECT CAST(value AS INTEGER) FROM src.meta WHERE key = 'schema_version'") ||
+             step_i64(in, st, &v, &found);
+        fin(st);
+    }
+    if (!rc && v > DB_SCHEMA_VERSION)
+        rc = err_set(ERR_DB, "'%s': schema version %" PRId64 " is newer than this unetlab's %d", in->path, v,
+                     DB_SCHEMA_VERSION);
+    else if (!rc && v < DB_SCHEMA_VERSION)
+        rc = err_set(ERR_DB, "'%s': schema version %" PRId64 " is older than this unetlab's %d; open it once with"
+                     " this unetlab to migrate it, then merge", in->path, v, DB_SCHEMA_VERSION);
+    for (size_t k = 0; !rc && k < sizeof MERGE_STAGE / sizeof *MERGE_STAGE; k++) rc = run1(in, MERGE_STAGE[k], i);
+    if (rc || EXEC(in, "COMMIT")) {
+        rollback(in);
+        return ERR_DB;
+    }
+    return 0;
+}
+
+int db_merge(const char *out, const char *const *inputs, int n) {
+    Db *db;
+    int rc = db_open(&db, out);
+    if (rc) return rc;
+    struct stat so, si;
+    int have_out = stat(out, &so) == 0;
+    if (EXEC(db, MERGE_STAGING)) rc = ERR_DB;
+    for (int i = 0; !rc && i < n; i++) {
+        /* ATTACH would create a missing file; say so instead. */
+        if (stat(inputs[i], &si)) {
+            rc = err_set(ERR_DB, "'%s': cannot read: %s", inputs[i], strerror(errno));
+            break;
+        }
+        if (!S_ISREG(si.st_mode)) {
+            rc = err_set(ERR_DB, "'%s': not a regular file", inputs[i]);
+            break;
+        }
+        if (have_out && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+            rc = err_set(ERR_DB, "'%s': is the merge output itself", inputs[i]);
+            break;
+        }
+        Db in = *db;
+        in.path = inputs[i];
+        sqlite3_stmt *st = NULL;
+        rc = PREP(&in, &st, "ATTACH DATABASE ?1 AS src") || bind_text(&in, st, 1, inputs[i]) || STEP(&in, st) < 0;
+        fin(st);
+        if (rc) {
+            rc = ERR_DB;
+            break;
+        }
+        rc = merge_stage(&in, i);
+        if (!rc && EXEC(&in, "DETACH DATABASE src")) rc = ERR_DB;
+    }
+    if (!rc && EXEC(db, "BEGIN IMMEDIATE")) rc = ERR_DB;
+    for (size_t k = 0; !rc && k < sizeof MERGE_STEPS / sizeof *MERGE_STEPS; k++) rc = run1(db, MERGE_STEPS[k], 0);
+    if (!rc && EXEC(db, "COMMIT")) rc = ERR_DB;
+    if (rc) rollback(db);
+    db_close(db);
+    return rc;
+}
