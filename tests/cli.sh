@@ -57,7 +57,7 @@ expect "inspect student" 0 "total: 2,532,707,844 parameters" -- "$BIN" inspect -
 expect "inspect config file" 0 "total: 7,716,932 parameters" -- "$BIN" inspect --model $FX/mini-public/config.json
 
 # --- forward ---
-expect "forward mini-public" 0 "output and 73 features" -- "$BIN" forward --model $FX/mini-public --inputs $FX/mini-public/io.safetensors --out "$T/o.safetensors" --features
+expect "forward mini-public" 0 "output and 74 features" -- "$BIN" forward --model $FX/mini-public --inputs $FX/mini-public/io.safetensors --out "$T/o.safetensors" --features
 [ -s "$T/o.safetensors" ] && ok || bad "forward wrote no file"
 expect "forward student" 0 "wrote" -- "$BIN" forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --out "$T/s.safetensors" --drop up_blocks.0.attentions.0.transformer_blocks.1
 expect "forward pipeline root" 0 "wrote" -- bash -c "mkdir -p '$T/pipe' && ln -sfn '$PWD/$FX/mini-ssd' '$T/pipe/unet' && '$BIN' forward --model '$T/pipe' --inputs $FX/mini-ssd/io.safetensors --out '$T/p.safetensors'"
