@@ -13,17 +13,18 @@ SAN     ?= 0
 BUILD   ?= $(if $(filter 1,$(SAN)),build-san,build)
 
 CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -fopenmp -Icore -Imodel -Ikernels/cpu -Iablate -Iprofile -Idb
-LDLIBS  = -lcjson -lm -fopenmp
+LDLIBS  = -lsqlite3 -lcjson -lm -fopenmp
 ifeq ($(SAN),1)
   CFLAGS += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDLIBS += -fsanitize=address,undefined
 endif
 
-SRC = core/err.c core/fileio.c core/safetensors.c core/rng.c core/tensor.c \
+SRC = core/err.c core/fileio.c core/hash.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/forward.c \
-      ablate/plan.c ablate/candidates.c \
+      ablate/plan.c ablate/candidates.c ablate/eval.c \
       kernels/cpu/ops.c \
-      cli/main.c cli/inspect.c cli/forward.c cli/plan.c
+      db/db.c \
+      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c
 ifeq ($(CUDA),1)
   CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include
   # cudart is linked statically so that the carried build/ runs on the GPU
@@ -36,7 +37,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fixtures
+TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab
@@ -48,9 +49,14 @@ info:
 $(BUILD)/unetlab: $(OBJ) | info
 	$(CC) -o $@ $(OBJ) $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h cli/*.h)
+$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h db/*.h cli/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# provenance: the commit and flags this binary was built from
+GIT_DESC := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/cli/prov.o: CFLAGS += -DUNETLAB_GIT='"$(GIT_DESC)"' -DUNETLAB_BUILD_FLAGS='"CUDA=$(CUDA) SAN=$(SAN) $(CC)"'
+$(BUILD)/cli/prov.o: $(wildcard .git/index)
 
 $(BUILD)/core/device_cuda.o: core/device_cuda.cu core/device.h
 	@mkdir -p $(dir $@)

@@ -3,6 +3,7 @@
  * the command table. Tested by tests/cli.sh (the built binary, end to end). */
 #ifndef UNETLAB_CLI_H
 #define UNETLAB_CLI_H
+#include "db.h"
 #include "plan.h"
 #include "unet.h"
 #include <stdint.h>
@@ -31,9 +32,20 @@ int cli_shape(const Arch *a, const char *batch, const char *height, const char *
  * removals) on the teacher Arch; both NULL gives the teacher. *plan gets the
  * removal set (caller frees). */
 int cli_student(const Arch *teacher, const char *plan_path, const char *drop, Plan *plan, Arch *student);
+/* Provenance of this process's run, for the store. */
+typedef struct {
+    Provenance p;
+    char *cmdline;
+    char device[256], gpu[320];
+} CliProvenance;
+void prov_fill(CliProvenance *p, int argc, char **argv, long seed);
+void prov_free(CliProvenance *p);
+
 int cmd_inspect(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_candidates(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_db(int argc, char **argv);
 
 #endif

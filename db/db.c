@@ -215,7 +215,16 @@ int db_open(Db **out, const char *path) {
     sqlite3_stmt *st = NULL;
     if (!rc && PREP(db, &st, "PRAGMA journal_mode=WAL")) rc = ERR_DB;
     if (!rc) {
-        int r = STEP(db, st);
+        /* Switching a new file to WAL needs an exclusive lock, and SQLite
+         * answers SQLITE_BUSY there without calling the busy handler when
+         * other processes are opening the same new file: wait here instead,
+         * as long as busy_timeout would. */
+        int r;
+        for (int tries = 3000; (r = sqlite3_step(st)) == SQLITE_BUSY && tries > 0; tries--) {
+            (void)sqlite3_reset(st);   /* repeats the BUSY just seen */
+            usleep(10000);
+        }
+        r = sq_check(db, r, "sqlite3_step(PRAGMA journal_mode=WAL)", __LINE__);
         const char *mode = r == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
         if (r < 0) rc = ERR_DB;
         else if (!mode || strcmp(mode, "wal"))
@@ -631,7 +640,7 @@ static int query_print(Db *q, sqlite3_stmt *st, int f, FILE *out) {
         for (size_t k = 0; !rc && k < ncells; k++) {
             int i = (int)(k % (size_t)nc), pad = w[i] - utf8_width(cells[k]), last = i == nc - 1;
             if (i) fputs("  ", out);
-            if (num[i] && k >= (size_t)nc) fprintf(out, "%*s%s", pad, "", cells[k]);
+            if (num[i]) fprintf(out, "%*s%s", pad, "", cells[k]);
             else fprintf(out, "%s%*s", cells[k], last ? 0 : pad, "");
             if (last) fputc('\n', out);
         }

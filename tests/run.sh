@@ -3,6 +3,7 @@
 # "N passed, N failed" lines and prints the total last. Exit 1 on any failure.
 set -u
 build=${1:-build}
+export UNETLAB="$build/unetlab"
 pass=0; fail=0; broken=()
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
