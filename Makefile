@@ -1,6 +1,7 @@
 # unetlab build. `make` builds build/unetlab: CUDA-enabled when nvcc is found
 # (CUDA=0|1 overrides), CPU-only otherwise, and says which. `make test` and
 # `make demo` install missing Debian packages first (scripts/setup.sh).
+# V=1 shows the full compiler command lines.
 # SAN=1 builds into build-san/ with AddressSanitizer + UndefinedBehaviorSanitizer.
 
 CC      ?= cc
@@ -10,6 +11,8 @@ ifeq ($(origin CUDA), undefined)
   CUDA := $(if $(NVCC),1,0)
 endif
 SAN     ?= 0
+V       ?= 0
+Q        = $(if $(filter 1,$(V)),,@)
 BUILD   ?= $(if $(filter 1,$(SAN)),build-san,build)
 
 CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -fopenmp -Icore -Imodel -Ikernels/cpu -Iablate -Iprofile -Idb
@@ -47,11 +50,13 @@ info:
 	@echo "unetlab: CUDA=$(CUDA) ($(if $(NVCC),nvcc at $(NVCC),no nvcc found)), SAN=$(SAN), build dir $(BUILD)/"
 
 $(BUILD)/unetlab: $(OBJ) | info
-	$(CC) -o $@ $(OBJ) $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $(OBJ) $(LDLIBS)
 
 $(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h db/*.h cli/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # provenance: the commit and flags this binary was built from
 GIT_DESC := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
@@ -60,7 +65,8 @@ $(BUILD)/cli/prov.o: $(wildcard .git/index)
 
 $(BUILD)/core/device_cuda.o: core/device_cuda.cu core/device.h
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -Icore -c $< -o $@
+	@echo "  NVCC    $<"
+	$(Q)$(NVCC) -O2 -Icore -c $< -o $@
 
 $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
@@ -74,7 +80,8 @@ $(BUILD)/presets.o: $(BUILD)/presets.c
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(LIBOBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $< $(LIBOBJ) -o $@ $(LDLIBS)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIBOBJ) -o $@ $(LDLIBS)
 
 deps:
 	@scripts/setup.sh

@@ -166,16 +166,16 @@ int plan_remove(Arch *a, const char *name) {
     return err_set(ERR_PLAN, "'%s': not a removable module (a transformer layer, X.resnets.J, X.attentions, mid_block.attentions or mid_block)", name);
 }
 
-/* Removals apply finest first: layers, then ResNets, then whole attention levels. */
+/* Removals apply finest first: layers, ResNets, attention levels, a whole mid block. */
 static int rank(const char *name) {
     if (strstr(name, ".transformer_blocks.")) return 0;
     if (strstr(name, ".resnets.")) return 1;
-    return 2;
+    return strcmp(name, "mid_block") ? 2 : 3;
 }
 
 int plan_apply(const Arch *teacher, const Plan *p, Arch *student) {
     *student = *teacher;
-    for (int r = 0; r < 3; r++)
+    for (int r = 0; r < 4; r++)
         for (int i = 0; i < p->n; i++)
             if (rank(p->remove[i]) == r) {
                 int rc = plan_remove(student, p->remove[i]);

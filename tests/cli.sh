@@ -109,5 +109,44 @@ expect "config unknown block type" 3 "unknown block type 'UpBlock3D'" -- fwd
 printf '{"sample_size": ' > "$M/config.json"
 expect "config not JSON" 3 "'$M/config.json': not valid JSON" -- fwd
 
+# --- plans, candidates, eval, the store ---
+expect "plan show ssd-1b" 0 '"mid_block_type":	"UNetMidBlock2D"' -- "$BIN" plan show plans/ssd-1b.json
+"$BIN" plan show plans/ssd-1b.json > "$T/ssd.json" 2>/dev/null
+expect "ssd-1b plan builds SSD-1B" 0 '"total_params":	1331334404,' -- "$BIN" inspect --model "$T/ssd.json" --format json
+"$BIN" plan show plans/segmind-vega.json > "$T/vega.json" 2>/dev/null
+expect "vega plan builds Vega" 0 '"total_params":	745225604,' -- "$BIN" inspect --model "$T/vega.json" --format json
+expect "plan via inspect" 0 "total: 1,331,334,404 parameters" -- "$BIN" inspect --model sdxl-base --plan plans/ssd-1b.json
+n=$("$BIN" candidates --model sdxl-base --format csv | grep -c ',transformer_layer,'); [ "$n" -eq 70 ] && ok || bad "sdxl-base: $n transformer-layer candidates, expected 70"
+n=$("$BIN" candidates --model sdxl-base --format csv | grep -c ',resnet_pair,'); [ "$n" -eq 7 ] && ok || bad "sdxl-base: $n resnet pairs, expected 7"
+expect "candidates of a student" 0 "mid_block_removal" -- "$BIN" candidates --model sdxl-base --plan plans/ssd-1b.json --kinds mid_block_removal,transformer_layer
+expect "candidates bad kind" 2 "unknown kind 'layers'" -- "$BIN" candidates --model sdxl-base --kinds layers
+expect "plan unknown module" 7 "'down_blocks.7.resnets.0': no such module" -- "$BIN" inspect --model sdxl-base --drop down_blocks.7.resnets.0
+printf '{"remove": ["up_blocks.0.attentions.0.transformer_blocks.99"]}' > "$T/p1.json"
+expect "plan file unknown layer" 7 "no such transformer layer" -- "$BIN" plan show "$T/p1.json" --model sdxl-base
+printf '{"remove": ["down_blocks.1.resnets.0", "up_blocks.1.resnets.1"]}' > "$T/p2.json"
+expect "pair changing shapes" 7 "changes the shape of 'down_blocks.1.resnets.1.norm1.weight' (teacher [640], student [320])" -- "$BIN" inspect --model sdxl-base --plan "$T/p2.json"
+printf '{"remove": ["down_blocks.1.resnets.1"]}' > "$T/p3.json"
+expect "unpaired resnet" 7 "down_blocks.1 keeps 1 ResNets but up_blocks.1 keeps 3" -- "$BIN" inspect --model sdxl-base --plan "$T/p3.json"
+printf '{"remove": "mid_block"}' > "$T/p4.json"
+expect "plan bad field" 7 "'$T/p4.json': field 'remove'" -- "$BIN" inspect --model sdxl-base --plan "$T/p4.json"
+expect "plan missing file" 7 "cannot read '$T/none.json'" -- "$BIN" inspect --model sdxl-base --plan "$T/none.json"
+printf '{"remove": []}' > "$T/p5.json"
+expect "plan not expressible" 7 "no diffusers config can describe this student" -- "$BIN" plan show "$T/p5.json" --model sdxl-base --drop mid_block.attentions.0.transformer_blocks.0
+EV="eval --model $FX/mini-ssd --plan $T/p5.json"
+expect "eval calib wrong shape" 4 "'$FX/mini-public/io.safetensors': input 'input.encoder_hidden_states'" -- "$BIN" $EV --calib $FX/mini-public/io.safetensors --db "$T/e.db"
+expect "eval needs one calib" 2 "exactly one of --calib and --synthetic" -- "$BIN" $EV --db "$T/e.db"
+expect "eval bad shard" 2 "'--shard': '2/2'" -- "$BIN" $EV --synthetic 1 --db "$T/e.db" --shard 2/2
+expect "eval synthetic" 0 '"total_params":	6159204' -- "$BIN" $EV --synthetic 2 --latent 8 --tokens 5 --db "$T/e.db" --format json
+head -c 4096 /dev/urandom > "$T/corrupt.db"
+expect "corrupt db" 6 "'$T/corrupt.db'" -- "$BIN" $EV --synthetic 1 --latent 8 --db "$T/corrupt.db"
+expect "unwritable db" 6 "'/nonexistent-dir/x.db'" -- "$BIN" $EV --synthetic 1 --latent 8 --db /nonexistent-dir/x.db
+cp "$T/e.db" "$T/new.db"; sqlite3 "$T/new.db" "UPDATE meta SET value = '99' WHERE key = 'schema_version'" 2>/dev/null || true
+if command -v sqlite3 >/dev/null; then
+  expect "newer schema" 6 "newer than this unetlab's" -- "$BIN" $EV --synthetic 1 --latent 8 --db "$T/new.db"
+fi
+expect "db query" 0 "unetlab-plan" -- "$BIN" db query --db "$T/e.db" "SELECT plan_json FROM plans" --format json
+expect "db query writes" 6 "'$T/e.db'" -- "$BIN" db query --db "$T/e.db" "DELETE FROM runs"
+expect "db merge missing input" 6 "'$T/none.db'" -- "$BIN" db merge "$T/none.db" -o "$T/m.db"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
