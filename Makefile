@@ -24,7 +24,7 @@ endif
 
 SRC = core/err.c core/fileio.c core/hash.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/forward.c \
-      ablate/plan.c ablate/candidates.c ablate/eval.c \
+      ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
       kernels/cpu/ops.c \
       db/db.c \
       cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c
