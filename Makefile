@@ -27,7 +27,7 @@ SRC = core/err.c core/fileio.c core/hash.c core/safetensors.c core/rng.c core/te
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
       kernels/cpu/ops.c \
       db/db.c \
-      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c
+      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c
 ifeq ($(CUDA),1)
   CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include
   # cudart is linked statically so that the carried build/ runs on the GPU
@@ -40,7 +40,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval
+TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab

@@ -193,14 +193,17 @@ void summary_finish(EvalSummary *s) {
     s->mse = xcalloc((size_t)s->n + 1, sizeof(double));
     s->nmse = xcalloc((size_t)s->n + 1, sizeof(double));
     s->cosine = xcalloc((size_t)s->n + 1, sizeof(double));
-    s->feature_loss = s->nmse_sum = 0;
+    s->feature_loss = s->nmse_sum = s->block_nmse = 0;
     for (int k = 0; k < s->n; k++) {
         double *v = s->sum + 6 * k;
         s->mse[k] = v[3] ? v[0] / v[3] : NAN;
         s->nmse[k] = v[4] ? v[1] / v[4] : NAN;
         s->cosine[k] = v[5] ? v[2] / v[5] : NAN;
-        if (!strcmp(s->point[k], "output")) continue;
-        if (eval_is_block_output(s->point[k])) s->feature_loss += s->mse[k];
+        if (!strcmp(s->point[k], "output")) { s->block_nmse += s->nmse[k]; continue; }
+        if (eval_is_block_output(s->point[k])) {
+            s->feature_loss += s->mse[k];
+            if (strcmp(s->point[k], "mid_block")) s->block_nmse += s->nmse[k]; /* a student may have no mid block */
+        }
         s->nmse_sum += s->nmse[k];
     }
 }

@@ -60,13 +60,17 @@ void eval_rows_free(EvalRows *rows);
  * over samples. feature_loss: the sum of the per-point MSEs over the block
  * outputs (down_blocks.i, mid_block, up_blocks.i), the points Segmind's and
  * BK-SDM's distillation scripts hook; nmse_sum: the sum of NMSEs over every
- * point the student has (balanced: one large layer cannot drown the rest). */
+ * point the student has (balanced: one large layer cannot drown the rest);
+ * block_nmse: the NMSE summed over the points every student of a teacher has
+ * (the down and up block outputs and the output), so students that remove
+ * different modules compare on the same points: the schedule's loss. */
 typedef struct {
     int n;
     char **point;
     double *mse, *nmse, *cosine; /* means over samples ("output" is a point too) */
     double *sum;                 /* internal: [n][3] sums, then [n][3] counts */
     double feature_loss, nmse_sum;
+    double block_nmse;           /* NMSE summed over down_blocks.i, up_blocks.i and the output */
 } EvalSummary;
 
 void summary_add(EvalSummary *s, const char *point, const char *metric, double value);

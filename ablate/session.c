@@ -21,16 +21,6 @@ static void fmt_eta(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
 }
 
-/* Hash of the loaded weights: names and float32 values, in name order. */
-static void weights_hash(const Weights *w, char out[17]) {
-    uint64_t h = HASH_INIT;
-    for (int i = 0; i < w->n; i++) {
-        h = hash_bytes(h, w->names[i], strlen(w->names[i]));
-        h = hash_bytes(h, w->data[i], (size_t)w->numel[i] * sizeof(float));
-    }
-    hash_hex(h, out);
-}
-
 int session_open(Session *s, const SessionOptions *o) {
     memset(s, 0, sizeof *s);
     s->o = *o;

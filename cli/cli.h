@@ -47,5 +47,7 @@ int cmd_candidates(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_db(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

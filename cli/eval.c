@@ -150,6 +150,7 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(e, "total_params", (double)x->params);
             cJSON_AddNumberToObject(e, "feature_loss", x->sum.feature_loss);
             cJSON_AddNumberToObject(e, "nmse_sum", x->sum.nmse_sum);
+            cJSON_AddNumberToObject(e, "block_nmse", x->sum.block_nmse);
             cJSON_AddItemToObject(e, "mse", metric_object(&x->sum, x->sum.mse));
             cJSON_AddItemToObject(e, "nmse", metric_object(&x->sum, x->sum.nmse));
             cJSON_AddItemToObject(e, "cosine", metric_object(&x->sum, x->sum.cosine));

@@ -100,7 +100,8 @@ int cmd_forward(int argc, char **argv) {
     for (int i = 0; i < feats.n; i++) all[i + 1] = feats.t[i];
     rc = st_write(out, all, feats.n + 1);
     free(all);
-    if (!rc) printf("wrote %s: output %s%d features\n", out, "and ", feats.n);
+    if (!rc && feats.n) printf("wrote %s: output and %d features\n", out, feats.n);
+    else if (!rc) printf("wrote %s: output\n", out);
 done:
     for (int i = 0; i < feats.n; i++) { free((char *)feats.t[i].name); free((float *)feats.t[i].data); }
     free(feats.t);

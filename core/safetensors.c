@@ -436,23 +436,24 @@ static char *build_header(const char *path, const StOut *t, int n, size_t *total
             if (v < 0 || (v && numel > (INT64_MAX / 8) / v)) bad = 1;
             else numel *= v;
         }
-        if (bad || (numel && !t[i].data) || off > INT64_MAX / 2 - numel * 4) {
+        int64_t es = (int64_t)dtype_size(t[i].dtype);
+        if (bad || (numel && !t[i].data) || off > INT64_MAX / 2 - numel * es) {
             cJSON_Delete(root);
             err_set(ERR_OUTPUT, "cannot write '%s': tensor '%s' has a bad shape or no data", path,
                     t[i].name);
             return NULL;
         }
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddStringToObject(e, "dtype", dtype_name(t[i].dtype));
         cJSON *shape = cJSON_CreateArray();
         for (int d = 0; d < t[i].ndim; d++) cJSON_AddItemToArray(shape, json_int(t[i].shape[d]));
         cJSON_AddItemToObject(e, "shape", shape);
         cJSON *offs = cJSON_CreateArray();
         cJSON_AddItemToArray(offs, json_int(off));
-        cJSON_AddItemToArray(offs, json_int(off + numel * 4));
+        cJSON_AddItemToArray(offs, json_int(off + numel * es));
         cJSON_AddItemToObject(e, "data_offsets", offs);
         cJSON_AddItemToObject(root, t[i].name, e);
-        off += numel * 4;
+        off += numel * es;
     }
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -484,6 +485,19 @@ int st_write(const char *path, const StOut *t, int n) {
         size_t numel = 1; /* cannot overflow: build_header checked the shape */
         for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
         if (!numel) continue;
+        if (t[i].dtype != DTYPE_F32) { /* F16 / BF16: convert a chunk at a time, little-endian */
+            unsigned char buf[2 * 4096];
+            for (size_t k0 = 0; k0 < numel; k0 += 4096) {
+                size_t m = numel - k0 < 4096 ? numel - k0 : 4096;
+                for (size_t k = 0; k < m; k++) {
+                    uint16_t h = t[i].dtype == DTYPE_F16 ? f32_to_half(t[i].data[k0 + k]) : f32_to_bf16(t[i].data[k0 + k]);
+                    buf[2 * k] = (unsigned char)h;
+                    buf[2 * k + 1] = (unsigned char)(h >> 8);
+                }
+                if (write_all(fd, buf, 2 * m) != 0) goto fail_errno;
+            }
+            continue;
+        }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         if (write_all(fd, t[i].data, numel * 4) != 0) goto fail_errno;
 #else

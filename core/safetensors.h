@@ -42,15 +42,17 @@ const char *dtype_name(Dtype d);
 /* Converts t's elements to float32 into out[t->numel]. */
 void st_to_f32(const StTensor *t, float *out);
 
-/* One float32 tensor to write. */
+/* One tensor to write: float32 data, stored as dtype (F32 unless set; F16 and
+ * BF16 round to nearest even). */
 typedef struct {
     const char *name;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     const float *data;
+    Dtype dtype;
 } StOut;
 
-/* Writes n float32 tensors to path (via a temporary file and rename, so a
+/* Writes n tensors to path (via a temporary file and rename, so a
  * failed write leaves no half file). Returns 0 or ERR_OUTPUT naming path. */
 int st_write(const char *path, const StOut *t, int n);
 

@@ -94,8 +94,9 @@ static int run1(Db *db, const char *sql, int64_t a) {
  * same version having the same columns in the same order. */
 static const char *const MIGRATIONS[] = {
     /* 1: runs, models and their modules, plans, candidates, calibration sets,
-     * eval jobs and results; latency and schedule_stages are reserved for the
-     * profiler and the removal schedule. */
+     * eval jobs and results, removal schedules (keyed by model, calibration
+     * set and options, so a rerun continues one); latency is reserved for the
+     * profiler. */
     "CREATE TABLE runs("
     "  id INTEGER PRIMARY KEY,"
     "  uid TEXT NOT NULL UNIQUE," /* host:pid:started_at:random, so that a merge knows a run it already holds */
@@ -143,10 +144,20 @@ static const char *const MIGRATIONS[] = {
     "  tokens INTEGER, dtype TEXT NOT NULL, device TEXT NOT NULL, engine TEXT, warmup INTEGER, iters INTEGER,"
     "  ms REAL NOT NULL, ms_std REAL, ms_min REAL, created_at TEXT NOT NULL);"
     "CREATE INDEX latency_run ON latency(run_id);"
+    "CREATE TABLE schedules("
+    "  id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  calib_id INTEGER NOT NULL REFERENCES calib_sets(id), key TEXT NOT NULL, options TEXT NOT NULL,"
+    "  run_id INTEGER REFERENCES runs(id), created_at TEXT NOT NULL, UNIQUE (model_id, calib_id, key));"
     "CREATE TABLE schedule_stages("
-    "  run_id INTEGER NOT NULL REFERENCES runs(id), stage INTEGER NOT NULL,"
-    "  plan_id INTEGER NOT NULL REFERENCES plans(id), target TEXT, removed TEXT, params INTEGER, loss REAL,"
-    "  created_at TEXT NOT NULL, PRIMARY KEY (run_id, stage));",
+    "  schedule_id INTEGER NOT NULL REFERENCES schedules(id), stage INTEGER NOT NULL,"
+    "  plan_id INTEGER NOT NULL REFERENCES plans(id), chosen TEXT NOT NULL, params INTEGER NOT NULL,"
+    "  macs INTEGER NOT NULL, loss REAL, ms REAL, run_id INTEGER REFERENCES runs(id), created_at TEXT NOT NULL,"
+    "  PRIMARY KEY (schedule_id, stage));"
+    "CREATE TABLE schedule_scores("
+    "  schedule_id INTEGER NOT NULL, stage INTEGER NOT NULL, candidate TEXT NOT NULL, kind TEXT,"
+    "  loss REAL, loss_increase REAL, params_saved INTEGER, ms_saved REAL, score REAL, chosen INTEGER NOT NULL,"
+    "  PRIMARY KEY (schedule_id, stage, candidate),"
+    "  FOREIGN KEY (schedule_id, stage) REFERENCES schedule_stages(schedule_id, stage));",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
 
@@ -688,10 +699,10 @@ static const char MERGE_STAGING[] =
     "CREATE TEMP TABLE in_jobs AS SELECT 0 AS src, * FROM main.eval_jobs WHERE 0;"
     "CREATE TEMP TABLE in_results AS SELECT 0 AS src, * FROM main.eval_results WHERE 0;"
     "CREATE TEMP TABLE in_latency AS SELECT 0 AS src, * FROM main.latency WHERE 0;"
-    "CREATE TEMP TABLE in_stages AS SELECT 0 AS src, * FROM main.schedule_stages WHERE 0;"
     "CREATE INDEX temp.in_results_job ON in_results(src, job_id);"
     /* (src, old id) -> id in out; fresh: the run is new to out, so its
-     * latency and schedule rows are copied too (once, from one input). */
+     * latency rows are copied too (once, from one input). Schedules are not
+     * merged: a schedule runs its stages in one DB. */
     "CREATE TEMP TABLE map_runs(src INTEGER, old INTEGER, uid TEXT, fresh INTEGER, new INTEGER,"
     " PRIMARY KEY (src, old));"
     "CREATE TEMP TABLE map_models(src INTEGER, old INTEGER, new INTEGER, PRIMARY KEY (src, old));"
@@ -711,7 +722,6 @@ static const char *const MERGE_STAGE[] = {
     "INSERT INTO temp.in_results SELECT ?1, r.* FROM src.eval_results r JOIN src.eval_jobs j ON j.id = r.job_id"
     " WHERE j.status = 'done'",
     "INSERT INTO temp.in_latency SELECT ?1, * FROM src.latency",
-    "INSERT INTO temp.in_stages SELECT ?1, * FROM src.schedule_stages",
 };
 
 /* In out's transaction, in dependency order. `WHERE true` before ON CONFLICT:
@@ -789,10 +799,6 @@ static const char *const MERGE_STEPS[] = {
     " JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
     " LEFT JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
     " LEFT JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.id",
-    "INSERT INTO main.schedule_stages(run_id, stage, plan_id, target, removed, params, loss, created_at)"
-    " SELECT mr.new, x.stage, mp.new, x.target, x.removed, x.params, x.loss, x.created_at FROM in_stages x"
-    " JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
-    " JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.stage",
 };
 
 /* Copies input i (attached as src) into the staging tables. Messages name
@@ -864,4 +870,68 @@ int db_merge(const char *out, const char *const *inputs, int n) {
     if (rc) rollback(db);
     db_close(db);
     return rc;
+}
+
+/* ---- removal schedules ------------------------------------------------- */
+
+int db_schedule_put(Db *db, int64_t model_id, int64_t calib_id, const char *key, const char *options,
+                    int64_t *schedule_id) {
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    int rc = PREP(db, &ins,
+                  "INSERT INTO schedules(model_id, calib_id, key, options, run_id, created_at)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, " NOW ") ON CONFLICT(model_id, calib_id, key) DO NOTHING") ||
+             PREP(db, &sel, "SELECT id FROM schedules WHERE model_id = ?1 AND calib_id = ?2 AND key = ?3") ||
+             bind_i64(db, ins, 1, model_id) || bind_i64(db, ins, 2, calib_id) || bind_text(db, ins, 3, key) ||
+             bind_text(db, ins, 4, options) || bind_id(db, ins, 5, db->run_id) || bind_i64(db, sel, 1, model_id) ||
+             bind_i64(db, sel, 2, calib_id) || bind_text(db, sel, 3, key) || put_keyed(db, ins, sel, schedule_id);
+    fin(ins);
+    fin(sel);
+    return rc ? ERR_DB : 0;
+}
+
+int db_stage_put(Db *db, int64_t schedule_id, const DbStage *s, const DbStageScore *c, int n) {
+    sqlite3_stmt *st = NULL, *sc = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &st,
+                  "INSERT INTO schedule_stages(schedule_id, stage, plan_id, chosen, params, macs, loss, ms, run_id,"
+                  " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, " NOW ") ON CONFLICT DO NOTHING") ||
+             bind_i64(db, st, 1, schedule_id) || bind_i64(db, st, 2, s->stage) || bind_i64(db, st, 3, s->plan_id) ||
+             bind_text(db, st, 4, s->chosen) || bind_i64(db, st, 5, s->params) || bind_i64(db, st, 6, s->macs) ||
+             bind_f64(db, st, 7, s->loss) || bind_f64(db, st, 8, s->ms) || bind_id(db, st, 9, db->run_id) ||
+             STEP(db, st) < 0;
+    int fresh = !rc && sqlite3_changes(db->h) > 0; /* a stage another process stored first is kept as it is */
+    if (!rc && fresh)
+        rc = PREP(db, &sc,
+                  "INSERT INTO schedule_scores(schedule_id, stage, candidate, kind, loss, loss_increase, params_saved,"
+                  " ms_saved, score, chosen) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") ||
+             bind_i64(db, sc, 1, schedule_id) || bind_i64(db, sc, 2, s->stage);
+    for (int i = 0; !rc && fresh && i < n; i++)
+        rc = bind_text(db, sc, 3, c[i].candidate) || bind_text(db, sc, 4, c[i].kind) || bind_f64(db, sc, 5, c[i].loss) ||
+             bind_f64(db, sc, 6, c[i].increase) || bind_i64(db, sc, 7, c[i].params_saved) ||
+             bind_f64(db, sc, 8, c[i].ms_saved) || bind_f64(db, sc, 9, c[i].score) || bind_i64(db, sc, 10, c[i].chosen) ||
+             STEP(db, sc) < 0 || SQ(db, sqlite3_reset(sc)) < 0;
+    fin(st);
+    fin(sc);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    return 0;
+}
+
+int db_stages(Db *db, int64_t schedule_id, DbStageFn fn, void *ctx) {
+    sqlite3_stmt *st;
+    if (PREP(db, &st,
+             "SELECT s.stage, p.plan_json, s.chosen, s.params, s.macs, s.loss, s.ms FROM schedule_stages s"
+             " JOIN plans p ON p.id = s.plan_id WHERE s.schedule_id = ?1 ORDER BY s.stage"))
+        return ERR_DB;
+    int r = bind_i64(db, st, 1, schedule_id) ? -1 : SQLITE_ROW;
+    while (r == SQLITE_ROW && (r = STEP(db, st)) == SQLITE_ROW) {
+        double loss = sqlite3_column_type(st, 5) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 5);
+        double ms = sqlite3_column_type(st, 6) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 6);
+        fn(ctx, sqlite3_column_int(st, 0), (const char *)sqlite3_column_text(st, 1),
+           (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4), loss, ms);
+    }
+    fin(st);
+    return r < 0 ? ERR_DB : 0;
 }

@@ -104,6 +104,35 @@ int db_job_rows(Db *db, int64_t job_id, DbRowFn fn, void *ctx);
  * prints its rows as text (aligned), csv, or json (an array of objects). */
 int db_query(Db *db, const char *sql, const char *format, FILE *out);
 
+/* A removal schedule: keyed by (model, calibration set, key), where key hashes
+ * the options that decide its stages, so the same command continues it. */
+int db_schedule_put(Db *db, int64_t model_id, int64_t calib_id, const char *key, const char *options,
+                    int64_t *schedule_id);
+
+typedef struct {
+    int stage;                   /* 1, 2, ... */
+    int64_t plan_id;             /* the student after this stage */
+    const char *chosen;          /* the candidate(s) removed, joined by ' ' */
+    int64_t params, macs;
+    double loss, ms;             /* ms NaN where no latency was used */
+} DbStage;
+
+typedef struct {
+    const char *candidate, *kind;
+    double loss, increase;       /* the candidate student's loss, and its increase over the stage's start */
+    int64_t params_saved;
+    double ms_saved, score;
+    int chosen;
+} DbStageScore;
+
+/* Stores a finished stage and every candidate's score in one transaction; a
+ * stage already stored (by another process) is left as it is. */
+int db_stage_put(Db *db, int64_t schedule_id, const DbStage *s, const DbStageScore *c, int n);
+typedef void (*DbStageFn)(void *ctx, int stage, const char *plan_json, const char *chosen, int64_t params, int64_t macs,
+                          double loss, double ms);
+/* The stored stages of a schedule, in order. */
+int db_stages(Db *db, int64_t schedule_id, DbStageFn fn, void *ctx);
+
 /* Merges the rows of inputs[0..n-1] into out (created if absent): models,
  * plans, candidates, calibration sets, runs and done jobs with their results,
  * re-keyed by their natural keys so that N shards merged equal one run. */

@@ -2,6 +2,7 @@
 #include "weights.h"
 #include "err.h"
 #include "fileio.h"
+#include "hash.h"
 #include "rng.h"
 #include "safetensors.h"
 #include <cjson/cJSON.h>
@@ -229,4 +230,13 @@ void weights_free(Weights *w) {
 const float *weights_find(const Weights *w, const char *name) {
     char **slot = bsearch(&name, w->names, (size_t)w->n, sizeof(char *), cmp_str);
     return slot ? w->data[slot - w->names] : NULL;
+}
+
+void weights_hash(const Weights *w, char out[17]) {
+    uint64_t h = HASH_INIT;
+    for (int i = 0; i < w->n; i++) {
+        h = hash_bytes(h, w->names[i], strlen(w->names[i]));
+        h = hash_bytes(h, w->data[i], (size_t)w->numel[i] * sizeof(float));
+    }
+    hash_hex(h, out);
 }

@@ -35,6 +35,9 @@ typedef struct {
  * `tree` (a teacher's tree) as float32. */
 int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint64_t seed);
 void weights_free(Weights *w);
+/* Content hash of the loaded weights (names and float32 values in name order),
+ * 16 hex digits: the same for a checkpoint in F16 or F32 holding equal values. */
+void weights_hash(const Weights *w, char out[17]);
 /* The tensor of that name; NULL if there is none. */
 const float *weights_find(const Weights *w, const char *name);
 

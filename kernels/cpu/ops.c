@@ -1,10 +1,13 @@
 /* ops: see ops.h. Loops are written for the compiler to vectorise (unit-stride
- * inner loops); OpenMP spreads the outer ones over the cores. */
+ * inner loops); OpenMP spreads the outer ones over the cores, only where the
+ * work (PAR_MIN multiply-adds or more) outweighs waking the thread team. */
 #include "ops.h"
 #include "err.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define PAR_MIN 200000
 
 /* One MR x NR tile of C, accumulated in registers over all of K. Built for
  * x86-64-v3 (AVX2 + FMA) too, picked at run time where the CPU has it. */
@@ -40,7 +43,7 @@ static void gemm_edge(int64_t K, const float *A, int64_t lda, const float *B, in
 
 void op_gemm(int64_t M, int64_t N, int64_t K, const float *A, const float *B, float *C) {
     int64_t mt = (M + MR - 1) / MR, nt = (N + NR - 1) / NR;
-#pragma omp parallel for collapse(2) schedule(static) if (M * N * K > 200000)
+#pragma omp parallel for collapse(2) schedule(static) if (M * N * K > PAR_MIN)
     for (int64_t ti = 0; ti < mt; ti++)
         for (int64_t tj = 0; tj < nt; tj++) {
             int64_t i = ti * MR, j = tj * NR, rows = M - i < MR ? M - i : MR, cols = N - j < NR ? N - j : NR;
@@ -70,7 +73,7 @@ Tensor op_conv2d(const Tensor *x, const float *w, const float *b, int cout, int 
     for (int64_t bi = 0; bi < B; bi++) {
         const float *xb = x->d + bi * C * H * W;
         if (!direct) {
-#pragma omp parallel for schedule(static) if (K * P > 100000)
+#pragma omp parallel for schedule(static) if (K * P > PAR_MIN)
             for (int64_t r = 0; r < K; r++) {
                 int64_t c = r / (k * k), ky = r / k % k, kx = r % k;
                 float *dst = col + r * P;
@@ -97,7 +100,7 @@ static inline float silu1(float v) { return v / (1.0f + expf(-v)); }
 
 void op_group_norm(Tensor *x, int groups, const float *gamma, const float *beta, float eps, int silu) {
     int64_t B = x->shape[0], C = x->shape[1], S = tensor_numel(x) / (B * C), cg = C / groups;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * C * S > PAR_MIN)
     for (int64_t bi = 0; bi < B; bi++)
         for (int64_t g = 0; g < groups; g++) {
             float *p = x->d + (bi * C + g * cg) * S;
@@ -119,7 +122,7 @@ void op_group_norm(Tensor *x, int groups, const float *gamma, const float *beta,
 }
 
 void op_layer_norm(const float *x, int64_t M, int64_t C, const float *gamma, const float *beta, float eps, float *y) {
-#pragma omp parallel for schedule(static) if (M * C > 100000)
+#pragma omp parallel for schedule(static) if (M * C > PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         const float *p = x + m * C;
         double sum = 0, sq = 0;
@@ -137,7 +140,7 @@ void op_silu(float *x, int64_t n) {
 }
 
 void op_geglu(const float *h, int64_t M, int64_t I, float *out) {
-#pragma omp parallel for schedule(static) if (M * I > 100000)
+#pragma omp parallel for schedule(static) if (M * I > PAR_MIN)
     for (int64_t m = 0; m < M; m++)
         for (int64_t i = 0; i < I; i++) {
             float a = h[m * 2 * I + i], g = h[m * 2 * I + I + i];
@@ -150,7 +153,7 @@ void op_attention(const float *q, const float *k, const float *v, int64_t B, int
     int64_t d = C / heads;
     float scale = 1.0f / sqrtf((float)d);
     /* one query row at a time: scores, softmax, weighted sum of values */
-#pragma omp parallel
+#pragma omp parallel if (B * heads * Nq * Nk * d > PAR_MIN)
     {
         float *s = xmalloc((size_t)Nk * sizeof(float));
 #pragma omp for collapse(3) schedule(static)

@@ -1,0 +1,376 @@
+/* unetlab schedule: the progressive removal schedule. Each stage scores every
+ * candidate valid for the current student (its loss increase per parameter
+ * saved, or its loss increase alone), removes the best (or the K best that
+ * touch different modules), and stores the stage; the same command continues
+ * from the last stored stage. */
+#include "candidates.h"
+#include "cli.h"
+#include "err.h"
+#include "hash.h"
+#include "session.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "usage: unetlab schedule --model T --db DB (--target-params N | --stages K)\n"
+    "                        (--calib IN | --synthetic N [--latent S] [--tokens L])\n"
+    "                        [--score loss-per-param|loss] [--per-stage K] [--kinds K,...]\n"
+    "                        [--plan BASE] [--plan-out P] [--any-plan] [--format text|json]\n"
+    "\n"
+    "Each stage scores every candidate valid for the current student (the loss is\n"
+    "eval's block_nmse: NMSE summed over the down and up block outputs and the output,\n"
+    "points every student has) and removes the best: lowest loss increase per parameter saved\n"
+    "(loss-per-param, default) or lowest loss increase (loss). --per-stage K removes the\n"
+    "K best that share no module. Stops at --target-params N (the student has at most N\n"
+    "parameters) or after --stages K in all. Stages are stored in DB as they finish; the\n"
+    "same command continues from the last one. --plan-out writes the final plan.\n"
+    "Only students a diffusers config can describe are chosen (so that export works);\n"
+    "--any-plan lifts that. Scores per millisecond need the profiler's per-module\n"
+    "latency, which this build does not have yet.\n";
+
+typedef struct {
+    int n;
+    int stage[512];
+    char *plan_json[512];
+    char *chosen[512];
+    int64_t params[512], macs[512];
+    double loss[512];
+} Stored;
+
+static void keep_stage(void *ctx, int stage, const char *plan_json, const char *chosen, int64_t params, int64_t macs,
+                       double loss, double ms) {
+    (void)ms;
+    Stored *s = ctx;
+    if (s->n == 512) return;
+    s->stage[s->n] = stage;
+    s->plan_json[s->n] = xstrdup(plan_json);
+    s->chosen[s->n] = xstrdup(chosen);
+    s->params[s->n] = params;
+    s->macs[s->n] = macs;
+    s->loss[s->n++] = loss;
+}
+
+typedef struct {
+    int i;
+    double score;
+} Ranked;
+
+static int cmp_ranked(const void *a, const void *b) {
+    const Ranked *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? -1 : 1;
+    return x->i - y->i; /* ties: enumeration order, so runs are deterministic */
+}
+
+/* Whether plans a and b (candidate entries over the same base) share an entry. */
+static int overlap(const Plan *a, const Plan *b, const Plan *base) {
+    for (int i = 0; i < a->n; i++) {
+        int in_base = 0;
+        for (int k = 0; k < base->n; k++) in_base |= !strcmp(a->remove[i], base->remove[k]);
+        if (in_base) continue;
+        for (int j = 0; j < b->n; j++)
+            if (!strcmp(a->remove[i], b->remove[j])) return 1;
+        /* a module and something inside it (a layer of a removed attention level) */
+        for (int j = 0; j < b->n; j++) {
+            size_t la = strlen(a->remove[i]), lb = strlen(b->remove[j]);
+            if ((la < lb && !strncmp(a->remove[i], b->remove[j], la) && b->remove[j][la] == '.') ||
+                (lb < la && !strncmp(b->remove[j], a->remove[i], lb) && a->remove[i][lb] == '.'))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static void print_stage(int stage, const char *chosen, int64_t params, int64_t macs, double loss, const char *note) {
+    char b[32];
+    printf("%-6d %-58s %15s %12.3f %12.5g  %s\n", stage, chosen, cli_commas(params, b, sizeof b), (double)macs / 1e9, loss,
+           note);
+    fflush(stdout);
+}
+
+/* Transformer layers per block of a (down_blocks.i, mid_block, up_blocks.i). */
+static void layers_per_level(const Arch *a, int *out) {
+    int k = 0;
+    for (int i = 0; i < a->n_blocks; i++) {
+        out[k] = 0;
+        for (int j = 0; j < a->down[i].n_attn; j++) out[k] += a->down[i].depth[j];
+        k++;
+    }
+    out[k] = 0;
+    if (a->has_mid)
+        for (int j = 0; j < a->mid.n_attn; j++) out[k] += a->mid.depth[j];
+    k++;
+    for (int i = 0; i < a->n_blocks; i++) {
+        out[k] = 0;
+        for (int j = 0; j < a->up[i].n_attn; j++) out[k] += a->up[i].depth[j];
+        k++;
+    }
+}
+
+/* How the plan compares with SSD-1B's and Segmind-Vega's published architectures. */
+static void compare_with_paper(const Arch *teacher, const Arch *student, const Shape *s) {
+    const char *names[] = {"ssd-1b", "segmind-vega"};
+    Arch ref[2];
+    for (int r = 0; r < 2; r++) {
+        const char *txt = config_preset(names[r]);
+        if (config_parse(&ref[r], txt, strlen(txt), names[r]) || ref[r].n_blocks != teacher->n_blocks ||
+            memcmp(ref[r].block_out, teacher->block_out, sizeof teacher->block_out))
+            return; /* the published students are SDXL's: compare only with an SDXL-shaped teacher */
+    }
+    int lt[2 * MAX_BLOCKS + 1], ls[2 * MAX_BLOCKS + 1], l1[2 * MAX_BLOCKS + 1], l2[2 * MAX_BLOCKS + 1];
+    layers_per_level(teacher, lt);
+    layers_per_level(student, ls);
+    layers_per_level(&ref[0], l1);
+    layers_per_level(&ref[1], l2);
+    printf("\ntransformer layers per level: teacher -> this plan | SSD-1B | Segmind-Vega (architectures as published)\n");
+    int n = 2 * teacher->n_blocks + 1;
+    for (int k = 0; k < n; k++) {
+        char lvl[32];
+        if (k < teacher->n_blocks) snprintf(lvl, sizeof lvl, "down_blocks.%d", k);
+        else if (k == teacher->n_blocks) snprintf(lvl, sizeof lvl, "mid_block");
+        else snprintf(lvl, sizeof lvl, "up_blocks.%d", k - teacher->n_blocks - 1);
+        printf("  %-14s %3d -> %3d | %3d | %3d\n", lvl, lt[k], ls[k], l1[k], l2[k]);
+    }
+    const Arch *all[] = {student, &ref[0], &ref[1]};
+    const char *lab[] = {"this plan", "SSD-1B", "Segmind-Vega"};
+    for (int r = 0; r < 3; r++) {
+        ModuleTree t;
+        unet_tree_build(&t, all[r], s);
+        char b[32];
+        printf("  %-13s mid block %-24s %15s params %10.1f GMACs (batch 1, %dx%d px)\n", lab[r],
+               all[r]->has_mid ? block_type_name(all[r]->mid.type) : "(none)", cli_commas(t.m[0].params, b, sizeof b),
+               (double)t.m[0].macs / 1e9, s->height * 8, s->width * 8);
+        unet_tree_free(&t);
+    }
+}
+
+int cmd_schedule(int argc, char **argv) {
+    const char *model = NULL, *dbpath = NULL, *tparams = NULL, *tms = NULL, *stages_s = NULL, *calib = NULL,
+               *synth = NULL, *score = "loss-per-param", *per_s = "1", *kinds = "all", *plan_path = NULL,
+               *drop = NULL, *plan_out = NULL, *any = NULL, *latency = NULL, *fmt = "text", *seed_s = "0",
+               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77";
+    const Opt opts[] = {{"--model", 1, &model}, {"--db", 1, &dbpath}, {"--target-params", 1, &tparams},
+                        {"--target-ms", 1, &tms}, {"--stages", 1, &stages_s}, {"--calib", 1, &calib},
+                        {"--synthetic", 1, &synth}, {"--score", 1, &score}, {"--per-stage", 1, &per_s},
+                        {"--kinds", 1, &kinds}, {"--plan", 1, &plan_path}, {"--drop", 1, &drop},
+                        {"--plan-out", 1, &plan_out}, {"--any-plan", 0, &any}, {"--latency", 1, &latency},
+                        {"--format", 1, &fmt}, {"--seed", 1, &seed_s}, {"--batch-size", 1, &bs_s},
+                        {"--lease", 1, &lease_s}, {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s},
+                        {NULL, 0, NULL}};
+    int rc = cli_parse(argc, argv, opts, USAGE);
+    if (rc) return rc;
+    if (!model || !dbpath) return err_set(ERR_USAGE, "schedule: --model and --db are required (see unetlab schedule --help)");
+    if (tms || latency || !strcmp(score, "loss-per-ms"))
+        return err_set(ERR_USAGE, "schedule: --target-ms, --latency and --score loss-per-ms need per-module latency from the profiler (issue 5), not in this build; use --target-params or --stages with --score loss-per-param or loss");
+    if (!!tparams + !!stages_s != 1) return err_set(ERR_USAGE, "schedule: give one of --target-params and --stages");
+    if (!!calib == !!synth) return err_set(ERR_USAGE, "schedule: give exactly one of --calib and --synthetic");
+    int by_param = !strcmp(score, "loss-per-param");
+    if (!by_param && strcmp(score, "loss")) return err_set(ERR_USAGE, "option '--score': '%s' is not one of loss-per-param, loss", score);
+    long target = 0, max_stages = 0, per, seed, bs, lease, latent, tokens, nsyn = 0;
+    int mask;
+    Format f;
+    if ((tparams && (rc = cli_int("--target-params", tparams, 1, 0x7fffffffffffL, &target))) ||
+        (stages_s && (rc = cli_int("--stages", stages_s, 1, 500, &max_stages))) ||
+        (rc = cli_int("--per-stage", per_s, 1, 64, &per)) || (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) ||
+        (rc = cli_int("--batch-size", bs_s, 1, 4096, &bs)) || (rc = cli_int("--lease", lease_s, 1, 1L << 30, &lease)) ||
+        (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
+        (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (rc = cand_kinds_parse(kinds, &mask)) ||
+        (rc = cli_format(fmt, &f, 0)))
+        return rc;
+
+    CliProvenance prov;
+    prov_fill(&prov, argc, argv, seed);
+    SessionOptions so = {model, calib, (int)nsyn, (int)latent, (int)tokens, seed, dbpath, (int)bs, (int)lease, 1, &prov.p};
+    Session S;
+    Plan cur;
+    plan_init(&cur);
+    Stored stored = {0};
+    cJSON *out = f == FORMAT_JSON ? cJSON_CreateObject() : NULL, *jstages = out ? cJSON_AddArrayToObject(out, "stages") : NULL;
+    if ((rc = session_open(&S, &so))) goto done;
+    Arch tmp;
+    if ((rc = cli_student(&S.m.arch, plan_path, drop, &cur, &tmp))) goto done;
+    Shape cs = {1, (int)S.in.sample.shape[2], (int)S.in.sample.shape[3], (int)S.in.encoder_hidden_states.shape[1]};
+
+    /* the schedule's identity: what decides its stages (not the target, which only says when to stop) */
+    char *base_json = plan_to_json(&cur, NULL);
+    char *options = xasprintf("{\"score\":\"%s\",\"per_stage\":%ld,\"kinds\":\"%s\",\"any_plan\":%s,\"base\":%s,\"metric_version\":%d}",
+                              score, per, kinds, any ? "true" : "false", base_json, METRIC_VERSION);
+    free(base_json);
+    char key[17];
+    hash_hex(hash_bytes(HASH_INIT, options, strlen(options)), key);
+    int64_t sched_id;
+    rc = db_schedule_put(S.db, S.model_id, S.calib_id, key, options, &sched_id);
+    free(options);
+    if (rc || (rc = db_stages(S.db, sched_id, keep_stage, &stored))) goto done;
+    if (f == FORMAT_TEXT) printf("%-6s %-58s %15s %12s %12s\n", "stage", "removed", "params", "GMACs", "loss");
+    Student t0;
+    if ((rc = student_init(&S, &t0, "start", "plan", &cur))) { student_free(&t0); goto done; }
+    if (f == FORMAT_TEXT) print_stage(0, "(start)", t0.params, t0.macs, 0.0, "");
+    int64_t start_params = t0.params;
+    student_free(&t0);
+    for (int i = 0; i < stored.n; i++) {
+        if (f == FORMAT_TEXT) print_stage(stored.stage[i], stored.chosen[i], stored.params[i], stored.macs[i], stored.loss[i], "(stored)");
+        if (jstages) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "stage", stored.stage[i]);
+            cJSON_AddStringToObject(e, "removed", stored.chosen[i]);
+            cJSON_AddNumberToObject(e, "params", (double)stored.params[i]);
+            cJSON_AddNumberToObject(e, "macs", (double)stored.macs[i]);
+            cJSON_AddNumberToObject(e, "loss", stored.loss[i]);
+            cJSON_AddItemToArray(jstages, e);
+        }
+    }
+    if (stored.n) { /* continue from the last stored stage */
+        plan_free(&cur);
+        if ((rc = plan_parse(&cur, stored.plan_json[stored.n - 1], strlen(stored.plan_json[stored.n - 1]), "stored stage"))) goto done;
+    }
+    int stage = stored.n ? stored.stage[stored.n - 1] : 0;
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    int ran = 0;
+    for (;;) {
+        Student cs_st;
+        if ((rc = student_init(&S, &cs_st, "current", "plan", &cur))) { student_free(&cs_st); break; }
+        int64_t cur_params = cs_st.params;
+        if ((target && cur_params <= target) || (max_stages && stage >= max_stages)) { student_free(&cs_st); break; }
+        Candidate *c;
+        int nc;
+        if ((rc = cand_enumerate(&S.m.arch, &cur, mask, &cs, &c, &nc))) { student_free(&cs_st); break; }
+        /* the current student first, then every usable candidate */
+        Student *st = xcalloc((size_t)nc + 1, sizeof *st);
+        int ns = 0;
+        st[ns++] = cs_st;
+        for (int i = 0; i < nc && !rc; i++)
+            if (any || c[i].expressible) rc = student_init(&S, &st[ns++], c[i].name, cand_kind_name(c[i].kind), &c[i].plan);
+        cand_free_all(c, nc);
+        if (!rc && ns == 1) fprintf(stderr, "schedule: no candidate left at stage %d\n", stage + 1);
+        char what[64];
+        snprintf(what, sizeof what, "schedule stage %d", stage + 1);
+        int all_done = 0;
+        while (!rc && ns > 1 && !all_done) { /* students another process holds: wait for them */
+            if ((rc = session_score(&S, st, ns, what))) break;
+            all_done = 1;
+            for (int i = 0; i < ns; i++) all_done &= st[i].done;
+            if (!all_done) sleep(1);
+        }
+        if (rc || ns == 1) {
+            for (int i = 0; i < ns; i++) student_free(&st[i]);
+            free(st);
+            break;
+        }
+        double base_loss = st[0].sum.block_nmse;
+        Ranked *rk = xmalloc((size_t)ns * sizeof *rk);
+        for (int i = 1; i < ns; i++) {
+            double inc = st[i].sum.block_nmse - base_loss, saved = (double)(cur_params - st[i].params);
+            rk[i - 1] = (Ranked){i, by_param ? (saved > 0 ? inc / saved : INFINITY) : inc};
+        }
+        qsort(rk, (size_t)(ns - 1), sizeof *rk, cmp_ranked);
+        /* the best, then the next best that share no module with those chosen and still apply together */
+        int chosen[64], nch = 0;
+        Plan next = plan_copy(&cur);
+        for (int r = 0; r < ns - 1 && nch < per; r++) {
+            const Student *x = &st[rk[r].i];
+            int clash = 0;
+            for (int k = 0; k < nch && !clash; k++) clash = overlap(&x->plan, &st[chosen[k]].plan, &cur);
+            if (clash) continue;
+            Plan trial = plan_copy(&next);
+            for (int e = 0; e < x->plan.n; e++) plan_add(&trial, x->plan.remove[e]);
+            Arch ta;
+            char *cfg = NULL;
+            int ok = plan_apply(&S.m.arch, &trial, &ta) == 0 && (any || plan_config_json(&ta, "{}", &cfg) == 0);
+            free(cfg);
+            if (ok) { plan_free(&next); next = trial; chosen[nch++] = rk[r].i; }
+            else plan_free(&trial);
+        }
+        Student nx;
+        rc = student_init(&S, &nx, "next", "plan", &next);
+        if (!rc && nch > 1) rc = session_score(&S, &nx, 1, what);
+        double loss = nch == 1 ? st[chosen[0]].sum.block_nmse : nx.sum.block_nmse;
+        char names[2048] = "";
+        for (int k = 0; k < nch; k++) {
+            if (k) strncat(names, " ", sizeof names - strlen(names) - 1);
+            strncat(names, st[chosen[k]].name, sizeof names - strlen(names) - 1);
+        }
+        DbStageScore *sc = xcalloc((size_t)ns, sizeof *sc);
+        for (int r = 0; r < ns - 1; r++) {
+            const Student *x = &st[rk[r].i];
+            int is = 0;
+            for (int k = 0; k < nch; k++) is |= chosen[k] == rk[r].i;
+            sc[r] = (DbStageScore){x->name, x->kind, x->sum.block_nmse, x->sum.block_nmse - base_loss, cur_params - x->params,
+                                   NAN, rk[r].score, is};
+        }
+        int64_t plan_id = 0;
+        if (!rc) {
+            char *js = plan_to_json(&next, model), h[17];
+            plan_hash(&next, h);
+            rc = db_plan_put(S.db, S.model_id, js, h, nx.params, &plan_id);
+            free(js);
+        }
+        stage++;
+        DbStage ds = {stage, plan_id, names, nx.params, nx.macs, loss, NAN};
+        if (!rc) rc = db_stage_put(S.db, sched_id, &ds, sc, ns - 1);
+        if (!rc) {
+            ran++;
+            if (f == FORMAT_TEXT) print_stage(stage, names, nx.params, nx.macs, loss, "");
+            if (jstages) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "stage", stage);
+                cJSON_AddStringToObject(e, "removed", names);
+                cJSON_AddNumberToObject(e, "params", (double)nx.params);
+                cJSON_AddNumberToObject(e, "macs", (double)nx.macs);
+                cJSON_AddNumberToObject(e, "loss", loss);
+                cJSON_AddItemToArray(jstages, e);
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            double el = (double)(ts.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts.tv_nsec - ts0.tv_nsec), per_stage = el / ran;
+            double left = target ? (double)(nx.params - target) / fmax(1.0, (double)(start_params - nx.params) / stage)
+                                 : (double)(max_stages - stage);
+            fprintf(stderr, "schedule: stage %d stored (%.1f s/stage); %s; ETA ~%.0f s\n", stage, per_stage,
+                    target ? "params above target" : "stages left", fmax(0.0, left) * per_stage);
+        }
+        free(sc);
+        free(rk);
+        student_free(&nx);
+        plan_free(&cur);
+        cur = next;
+        for (int i = 0; i < ns; i++) student_free(&st[i]);
+        free(st);
+        if (rc) break;
+    }
+    if (rc) goto done;
+    Arch fin;
+    if ((rc = plan_apply(&S.m.arch, &cur, &fin))) goto done;
+    if (plan_out) {
+        char *js = plan_to_json(&cur, model);
+        FILE *o = fopen(plan_out, "w");
+        if (!o || fputs(js, o) < 0 || fputc('\n', o) < 0 || fclose(o)) {
+            free(js);
+            rc = err_set(ERR_OUTPUT, "cannot write '%s'", plan_out);
+            goto done;
+        }
+        free(js);
+        fprintf(stderr, "schedule: final plan written to %s\n", plan_out);
+    }
+    if (out) {
+        cJSON *pl = cJSON_AddArrayToObject(out, "plan");
+        for (int k = 0; k < cur.n; k++) cJSON_AddItemToArray(pl, cJSON_CreateString(cur.remove[k]));
+        char *txt = cJSON_Print(out);
+        puts(txt);
+        free(txt);
+    } else {
+        Shape s1024 = {1, S.m.arch.sample_size ? S.m.arch.sample_size : cs.height, S.m.arch.sample_size ? S.m.arch.sample_size : cs.width, 77};
+        compare_with_paper(&S.m.arch, &fin, &s1024);
+    }
+done:
+    cJSON_Delete(out);
+    for (int i = 0; i < stored.n; i++) { free(stored.plan_json[i]); free(stored.chosen[i]); }
+    plan_free(&cur);
+    session_close(&S, rc);
+    prov_free(&prov);
+    return rc;
+}
