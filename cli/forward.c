@@ -37,6 +37,7 @@ static void keep_feature(void *ctx, const char *name, const Tensor *t) {
     Features *f = ctx;
     if (f->n == f->cap) f->t = xrealloc(f->t, (size_t)(f->cap = f->cap ? 2 * f->cap : 128) * sizeof *f->t);
     StOut *o = &f->t[f->n++];
+    *o = (StOut){0};
     o->name = xstrdup(name);
     o->ndim = t->ndim;
     for (int i = 0; i < t->ndim; i++) o->shape[i] = t->shape[i];

@@ -436,10 +436,11 @@ static char *build_header(const char *path, const StOut *t, int n, size_t *total
             if (v < 0 || (v && numel > (INT64_MAX / 8) / v)) bad = 1;
             else numel *= v;
         }
-        int64_t es = (int64_t)dtype_size(t[i].dtype);
+        bad |= t[i].dtype != DTYPE_F32 && t[i].dtype != DTYPE_F16 && t[i].dtype != DTYPE_BF16;
+        int64_t es = bad ? 4 : (int64_t)dtype_size(t[i].dtype);
         if (bad || (numel && !t[i].data) || off > INT64_MAX / 2 - numel * es) {
             cJSON_Delete(root);
-            err_set(ERR_OUTPUT, "cannot write '%s': tensor '%s' has a bad shape or no data", path,
+            err_set(ERR_OUTPUT, "cannot write '%s': tensor '%s' has a bad shape, dtype or no data", path,
                     t[i].name);
             return NULL;
         }
