@@ -25,9 +25,9 @@ endif
 SRC = core/err.c core/fileio.c core/hash.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/forward.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
-      kernels/cpu/ops.c \
+      kernels/cpu/ops.c profile/prof.c \
       db/db.c \
-      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c
+      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c
 ifeq ($(CUDA),1)
   CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include
   # cudart is linked statically so that the carried build/ runs on the GPU
@@ -40,7 +40,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule
+TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule test_profile
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab
@@ -53,7 +53,7 @@ $(BUILD)/unetlab: $(OBJ) | info
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $(OBJ) $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h db/*.h cli/*.h)
+$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h profile/*.h db/*.h cli/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@

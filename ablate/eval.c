@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void calib_synthetic(const Arch *a, int n, int latent, int tokens, uint64_t seed, UnetInputs *in) {
+void calib_synthetic(const Arch *a, int n, int lh, int lw, int tokens, uint64_t seed, UnetInputs *in) {
     memset(in, 0, sizeof *in);
-    int S = latent > 0 ? latent : (a->sample_size > 0 ? a->sample_size : 64);
+    int S = a->sample_size > 0 ? a->sample_size : 64;
+    int H = lh > 0 ? lh : S, Wd = lw > 0 ? lw : S;
     int cross = 0;
     for (int i = 0; i < a->n_blocks; i++) {
         if (a->down[i].n_attn) cross = a->down[i].cross_dim;
@@ -18,7 +19,7 @@ void calib_synthetic(const Arch *a, int n, int latent, int tokens, uint64_t seed
     }
     if (a->has_mid && a->mid.n_attn) cross = a->mid.cross_dim;
     if (!cross) cross = a->down[0].cross_dim;
-    in->sample = tensor_new(4, n, a->in_channels, S, S);
+    in->sample = tensor_new(4, n, a->in_channels, H, Wd);
     in->timestep = tensor_new(1, n, 0, 0, 0);
     in->encoder_hidden_states = tensor_new(3, n, tokens, cross, 0);
     Rng r = rng_for(seed, "calibration/sample");
@@ -32,7 +33,7 @@ void calib_synthetic(const Arch *a, int n, int latent, int tokens, uint64_t seed
         r = rng_for(seed, "calibration/text_embeds");
         rng_normal(&r, in->text_embeds.d, tensor_numel(&in->text_embeds), 0.0f, 1.0f);
         in->time_ids = tensor_new(2, n, 6, 0, 0);
-        float px = (float)(S * 8), ids[6] = {px, px, 0, 0, px, px}; /* original size, crop, target size */
+        float ph = (float)(H * 8), pw = (float)(Wd * 8), ids[6] = {ph, pw, 0, 0, ph, pw}; /* original size, crop, target */
         for (int i = 0; i < n; i++) memcpy(in->time_ids.d + 6 * i, ids, sizeof ids);
     }
 }
@@ -157,7 +158,7 @@ int eval_batch(const Arch *teacher, const Arch *student, const Weights *w, const
     MetricCtx c = {tf, batch, sample0, rows};
     UnetResume res = {teacher, features_get, (void *)tf};
     Tensor y;
-    int rc = unet_forward_from(student, w, batch, reuse ? &res : NULL, &y, on_student_feature, &c, stats);
+    int rc = unet_forward_from(student, w, batch, reuse ? &res : NULL, &y, on_student_feature, &c, stats, NULL);
     if (rc) return rc;
     compare(&c, "output", &y, &tf->output);
     tensor_free(&y);

@@ -13,11 +13,11 @@
 
 #define METRIC_VERSION 1
 
-/* Seeded synthetic calibration: N samples of normal latents [N,C,S,S] (S the
- * config's sample_size, or `latent` when > 0), normal text embeddings of
+/* Seeded synthetic calibration: N samples of normal latents [N,C,lh,lw] (the
+ * config's sample_size where lh, lw are 0), normal text embeddings of
  * `tokens` tokens, timesteps spread evenly over [0, 999], and SDXL time ids
  * (size, crop 0, size) for text_time models. */
-void calib_synthetic(const Arch *a, int n, int latent, int tokens, uint64_t seed, UnetInputs *in);
+void calib_synthetic(const Arch *a, int n, int lh, int lw, int tokens, uint64_t seed, UnetInputs *in);
 /* Content hash of the inputs (shapes and values). */
 void calib_hash(const UnetInputs *in, char out[17]);
 int calib_samples(const UnetInputs *in);

@@ -28,7 +28,7 @@ int session_open(Session *s, const SessionOptions *o) {
     if (rc) return rc;
     if (o->calib) rc = unet_inputs_load(o->calib, &s->m.arch, &s->in);
     else {
-        calib_synthetic(&s->m.arch, o->synthetic, o->latent, o->tokens, (uint64_t)o->seed, &s->in);
+        calib_synthetic(&s->m.arch, o->synthetic, o->latent, o->latent, o->tokens, (uint64_t)o->seed, &s->in);
         if ((rc = unet_check_inputs(&s->m.arch, &s->in))) err_wrap(rc, "--synthetic: ");
     }
     if (rc) return rc;

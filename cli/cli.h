@@ -49,5 +49,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif

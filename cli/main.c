@@ -21,6 +21,7 @@ static const Command COMMANDS[] = {
     {"forward", cmd_forward, "CPU forward of a teacher or a student; output and per-layer features"},
     {"candidates", cmd_candidates, "removable units of a model or a student, with what each removes"},
     {"eval", cmd_eval, "layer-level losses of students vs the teacher, stored in SQLite"},
+    {"profile", cmd_profile, "per-module latency of a model or student, measured here, parts checked against the whole"},
     {"schedule", cmd_schedule, "progressive removal to a parameter target, stage by stage, resumable"},
     {"export", cmd_export, "a student as a diffusers checkpoint (config, weights, removal manifest)"},
     {"db", cmd_db, "db query SQL / db merge A.db B.db -o OUT.db: the SQLite store"},

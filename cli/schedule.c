@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "err.h"
 #include "hash.h"
+#include "prof.h"
 #include "session.h"
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -17,21 +18,25 @@
 #include <unistd.h>
 
 static const char USAGE[] =
-    "usage: unetlab schedule --model T --db DB (--target-params N | --stages K)\n"
+    "usage: unetlab schedule --model T --db DB (--target-params N | --target-ms X | --stages K)\n"
     "                        (--calib IN | --synthetic N [--latent S] [--tokens L])\n"
-    "                        [--score loss-per-param|loss] [--per-stage K] [--kinds K,...]\n"
-    "                        [--plan BASE] [--plan-out P] [--any-plan] [--format text|json]\n"
+    "                        [--score loss-per-ms|loss-per-param|loss] [--latency predicted|measured]\n"
+    "                        [--repeats R] [--per-stage K] [--kinds K,...] [--plan BASE] [--plan-out P]\n"
+    "                        [--any-plan] [--format text|json]\n"
     "\n"
     "Each stage scores every candidate valid for the current student (the loss is\n"
     "eval's block_nmse: NMSE summed over the down and up block outputs and the output,\n"
-    "points every student has) and removes the best: lowest loss increase per parameter saved\n"
-    "(loss-per-param, default) or lowest loss increase (loss). --per-stage K removes the\n"
-    "K best that share no module. Stops at --target-params N (the student has at most N\n"
-    "parameters) or after --stages K in all. Stages are stored in DB as they finish; the\n"
-    "same command continues from the last one. --plan-out writes the final plan.\n"
-    "Only students a diffusers config can describe are chosen (so that export works);\n"
-    "--any-plan lifts that. Scores per millisecond need the profiler's per-module\n"
-    "latency, which this build does not have yet.\n";
+    "points every student has) and removes the best: lowest loss increase per millisecond\n"
+    "saved (loss-per-ms), per parameter saved (loss-per-param, the default without a ms\n"
+    "target), or lowest loss increase (loss). Milliseconds come from `unetlab profile` of the\n"
+    "teacher on this machine at the calibration size (R repeats, default 5): predicted\n"
+    "(the teacher's time minus the removed modules'; default) or measured (each candidate\n"
+    "profiled). This build profiles the CPU forward (engine 'cpu'). --per-stage K removes\n"
+    "the K best that share no module. Stops at --target-params N or --target-ms X (the\n"
+    "student is at most that), or after --stages K in all. Stages are stored in DB as they\n"
+    "finish; the same command continues from the last one. --plan-out writes the final\n"
+    "plan. Only students a diffusers config can describe are chosen (so that export\n"
+    "works); --any-plan lifts that.\n";
 
 typedef struct {
     int n;
@@ -39,13 +44,13 @@ typedef struct {
     char *plan_json[512];
     char *chosen[512];
     int64_t params[512], macs[512];
-    double loss[512];
+    double loss[512], ms[512];
 } Stored;
 
 static void keep_stage(void *ctx, int stage, const char *plan_json, const char *chosen, int64_t params, int64_t macs,
                        double loss, double ms) {
-    (void)ms;
     Stored *s = ctx;
+    s->ms[s->n] = ms;
     if (s->n == 512) return;
     s->stage[s->n] = stage;
     s->plan_json[s->n] = xstrdup(plan_json);
@@ -85,10 +90,11 @@ static int overlap(const Plan *a, const Plan *b, const Plan *base) {
     return 0;
 }
 
-static void print_stage(int stage, const char *chosen, int64_t params, int64_t macs, double loss, const char *note) {
-    char b[32];
-    printf("%-6d %-58s %15s %12.3f %12.5g  %s\n", stage, chosen, cli_commas(params, b, sizeof b), (double)macs / 1e9, loss,
-           note);
+static void print_stage(int stage, const char *chosen, int64_t params, int64_t macs, double loss, double ms, const char *note) {
+    char b[32], m[32] = "";
+    if (!isnan(ms)) snprintf(m, sizeof m, "%10.2f", ms);
+    printf("%-6d %-58s %15s %12.3f %12.5g %10s  %s\n", stage, chosen, cli_commas(params, b, sizeof b), (double)macs / 1e9, loss,
+           m, note);
     fflush(stdout);
 }
 
@@ -148,11 +154,77 @@ static void compare_with_paper(const Arch *teacher, const Arch *student, const S
     }
 }
 
+/* Per-module latency of the teacher (medians by module name), the whole
+ * forward under PROF_FORWARD, as JSON text: what the schedule scores with. */
+static char *profile_teacher(Session *S, int repeats) {
+    UnetInputs one;
+    calib_slice(&S->in, 0, 1, &one);
+    Prof p;
+    prof_init(&p, repeats);
+    double plain;
+    const Arch *a[1] = {&S->m.arch};
+    fprintf(stderr, "schedule: profiling the teacher on this machine (engine cpu), %d repeats\n", repeats);
+    int rc = prof_forward(a, 1, &S->w, &one, 1, repeats, &p, &plain);
+    unet_inputs_free(&one);
+    char *txt = NULL;
+    if (!rc) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "engine", "cpu");
+        cJSON *m = cJSON_AddObjectToObject(o, "ms");
+        for (int i = 0; i < p.n; i++) {
+            double med, p10, p90;
+            prof_stats(&p.e[i], repeats, &med, &p10, &p90);
+            cJSON_AddNumberToObject(m, p.e[i].name, med);
+        }
+        char *t = cJSON_PrintUnformatted(o);
+        txt = xstrdup(t);
+        free(t);
+        cJSON_Delete(o);
+    }
+    prof_free(&p);
+    return txt;
+}
+
+/* The student's predicted latency: the teacher's forward minus each top-most
+ * removed module's time (ms: the stored medians by module name). */
+static double predict_ms(const cJSON *ms, const ModuleTree *tt, const Arch *student, const Shape *s) {
+    ModuleTree st;
+    unet_tree_build(&st, student, s);
+    char *removed = xcalloc((size_t)tt->n_modules, 1);
+    unet_removed(tt, &st, removed);
+    const cJSON *fw = cJSON_GetObjectItemCaseSensitive(ms, PROF_FORWARD);
+    double v = fw ? fw->valuedouble : NAN;
+    for (int i = 0; i < tt->n_modules; i++) {
+        const cJSON *e = removed[i] ? cJSON_GetObjectItemCaseSensitive(ms, tt->m[i].name) : NULL;
+        int covered = 0;
+        for (int a = tt->m[i].parent; e && a >= 0 && !covered; a = tt->m[a].parent)
+            covered = removed[a] && cJSON_GetObjectItemCaseSensitive(ms, tt->m[a].name);
+        if (e && !covered) v -= e->valuedouble;
+    }
+    free(removed);
+    unet_tree_free(&st);
+    return v;
+}
+
+/* The student's measured latency (median of `repeats` forwards, engine cpu). */
+static double measure_ms(Session *S, const Arch *student, int repeats) {
+    UnetInputs one;
+    calib_slice(&S->in, 0, 1, &one);
+    Prof p;
+    prof_init(&p, repeats);
+    double plain = NAN;
+    const Arch *a[1] = {student};
+    prof_forward(a, 1, &S->w, &one, 0, repeats, &p, &plain);
+    unet_inputs_free(&one);
+    prof_free(&p);
+    return plain;
+}
+
 int cmd_schedule(int argc, char **argv) {
     const char *model = NULL, *dbpath = NULL, *tparams = NULL, *tms = NULL, *stages_s = NULL, *calib = NULL,
-               *synth = NULL, *score = "loss-per-param", *per_s = "1", *kinds = "all", *plan_path = NULL,
+               *synth = NULL, *score = NULL, *per_s = "1", *kinds = "all", *plan_path = NULL,
                *drop = NULL, *plan_out = NULL, *any = NULL, *latency = NULL, *fmt = "text", *seed_s = "0",
-               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77";
+               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5";
     const Opt opts[] = {{"--model", 1, &model}, {"--db", 1, &dbpath}, {"--target-params", 1, &tparams},
                         {"--target-ms", 1, &tms}, {"--stages", 1, &stages_s}, {"--calib", 1, &calib},
                         {"--synthetic", 1, &synth}, {"--score", 1, &score}, {"--per-stage", 1, &per_s},
@@ -160,17 +232,27 @@ int cmd_schedule(int argc, char **argv) {
                         {"--plan-out", 1, &plan_out}, {"--any-plan", 0, &any}, {"--latency", 1, &latency},
                         {"--format", 1, &fmt}, {"--seed", 1, &seed_s}, {"--batch-size", 1, &bs_s},
                         {"--lease", 1, &lease_s}, {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s},
-                        {NULL, 0, NULL}};
+                        {"--repeats", 1, &rep_s}, {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !dbpath) return err_set(ERR_USAGE, "schedule: --model and --db are required (see unetlab schedule --help)");
-    if (tms || latency || !strcmp(score, "loss-per-ms"))
-        return err_set(ERR_USAGE, "schedule: --target-ms, --latency and --score loss-per-ms need per-module latency from the profiler (issue 5), not in this build; use --target-params or --stages with --score loss-per-param or loss");
-    if (!!tparams + !!stages_s != 1) return err_set(ERR_USAGE, "schedule: give one of --target-params and --stages");
+    if (!!tparams + !!stages_s + !!tms != 1) return err_set(ERR_USAGE, "schedule: give one of --target-params, --target-ms and --stages");
+    if (!score) score = tms ? "loss-per-ms" : "loss-per-param";
+    if (latency && strcmp(latency, "predicted") && strcmp(latency, "measured"))
+        return err_set(ERR_USAGE, "option '--latency': '%s' is not one of predicted, measured", latency);
+    int measured = latency && !strcmp(latency, "measured");
     if (!!calib == !!synth) return err_set(ERR_USAGE, "schedule: give exactly one of --calib and --synthetic");
-    int by_param = !strcmp(score, "loss-per-param");
-    if (!by_param && strcmp(score, "loss")) return err_set(ERR_USAGE, "option '--score': '%s' is not one of loss-per-param, loss", score);
-    long target = 0, max_stages = 0, per, seed, bs, lease, latent, tokens, nsyn = 0;
+    int by_param = !strcmp(score, "loss-per-param"), by_ms = !strcmp(score, "loss-per-ms");
+    if (!by_param && !by_ms && strcmp(score, "loss"))
+        return err_set(ERR_USAGE, "option '--score': '%s' is not one of loss-per-ms, loss-per-param, loss", score);
+    int need_ms = by_ms || tms;
+    long target = 0, max_stages = 0, per, seed, bs, lease, latent, tokens, nsyn = 0, rep;
+    double target_ms = 0;
+    if (tms) {
+        char *end;
+        target_ms = strtod(tms, &end);
+        if (*end || !(target_ms > 0)) return err_set(ERR_USAGE, "option '--target-ms': '%s' is not a positive number", tms);
+    }
     int mask;
     Format f;
     if ((tparams && (rc = cli_int("--target-params", tparams, 1, 0x7fffffffffffL, &target))) ||
@@ -179,6 +261,7 @@ int cmd_schedule(int argc, char **argv) {
         (rc = cli_int("--batch-size", bs_s, 1, 4096, &bs)) || (rc = cli_int("--lease", lease_s, 1, 1L << 30, &lease)) ||
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
         (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (rc = cand_kinds_parse(kinds, &mask)) ||
+        (rc = cli_int("--repeats", rep_s, 1, 1000, &rep)) ||
         (rc = cli_format(fmt, &f, 0)))
         return rc;
 
@@ -189,6 +272,10 @@ int cmd_schedule(int argc, char **argv) {
     Plan cur;
     plan_init(&cur);
     Stored stored = {0};
+    cJSON *lat = NULL;         /* the teacher's per-module latency, when scoring by milliseconds */
+    const cJSON *lat_ms = NULL;
+    ModuleTree tt1 = {0};      /* the teacher at the calibration size, batch 1 */
+    Shape s1 = {0};
     cJSON *out = f == FORMAT_JSON ? cJSON_CreateObject() : NULL, *jstages = out ? cJSON_AddArrayToObject(out, "stages") : NULL;
     if ((rc = session_open(&S, &so))) goto done;
     Arch tmp;
@@ -206,14 +293,32 @@ int cmd_schedule(int argc, char **argv) {
     rc = db_schedule_put(S.db, S.model_id, S.calib_id, key, options, &sched_id);
     free(options);
     if (rc || (rc = db_stages(S.db, sched_id, keep_stage, &stored))) goto done;
-    if (f == FORMAT_TEXT) printf("%-6s %-58s %15s %12s %12s\n", "stage", "removed", "params", "GMACs", "loss");
+    s1 = (Shape){1, (int)S.in.sample.shape[2], (int)S.in.sample.shape[3], (int)S.in.encoder_hidden_states.shape[1]};
+    if (need_ms) { /* the teacher's profile, measured once per schedule and kept in the DB */
+        char *have = NULL;
+        if ((rc = db_schedule_latency(S.db, sched_id, NULL, &have))) goto done;
+        if (!have) {
+            char *mine = profile_teacher(&S, (int)rep);
+            rc = db_schedule_latency(S.db, sched_id, mine, &have);
+            free(mine);
+            if (rc) goto done;
+        }
+        lat = cJSON_Parse(have);
+        free(have);
+        lat_ms = cJSON_GetObjectItemCaseSensitive(lat, "ms");
+        unet_tree_build(&tt1, &S.m.arch, &s1);
+    }
+    if (f == FORMAT_TEXT) printf("%-6s %-58s %15s %12s %12s %10s\n", "stage", "removed", "params", "GMACs", "loss", need_ms ? "ms (cpu)" : "");
     Student t0;
     if ((rc = student_init(&S, &t0, "start", "plan", &cur))) { student_free(&t0); goto done; }
-    if (f == FORMAT_TEXT) print_stage(0, "(start)", t0.params, t0.macs, 0.0, "");
+    if (f == FORMAT_TEXT)
+        print_stage(0, "(start)", t0.params, t0.macs, 0.0,
+                    need_ms ? (measured ? measure_ms(&S, &t0.arch, (int)rep) : predict_ms(lat_ms, &tt1, &t0.arch, &s1)) : NAN, "");
     int64_t start_params = t0.params;
     student_free(&t0);
     for (int i = 0; i < stored.n; i++) {
-        if (f == FORMAT_TEXT) print_stage(stored.stage[i], stored.chosen[i], stored.params[i], stored.macs[i], stored.loss[i], "(stored)");
+        if (f == FORMAT_TEXT)
+            print_stage(stored.stage[i], stored.chosen[i], stored.params[i], stored.macs[i], stored.loss[i], stored.ms[i], "(stored)");
         if (jstages) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "stage", stored.stage[i]);
@@ -236,7 +341,11 @@ int cmd_schedule(int argc, char **argv) {
         Student cs_st;
         if ((rc = student_init(&S, &cs_st, "current", "plan", &cur))) { student_free(&cs_st); break; }
         int64_t cur_params = cs_st.params;
-        if ((target && cur_params <= target) || (max_stages && stage >= max_stages)) { student_free(&cs_st); break; }
+        double cur_ms = need_ms ? (measured ? measure_ms(&S, &cs_st.arch, (int)rep) : predict_ms(lat_ms, &tt1, &cs_st.arch, &s1)) : NAN;
+        if ((target && cur_params <= target) || (tms && cur_ms <= target_ms) || (max_stages && stage >= max_stages)) {
+            student_free(&cs_st);
+            break;
+        }
         Candidate *c;
         int nc;
         if ((rc = cand_enumerate(&S.m.arch, &cur, mask, &cs, &c, &nc))) { student_free(&cs_st); break; }
@@ -264,9 +373,14 @@ int cmd_schedule(int argc, char **argv) {
         }
         double base_loss = st[0].sum.block_nmse;
         Ranked *rk = xmalloc((size_t)ns * sizeof *rk);
+        double *ms = xcalloc((size_t)ns, sizeof *ms);
+        ms[0] = cur_ms;
         for (int i = 1; i < ns; i++) {
+            ms[i] = !need_ms ? NAN : measured ? measure_ms(&S, &st[i].arch, (int)rep) : predict_ms(lat_ms, &tt1, &st[i].arch, &s1);
             double inc = st[i].sum.block_nmse - base_loss, saved = (double)(cur_params - st[i].params);
-            rk[i - 1] = (Ranked){i, by_param ? (saved > 0 ? inc / saved : INFINITY) : inc};
+            double saved_ms = cur_ms - ms[i];
+            rk[i - 1] = (Ranked){i, by_param ? (saved > 0 ? inc / saved : INFINITY)
+                                    : by_ms ? (saved_ms > 0 ? inc / saved_ms : INFINITY) : inc};
         }
         qsort(rk, (size_t)(ns - 1), sizeof *rk, cmp_ranked);
         /* the best, then the next best that share no module with those chosen and still apply together */
@@ -301,7 +415,7 @@ int cmd_schedule(int argc, char **argv) {
             int is = 0;
             for (int k = 0; k < nch; k++) is |= chosen[k] == rk[r].i;
             sc[r] = (DbStageScore){x->name, x->kind, x->sum.block_nmse, x->sum.block_nmse - base_loss, cur_params - x->params,
-                                   NAN, rk[r].score, is};
+                                   cur_ms - ms[rk[r].i], rk[r].score, is};
         }
         int64_t plan_id = 0;
         if (!rc) {
@@ -311,11 +425,14 @@ int cmd_schedule(int argc, char **argv) {
             free(js);
         }
         stage++;
-        DbStage ds = {stage, plan_id, names, nx.params, nx.macs, loss, NAN};
+        double next_ms = !need_ms ? NAN : nch == 1 ? ms[chosen[0]]
+                                  : measured ? measure_ms(&S, &nx.arch, (int)rep) : predict_ms(lat_ms, &tt1, &nx.arch, &s1);
+        free(ms);
+        DbStage ds = {stage, plan_id, names, nx.params, nx.macs, loss, next_ms};
         if (!rc) rc = db_stage_put(S.db, sched_id, &ds, sc, ns - 1);
         if (!rc) {
             ran++;
-            if (f == FORMAT_TEXT) print_stage(stage, names, nx.params, nx.macs, loss, "");
+            if (f == FORMAT_TEXT) print_stage(stage, names, nx.params, nx.macs, loss, next_ms, "");
             if (jstages) {
                 cJSON *e = cJSON_CreateObject();
                 cJSON_AddNumberToObject(e, "stage", stage);
@@ -323,6 +440,7 @@ int cmd_schedule(int argc, char **argv) {
                 cJSON_AddNumberToObject(e, "params", (double)nx.params);
                 cJSON_AddNumberToObject(e, "macs", (double)nx.macs);
                 cJSON_AddNumberToObject(e, "loss", loss);
+                if (need_ms) cJSON_AddNumberToObject(e, "ms", next_ms);
                 cJSON_AddItemToArray(jstages, e);
             }
             struct timespec ts;
@@ -367,6 +485,8 @@ int cmd_schedule(int argc, char **argv) {
         compare_with_paper(&S.m.arch, &fin, &s1024);
     }
 done:
+    cJSON_Delete(lat);
+    unet_tree_free(&tt1);
     cJSON_Delete(out);
     for (int i = 0; i < stored.n; i++) { free(stored.plan_json[i]); free(stored.chosen[i]); }
     plan_free(&cur);

@@ -140,14 +140,15 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE latency("
     "  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
     "  model_id INTEGER REFERENCES models(id), plan_id INTEGER REFERENCES plans(id),"
-    "  module TEXT NOT NULL, batch INTEGER NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL,"
-    "  tokens INTEGER, dtype TEXT NOT NULL, device TEXT NOT NULL, engine TEXT, warmup INTEGER, iters INTEGER,"
-    "  ms REAL NOT NULL, ms_std REAL, ms_min REAL, created_at TEXT NOT NULL);"
+    "  module TEXT NOT NULL, kind TEXT, batch INTEGER NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL,"
+    "  tokens INTEGER, dtype TEXT NOT NULL, device TEXT NOT NULL, engine TEXT NOT NULL, warmup INTEGER,"
+    "  repeats INTEGER, calls INTEGER, ms REAL NOT NULL, ms_p10 REAL, ms_p90 REAL, share REAL, samples TEXT,"
+    "  created_at TEXT NOT NULL);"
     "CREATE INDEX latency_run ON latency(run_id);"
     "CREATE TABLE schedules("
     "  id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id),"
     "  calib_id INTEGER NOT NULL REFERENCES calib_sets(id), key TEXT NOT NULL, options TEXT NOT NULL,"
-    "  run_id INTEGER REFERENCES runs(id), created_at TEXT NOT NULL, UNIQUE (model_id, calib_id, key));"
+    "  latency TEXT, run_id INTEGER REFERENCES runs(id), created_at TEXT NOT NULL, UNIQUE (model_id, calib_id, key));"
     "CREATE TABLE schedule_stages("
     "  schedule_id INTEGER NOT NULL REFERENCES schedules(id), stage INTEGER NOT NULL,"
     "  plan_id INTEGER NOT NULL REFERENCES plans(id), chosen TEXT NOT NULL, params INTEGER NOT NULL,"
@@ -792,11 +793,11 @@ static const char *const MERGE_STEPS[] = {
     " JOIN in_jobs s ON s.src = mj.src AND s.id = mj.old"
     " LEFT JOIN map_runs mr ON mr.src = s.src AND mr.old = s.run_id) AS x WHERE j.id = x.id",
 
-    "INSERT INTO main.latency(run_id, model_id, plan_id, module, batch, height, width, tokens, dtype, device,"
-    " engine, warmup, iters, ms, ms_std, ms_min, created_at)"
-    " SELECT mr.new, mm.new, mp.new, x.module, x.batch, x.height, x.width, x.tokens, x.dtype, x.device,"
-    " x.engine, x.warmup, x.iters, x.ms, x.ms_std, x.ms_min, x.created_at FROM in_latency x"
-    " JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
+    "INSERT INTO main.latency(run_id, model_id, plan_id, module, kind, batch, height, width, tokens, dtype, device,"
+    " engine, warmup, repeats, calls, ms, ms_p10, ms_p90, share, samples, created_at)"
+    " SELECT mr.new, mm.new, mp.new, x.module, x.kind, x.batch, x.height, x.width, x.tokens, x.dtype, x.device,"
+    " x.engine, x.warmup, x.repeats, x.calls, x.ms, x.ms_p10, x.ms_p90, x.share, x.samples, x.created_at"
+    " FROM in_latency x JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
     " LEFT JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
     " LEFT JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.id",
 };
@@ -933,5 +934,45 @@ int db_stages(Db *db, int64_t schedule_id, DbStageFn fn, void *ctx) {
            (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4), loss, ms);
     }
     fin(st);
+    return r < 0 ? ERR_DB : 0;
+}
+
+/* ---- latency ------------------------------------------------------------ */
+
+int db_latency_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, const DbLatencyKey *k, const DbLatency *r,
+                   int n) {
+    sqlite3_stmt *st = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &st,
+                  "INSERT INTO latency(run_id, model_id, plan_id, module, kind, batch, height, width, tokens, dtype,"
+                  " device, engine, warmup, repeats, calls, ms, ms_p10, ms_p90, share, samples, created_at)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, " NOW ")") ||
+             bind_i64(db, st, 1, run_id) || bind_id(db, st, 2, model_id) || bind_id(db, st, 3, plan_id) ||
+             bind_i64(db, st, 6, k->batch) || bind_i64(db, st, 7, k->height) || bind_i64(db, st, 8, k->width) ||
+             bind_i64(db, st, 9, k->tokens) || bind_text(db, st, 10, k->dtype) || bind_text(db, st, 11, k->device) ||
+             bind_text(db, st, 12, k->engine) || bind_i64(db, st, 13, k->warmup) || bind_i64(db, st, 14, k->repeats);
+    for (int i = 0; !rc && i < n; i++)
+        rc = bind_text(db, st, 4, r[i].module) || bind_text(db, st, 5, r[i].kind) || bind_i64(db, st, 15, r[i].calls) ||
+             bind_f64(db, st, 16, r[i].ms) || bind_f64(db, st, 17, r[i].ms_p10) || bind_f64(db, st, 18, r[i].ms_p90) ||
+             bind_f64(db, st, 19, r[i].share) || bind_text(db, st, 20, r[i].samples) || STEP(db, st) < 0 ||
+             SQ(db, sqlite3_reset(st)) < 0;
+    fin(st);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    return 0;
+}
+
+int db_schedule_latency(Db *db, int64_t schedule_id, const char *json, char **stored) {
+    sqlite3_stmt *up = NULL, *sel = NULL;
+    *stored = NULL;
+    int rc = PREP(db, &up, "UPDATE schedules SET latency = ?1 WHERE id = ?2 AND latency IS NULL") ||
+             bind_text(db, up, 1, json) || bind_i64(db, up, 2, schedule_id) || (json && STEP(db, up) < 0) ||
+             PREP(db, &sel, "SELECT latency FROM schedules WHERE id = ?1") || bind_i64(db, sel, 1, schedule_id);
+    int r = rc ? -1 : STEP(db, sel);
+    if (r == SQLITE_ROW && sqlite3_column_type(sel, 0) != SQLITE_NULL) *stored = xstrdup((const char *)sqlite3_column_text(sel, 0));
+    fin(up);
+    fin(sel);
     return r < 0 ? ERR_DB : 0;
 }

@@ -104,10 +104,34 @@ int db_job_rows(Db *db, int64_t job_id, DbRowFn fn, void *ctx);
  * prints its rows as text (aligned), csv, or json (an array of objects). */
 int db_query(Db *db, const char *sql, const char *format, FILE *out);
 
+/* Latency of one forward configuration, per module. */
+typedef struct {
+    int batch, height, width, tokens;   /* height, width: image pixels */
+    const char *dtype, *device, *engine; /* engine: "cpu" (wall clock), "cuda-events", "cupti" */
+    int warmup, repeats;
+} DbLatencyKey;
+
+typedef struct {
+    const char *module, *kind;          /* "(forward)" for the whole forward */
+    int64_t calls;
+    double ms, ms_p10, ms_p90;          /* median and spread over repeats */
+    double share;                       /* of the forward's median */
+    const char *samples;                /* JSON array of the per-repeat values */
+} DbLatency;
+
+/* Stores n latency rows of one run (model_id, plan_id may be 0) in one transaction. */
+int db_latency_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, const DbLatencyKey *k, const DbLatency *r,
+                   int n);
+
 /* A removal schedule: keyed by (model, calibration set, key), where key hashes
  * the options that decide its stages, so the same command continues it. */
 int db_schedule_put(Db *db, int64_t model_id, int64_t calib_id, const char *key, const char *options,
                     int64_t *schedule_id);
+
+/* The teacher's per-module latency a schedule scores with, stored once (the
+ * first json given wins) so a resumed schedule uses the same numbers;
+ * *stored gets the stored text (caller frees) or NULL. json NULL only reads. */
+int db_schedule_latency(Db *db, int64_t schedule_id, const char *json, char **stored);
 
 typedef struct {
     int stage;                   /* 1, 2, ... */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     const Arch *a;
@@ -18,6 +19,7 @@ typedef struct {
     int64_t B;
     Tensor temb_act;          /* silu(emb) [B, time_embed_dim]: what every resnet projects */
     const Tensor *enc;        /* [B, L, D] */
+    const UnetTimer *timer;   /* per-module wall-clock, or NULL */
 } Fwd;
 
 #define NAME_LEN 512
@@ -54,25 +56,55 @@ static void emit(const Fwd *f, const Tensor *t, const char *fmt, ...) {
     f->fn(f->ctx, name, t);
 }
 
+/* Per-module timing: a module's time is inclusive of the modules it runs. */
+static double tic(const Fwd *f) {
+    if (!f->timer) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+static void toc(const Fwd *f, const char *module, double t0) {
+    if (f->timer) f->timer->fn(f->timer->ctx, module, tic(f) - t0);
+}
+
 /* torch.nn.Linear over the rows of x [..., K] -> new [rows, N] (ndim 2). */
 static Tensor linear(const Fwd *f, const char *prefix, const float *x, int64_t rows, int64_t K, int64_t N, int bias) {
+    double t0 = tic(f);
     Tensor y = tensor_new(2, rows, N, 0, 0);
     op_linear(x, rows, K, W(f, prefix, "weight"), bias ? W(f, prefix, "bias") : NULL, N, y.d);
+    toc(f, prefix, t0);
     return y;
 }
 
 static Tensor conv(const Fwd *f, const char *prefix, const Tensor *x, int cout, int k, int stride) {
-    return op_conv2d(x, W(f, prefix, "weight"), W(f, prefix, "bias"), cout, k, stride, (k - 1) / 2);
+    double t0 = tic(f);
+    Tensor y = op_conv2d(x, W(f, prefix, "weight"), W(f, prefix, "bias"), cout, k, stride, (k - 1) / 2);
+    toc(f, prefix, t0);
+    return y;
+}
+
+/* GroupNorm module `n` in place on x (then SiLU if silu: the activation that follows it). */
+static void group_norm(const Fwd *f, const char *n, Tensor *x, float eps, int silu) {
+    double t0 = tic(f);
+    op_group_norm(x, f->a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), eps, silu);
+    toc(f, n, t0);
+}
+
+static void layer_norm(const Fwd *f, const char *n, const float *x, int64_t rows, int64_t C, float *y) {
+    double t0 = tic(f);
+    op_layer_norm(x, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, y);
+    toc(f, n, t0);
 }
 
 /* ResnetBlock2D (time_embedding_norm "default"): x is borrowed, returns new. */
 static Tensor resnet(const Fwd *f, const char *p, const Tensor *x, int cout, float out_scale) {
     const Arch *a = f->a;
     char n[NAME_LEN];
+    double t0 = tic(f);
     int cin = (int)x->shape[1];
     Tensor h = tensor_copy(x);
-    nm(n, "%s.norm1", p);
-    op_group_norm(&h, a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), a->norm_eps, 1);
+    group_norm(f, nm(n, "%s.norm1", p), &h, a->norm_eps, 1);
     nm(n, "%s.conv1", p);
     Tensor h1 = conv(f, n, &h, cout, 3, 1);
     tensor_free(&h);
@@ -85,8 +117,7 @@ static Tensor resnet(const Fwd *f, const char *p, const Tensor *x, int cout, flo
             for (int64_t s = 0; s < S; s++) q[s] += v;
         }
     tensor_free(&t);
-    nm(n, "%s.norm2", p);
-    op_group_norm(&h1, a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), a->norm_eps, 1);
+    group_norm(f, nm(n, "%s.norm2", p), &h1, a->norm_eps, 1);
     nm(n, "%s.conv2", p);
     Tensor h2 = conv(f, n, &h1, cout, 3, 1);
     tensor_free(&h1);
@@ -101,6 +132,7 @@ static Tensor resnet(const Fwd *f, const char *p, const Tensor *x, int cout, flo
     }
     if (out_scale != 1.0f)
         for (int64_t i = 0; i < cnt; i++) h2.d[i] /= out_scale;
+    toc(f, p, t0);
     return h2;
 }
 
@@ -108,6 +140,7 @@ static Tensor resnet(const Fwd *f, const char *p, const Tensor *x, int cout, flo
 static Tensor attention(const Fwd *f, const char *p, const float *x, int64_t Nq, int64_t C, const float *ctx,
                         int64_t Nk, int64_t D, int heads) {
     char n[NAME_LEN];
+    double t0 = tic(f);
     int64_t B = f->B;
     nm(n, "%s.to_q", p);
     Tensor q = linear(f, n, x, B * Nq, C, C, 0);
@@ -123,39 +156,42 @@ static Tensor attention(const Fwd *f, const char *p, const float *x, int64_t Nq,
     nm(n, "%s.to_out.0", p);
     Tensor y = linear(f, n, o.d, B * Nq, C, C, 1);
     tensor_free(&o);
+    toc(f, p, t0);
     return y;
 }
 
 /* BasicTransformerBlock (layer_norm, GEGLU feed-forward), in place on h [B*N, C]. */
 static void basic_transformer(const Fwd *f, const char *p, float *h, int64_t N, int64_t C, const Block *b) {
     char n[NAME_LEN];
+    double t0 = tic(f);
     int64_t rows = f->B * N, cnt = rows * C;
     Tensor t = tensor_new(2, rows, C, 0, 0);
-    nm(n, "%s.norm1", p);
-    op_layer_norm(h, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, t.d);
+    layer_norm(f, nm(n, "%s.norm1", p), h, rows, C, t.d);
     nm(n, "%s.attn1", p);
     Tensor a1 = attention(f, n, t.d, N, C, t.d, N, C, b->heads);
     op_add(h, a1.d, cnt);
     tensor_free(&a1);
-    nm(n, "%s.norm2", p);
-    op_layer_norm(h, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, t.d);
+    layer_norm(f, nm(n, "%s.norm2", p), h, rows, C, t.d);
     nm(n, "%s.attn2", p);
     Tensor a2 = attention(f, n, t.d, N, C, f->enc->d, f->enc->shape[1], f->enc->shape[2], b->heads);
     op_add(h, a2.d, cnt);
     tensor_free(&a2);
-    nm(n, "%s.norm3", p);
-    op_layer_norm(h, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, t.d);
+    layer_norm(f, nm(n, "%s.norm3", p), h, rows, C, t.d);
+    double tf = tic(f);
     nm(n, "%s.ff.net.0.proj", p);
     Tensor g = linear(f, n, t.d, rows, C, 8 * C, 1); /* [rows, 2 x 4C] */
     Tensor gg = tensor_new(2, rows, 4 * C, 0, 0);
     op_geglu(g.d, rows, 4 * C, gg.d);
     tensor_free(&g);
+    toc(f, nm(n, "%s.ff.net.0", p), tf); /* GEGLU: its proj and the gating */
     nm(n, "%s.ff.net.2", p);
     Tensor ff = linear(f, n, gg.d, rows, 4 * C, C, 1);
     tensor_free(&gg);
+    toc(f, nm(n, "%s.ff", p), tf);
     op_add(h, ff.d, cnt);
     tensor_free(&ff);
     tensor_free(&t);
+    toc(f, p, t0);
 }
 
 /* Transformer2DModel attentions.j of block b (teacher path `bp`): x borrowed, returns new. */
@@ -163,10 +199,10 @@ static Tensor transformer2d(const Fwd *f, const char *bp, const Block *b, int j,
     const Arch *a = f->a;
     char p[NAME_LEN], n[NAME_LEN];
     nm(p, "%s.attentions.%d", bp, b->src_attn[j]);
+    double t0 = tic(f);
     int64_t B = f->B, C = x->shape[1], H = x->shape[2], Wd = x->shape[3], N = H * Wd;
     Tensor h = tensor_copy(x);
-    nm(n, "%s.norm", p);
-    op_group_norm(&h, a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), 1e-6f, 0); /* eps fixed by diffusers */
+    group_norm(f, nm(n, "%s.norm", p), &h, 1e-6f, 0); /* eps fixed by diffusers */
     Tensor seq = tensor_new(3, B, N, C, 0); /* [B, HW, C] */
     nm(n, "%s.proj_in", p);
     if (a->use_linear_projection) {
@@ -199,6 +235,7 @@ static Tensor transformer2d(const Fwd *f, const char *bp, const Block *b, int j,
     }
     tensor_free(&seq);
     op_add(y.d, x->d, tensor_numel(&y));
+    toc(f, p, t0);
     return y;
 }
 
@@ -358,9 +395,11 @@ static void run_block(Run *r, const char *bp, const Block *b, float out_scale) {
         const char *kind = down ? "downsamplers" : "upsamplers";
         int live = unit_begin(r, "%s/%s", bp, kind);
         if (live) {
+            double t0 = tic(r->f);
             nm(p, "%s.%s.0.conv", bp, kind);
             if (up) take(&r->h, op_upsample2x(&r->h));
             take(&r->h, conv(r->f, p, &r->h, b->out_ch, 3, down ? 2 : 1));
+            toc(r->f, nm(p, "%s.%s.0", bp, kind), t0);
         }
         unit_end(r, live, nm(p, "%s.%s.0", bp, kind), down);
     }
@@ -384,28 +423,39 @@ static void walk(Run *r, const Arch *a, const UnetInputs *in) {
         take(&r->h, conv(f, "conv_in", &r->h, a->block_out[0], a->conv_in_kernel, 1));
     }
     unit_end(r, live, "conv_in", 1);
-    for (int i = 0; i < a->n_blocks; i++) run_block(r, nm(bp, "down_blocks.%d", i), &a->down[i], 1.0f);
-    if (a->has_mid) run_block(r, "mid_block", &a->mid, a->mid_scale);
-    for (int i = 0; i < a->n_blocks; i++) run_block(r, nm(bp, "up_blocks.%d", i), &a->up[i], 1.0f);
-    if (unit_begin(r, "head")) { /* conv_norm_out, SiLU, conv_out: always live (start never passes it) */
-        op_group_norm(&r->h, a->norm_groups, W(f, "conv_norm_out", "weight"), W(f, "conv_norm_out", "bias"), a->norm_eps, 1);
+    double t0 = tic(f);
+    for (int i = 0; i < a->n_blocks; i++, t0 = tic(f)) {
+        run_block(r, nm(bp, "down_blocks.%d", i), &a->down[i], 1.0f);
+        toc(f, bp, t0);
+    }
+    if (a->has_mid) {
+        run_block(r, "mid_block", &a->mid, a->mid_scale);
+        toc(f, "mid_block", t0);
+    }
+    for (int i = 0; i < a->n_blocks; i++) {
+        t0 = tic(f);
+        run_block(r, nm(bp, "up_blocks.%d", i), &a->up[i], 1.0f);
+        toc(f, bp, t0);
+    }
+    if (unit_begin(r, "head")) { /* conv_norm_out (+ conv_act, SiLU), conv_out: always live (start never passes it) */
+        group_norm(f, "conv_norm_out", &r->h, a->norm_eps, 1);
         take(&r->h, conv(f, "conv_out", &r->h, a->out_channels, a->conv_out_kernel, 1));
     }
 }
 
 /* Number of units of a, with their signatures in sig. */
 static int signatures(const Arch *a, char (*sig)[96]) {
-    Fwd f = {a, NULL, NULL, NULL, 0, {0}, NULL};
+    Fwd f = {a, NULL, NULL, NULL, 0, {0}, NULL, NULL};
     Run r = {.f = &f, .mode = RUN_SIG, .sig = sig};
     walk(&r, a, NULL);
     return r.unit;
 }
 
 int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
-                      FeatureFn fn, void *ctx, UnetRunStats *stats) {
+                      FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer) {
     int rc = unet_check_inputs(a, in);
     if (rc) return rc;
-    Fwd f = {a, w, fn, ctx, in->sample.shape[0], {0}, &in->encoder_hidden_states};
+    Fwd f = {a, w, fn, ctx, in->sample.shape[0], {0}, &in->encoder_hidden_states, timer};
     int64_t B = f.B;
     int C0 = a->block_out[0], T = a->time_embed_dim;
     Run r = {.f = &f, .mode = RUN_EXEC, .resume = resume};
@@ -419,18 +469,25 @@ int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, con
     /* time_proj + time_embedding */
     float *ts = xmalloc((size_t)B * sizeof(float));
     for (int64_t b = 0; b < B; b++) ts[b] = in->timestep.d[in->timestep.ndim && in->timestep.shape[0] == B ? b : 0];
+    double t0 = tic(&f);
     Tensor temb = tensor_new(2, B, C0, 0, 0);
     op_timestep_embedding(ts, B, C0, a->flip_sin_to_cos, a->freq_shift, temb.d);
     free(ts);
+    toc(&f, "time_proj", t0);
+    t0 = tic(&f);
     Tensor e1 = linear(&f, "time_embedding.linear_1", temb.d, B, C0, T, 1);
     op_silu(e1.d, B * T);
     Tensor emb = linear(&f, "time_embedding.linear_2", e1.d, B, T, T, 1);
     tensor_free(&e1);
+    toc(&f, "time_embedding", t0);
     tensor_free(&temb);
     if (a->text_time) { /* add_time_proj + add_embedding on [text_embeds, sinusoid(time_ids)] */
         int64_t nid = in->time_ids.shape[1], te = in->text_embeds.shape[1], D = a->add_time_dim;
+        t0 = tic(&f);
         Tensor tid = tensor_new(2, B * nid, D, 0, 0);
         op_timestep_embedding(in->time_ids.d, B * nid, (int)D, a->flip_sin_to_cos, a->freq_shift, tid.d);
+        toc(&f, "add_time_proj", t0);
+        t0 = tic(&f);
         Tensor cat = tensor_new(2, B, a->add_in_dim, 0, 0);
         for (int64_t b = 0; b < B; b++) {
             memcpy(cat.d + b * a->add_in_dim, in->text_embeds.d + b * te, (size_t)te * sizeof(float));
@@ -444,10 +501,10 @@ int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, con
         tensor_free(&cat);
         tensor_free(&a1);
         tensor_free(&a2);
+        toc(&f, "add_embedding", t0);
     }
     op_silu(emb.d, B * T); /* each resnet applies SiLU to temb before time_emb_proj */
     f.temb_act = emb;
-
 
     walk(&r, a, in);
     for (int i = 0; i < r.n_sk; i++) tensor_free(&r.sk[i]); /* a student may leave skips unused */
@@ -458,7 +515,7 @@ int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, con
 }
 
 int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx) {
-    return unet_forward_from(a, w, in, NULL, out, fn, ctx, NULL);
+    return unet_forward_from(a, w, in, NULL, out, fn, ctx, NULL, NULL);
 }
 
 /* Reads tensor `name` of an inputs file into a float32 Tensor; ERR_INPUT if missing. */

@@ -44,9 +44,20 @@ typedef struct {
     int units, units_live, start; /* units of the forward, units computed, first computed */
 } UnetRunStats;
 
-/* unet_forward with prefix reuse (resume may be NULL) and counts (stats may be NULL). */
+/* Per-module wall-clock: fn(ctx, module, ms) after each module the forward
+ * runs (blocks, resnets, attentions, transformer layers, samplers, and the
+ * ops inside), under its diffusers name (the teacher's, for a student). A
+ * module's time includes its children's. */
+typedef void (*TimeFn)(void *ctx, const char *module, double ms);
+typedef struct {
+    TimeFn fn;
+    void *ctx;
+} UnetTimer;
+
+/* unet_forward with prefix reuse (resume may be NULL), counts (stats may be
+ * NULL) and per-module timing (timer may be NULL). */
 int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
-                      FeatureFn fn, void *ctx, UnetRunStats *stats);
+                      FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer);
 /* Runs the forward; *out gets a new [B, out_channels, H, W] tensor. */
 int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx);
 

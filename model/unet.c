@@ -251,3 +251,19 @@ int unet_tree_find(const ModuleTree *t, const char *name) {
         if (!strcmp(t->m[i].name, name)) return i;
     return -1;
 }
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void unet_removed(const ModuleTree *tt, const ModuleTree *st, char *removed) {
+    char **src = xmalloc((size_t)(st->n_tensors ? st->n_tensors : 1) * sizeof *src);
+    for (int i = 0; i < st->n_tensors; i++) src[i] = st->t[i].src;
+    qsort(src, (size_t)st->n_tensors, sizeof *src, cmp_cstr);
+    char *kept = xcalloc((size_t)tt->n_modules, 1);
+    for (int i = 0; i < tt->n_tensors; i++)
+        if (bsearch(&tt->t[i].name, src, (size_t)st->n_tensors, sizeof *src, cmp_cstr))
+            for (int m = tt->t[i].module; m >= 0 && !kept[m]; m = tt->m[m].parent) kept[m] = 1;
+    /* a module with no tensors of its own (Timesteps) is kept while its parent is */
+    for (int i = 0; i < tt->n_modules; i++) removed[i] = !kept[i] && tt->m[i].params > 0;
+    free(kept);
+    free(src);
+}

@@ -42,5 +42,8 @@ typedef struct {
 void unet_tree_build(ModuleTree *tree, const Arch *a, const Shape *s);
 void unet_tree_free(ModuleTree *tree);
 int unet_tree_find(const ModuleTree *tree, const char *name); /* -1 if absent */
+/* Marks removed[i] = 1 for each module i of the teacher's tree tt that the
+ * student no longer has: none of its tensors is a source of the student's. */
+void unet_removed(const ModuleTree *tt, const ModuleTree *student, char *removed);
 
 #endif

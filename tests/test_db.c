@@ -556,8 +556,8 @@ static void merge(void) {
     CHECK(make_shard(full, 0, 2, &r_full) == 0);
     CHECK(make_shard(s1, 0, 0, &r1) == 0);
     CHECK(make_shard(s2, 1, 1, &r2) == 0);
-    CHECK(raw_exec(s1, "INSERT INTO latency(run_id, module, batch, height, width, dtype, device, ms, created_at)"
-                       " VALUES(1, 'mid_block', 1, 1024, 1024, 'f16', 'H100', 1.5, '2024-01-01T00:00:00.000Z')")
+    CHECK(raw_exec(s1, "INSERT INTO latency(run_id, module, batch, height, width, dtype, device, engine, ms, created_at)"
+                       " VALUES(1, 'mid_block', 1, 1024, 1024, 'f16', 'H100', 'cupti', 1.5, '2024-01-01T00:00:00.000Z')")
           == SQLITE_OK);
     /* The output already holds one of the jobs, pending. */
     Db *db;

@@ -102,7 +102,7 @@ static void prefix_reuse(const Arch *teacher, const Arch *student, const Weights
     CHECK(unet_forward(student, w, in, &yf, keep, &full) == 0);
     UnetResume res = {teacher, lookup, &tc};
     UnetRunStats st;
-    CHECK(unet_forward_from(student, w, in, &res, &yp, keep, &part, &st) == 0);
+    CHECK(unet_forward_from(student, w, in, &res, &yp, keep, &part, &st, NULL) == 0);
     CHECK_MSG(st.start > 0 && st.units_live < st.units, "%s: started at unit %d, %d of %d live", label, st.start, st.units_live, st.units);
     CHECK_EQ_LL(part.n, full.n);
     int same = tensor_numel(&yf) == tensor_numel(&yp) && !memcmp(yf.d, yp.d, (size_t)tensor_numel(&yf) * sizeof(float));

@@ -1,0 +1,341 @@
+/* unetlab profile: what each module costs, measured on this machine, with the
+ * parts checked against the whole. This build times the CPU forward (wall
+ * clock per module, engine 'cpu'); the CUPTI engine comes with the CUDA forward. */
+#include "cli.h"
+#include "err.h"
+#include "eval.h"
+#include "hash.h"
+#include "prof.h"
+#include "weights.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: unetlab profile --model M [--plan P] [--drop NAME,...] [--db DB]\n"
+    "                       [--batch B --height H --width W --tokens L] [--warmup W --repeats R]\n"
+    "                       [--depth D] [--seed S] [--format text|json|csv]\n"
+    "       unetlab profile --compare M1,M2,... [size and repeat options] [--db DB]\n"
+    "\n"
+    "Times every module of the forward (blocks, resnets, attentions, transformer layers,\n"
+    "and the ops inside) over R repeats after W warm-ups (defaults 1 and 5), on seeded\n"
+    "inputs of the given size; prints median, p10 and p90 per module, its share of the\n"
+    "forward, the forward end to end, the part the top-level modules account for (the\n"
+    "gap is reported), and the tracing overhead (the same forwards untraced). With --plan,\n"
+    "the student is profiled too and its latency is shown measured and predicted (the\n"
+    "teacher's minus the removed modules' times), with the prediction error. This build\n"
+    "measures the CPU forward: numbers are wall clock, labelled engine 'cpu' here and in\n"
+    "the DB, and never mixed with GPU numbers. --compare profiles several models in one\n"
+    "run, so their ratios come from one machine in one run.\n";
+
+typedef struct {
+    const char *model;
+    ModelSource m;
+    Shape s;
+    int warmup, repeats;
+    long seed;
+    Prof pt, ps;              /* teacher, student */
+    double plain_t, plain_s;  /* untraced medians */
+    ModuleTree tt, st;
+    Arch student;
+    Plan plan;
+    int has_student;
+    char weights_hash[17], config_hash[17];
+} Job;
+
+/* The root's children, down_blocks.i and up_blocks.i: modules that together run the whole forward. */
+static int top_level(const ModuleTree *t, int i) {
+    int p = t->m[i].parent;
+    if (p == 0) return strcmp(t->m[i].kind, "ModuleList") != 0;
+    return t->m[p].parent == 0 && !strcmp(t->m[p].kind, "ModuleList");
+}
+
+/* Median over repeats of the sum of the top-level modules' times. */
+static double attributed(const Prof *p, const ModuleTree *t) {
+    double *sum = xcalloc((size_t)p->repeats, sizeof *sum);
+    for (int i = 1; i < t->n_modules; i++) {
+        const ProfEntry *e = prof_find(p, t->m[i].name);
+        if (!e || !top_level(t, i)) continue;
+        for (int r = 0; r < p->repeats; r++) sum[r] += e->ms[r];
+    }
+    double m = prof_quantile(sum, p->repeats, 0.5);
+    free(sum);
+    return m;
+}
+
+static int run_job(Job *j) {
+    int rc = model_resolve(&j->m, j->model);
+    if (rc) return rc;
+    UnetInputs in;
+    calib_synthetic(&j->m.arch, j->s.batch, j->s.height, j->s.width, j->s.tokens, (uint64_t)j->seed, &in);
+    if ((rc = unet_check_inputs(&j->m.arch, &in))) { unet_inputs_free(&in); return err_wrap(rc, "profile: "); }
+    unet_tree_build(&j->tt, &j->m.arch, &j->s);
+    Weights w;
+    if ((rc = weights_load(&w, &j->m, &j->tt, (uint64_t)j->seed))) { unet_inputs_free(&in); return rc; }
+    weights_hash(&w, j->weights_hash);
+    hash_hex(hash_bytes(HASH_INIT, j->m.config_text, strlen(j->m.config_text)), j->config_hash);
+    int n = 1 + j->has_student;
+    fprintf(stderr, "profile: %s%s, %d warm-up + 2 x %d rounds\n", j->model, n > 1 ? " and the student" : "", j->warmup,
+            j->repeats);
+    Prof p[2];
+    double plain[2];
+    const Arch *a[2] = {&j->m.arch, &j->student};
+    for (int k = 0; k < n; k++) prof_init(&p[k], j->repeats);
+    if (j->has_student) unet_tree_build(&j->st, &j->student, &j->s);
+    rc = prof_forward(a, n, &w, &in, j->warmup, j->repeats, p, plain);
+    j->pt = p[0];
+    j->plain_t = plain[0];
+    if (n > 1) { j->ps = p[1]; j->plain_s = plain[1]; }
+    weights_free(&w);
+    unet_inputs_free(&in);
+    return rc;
+}
+
+static void job_free(Job *j) {
+    prof_free(&j->pt);
+    prof_free(&j->ps);
+    unet_tree_free(&j->tt);
+    unet_tree_free(&j->st);
+    plan_free(&j->plan);
+    model_source_free(&j->m);
+}
+
+/* Latency rows of one profile: every module with a time, then the forward. */
+static DbLatency *rows_of(const Prof *p, const ModuleTree *t, int *n, char ***samples_out) {
+    DbLatency *r = xcalloc((size_t)t->n_modules + 1, sizeof *r);
+    char **samples = xcalloc((size_t)t->n_modules + 1, sizeof *samples);
+    const ProfEntry *fw = prof_find(p, PROF_FORWARD);
+    double fmed, f10, f90;
+    prof_stats(fw, p->repeats, &fmed, &f10, &f90);
+    int k = 0;
+    for (int i = 0; i <= t->n_modules; i++) {
+        const ProfEntry *e = i < t->n_modules ? (i ? prof_find(p, t->m[i].name) : NULL) : fw;
+        if (!e) continue;
+        double med, p10, p90;
+        prof_stats(e, p->repeats, &med, &p10, &p90);
+        cJSON *a = cJSON_CreateDoubleArray(e->ms, p->repeats);
+        samples[k] = cJSON_PrintUnformatted(a);
+        cJSON_Delete(a);
+        r[k] = (DbLatency){i < t->n_modules ? t->m[i].name : PROF_FORWARD, i < t->n_modules ? t->m[i].kind : "UNet2DConditionModel",
+                           e->calls / p->repeats, med, p10, p90, fmed > 0 ? med / fmed : NAN, samples[k]};
+        k++;
+    }
+    *n = k;
+    *samples_out = samples;
+    return r;
+}
+
+static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
+    Db *db;
+    int64_t run, model_id, plan_id = 0;
+    int rc = db_open(&db, dbpath);
+    if (rc) return rc;
+    if (!(rc = db_run_begin(db, &prov->p, &run)) &&
+        !(rc = db_model_put(db, j->model, j->config_hash, j->weights_hash, j->tt.m[0].params, &model_id))) {
+        DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens, "fp32", prov->device, "cpu",
+                            j->warmup, j->repeats};
+        for (int who = 0; who < 1 + j->has_student && !rc; who++) {
+            const Prof *p = who ? &j->ps : &j->pt;
+            const ModuleTree *t = who ? &j->tt : &j->tt; /* rows carry teacher names: a student's modules are the teacher's */
+            if (who) {
+                char *js = plan_to_json(&j->plan, j->model), h[17];
+                plan_hash(&j->plan, h);
+                rc = db_plan_put(db, model_id, js, h, j->st.m[0].params, &plan_id);
+                free(js);
+                if (rc) break;
+            }
+            int n;
+            char **samples;
+            DbLatency *r = rows_of(p, t, &n, &samples);
+            rc = db_latency_put(db, run, model_id, who ? plan_id : 0, &key, r, n);
+            for (int i = 0; i < n; i++) free(samples[i]);
+            free(samples);
+            free(r);
+        }
+        db_run_end(db, run, rc ? "failed" : "done");
+    }
+    db_close(db);
+    return rc;
+}
+
+static void print_text(const Job *j, int maxdepth, const char *device) {
+    const Prof *p = j->has_student ? &j->ps : &j->pt;
+    const ProfEntry *fw = prof_find(p, PROF_FORWARD);
+    double fmed, f10, f90;
+    prof_stats(fw, p->repeats, &fmed, &f10, &f90);
+    char b[32];
+    printf("profile: %s%s on %s (engine cpu: wall clock), batch %d, %dx%d px, %d tokens, median of %d after %d warm-up\n\n",
+           j->model, j->has_student ? " (student)" : "", device, j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens,
+           j->repeats, j->warmup);
+    printf("%-62s %-24s %14s %9s %10s %10s %10s %6s %6s\n", "module", "kind", "params", "GMACs", "ms", "p10", "p90",
+           "calls", "share");
+    for (int i = 1; i < j->tt.n_modules; i++) {
+        const ProfEntry *e = prof_find(p, j->tt.m[i].name);
+        if (!e) continue;
+        int l = 0;
+        for (int a = j->tt.m[i].parent; a > 0; a = j->tt.m[a].parent) l += strcmp(j->tt.m[a].kind, "ModuleList") != 0;
+        if (maxdepth && l >= maxdepth) continue;
+        double med, p10, p90;
+        prof_stats(e, p->repeats, &med, &p10, &p90);
+        int same = !j->has_student; /* a student's module may hold fewer layers than the teacher's of that name */
+        printf("%*s%-*s %-24s %14s %9s %10.3f %10.3f %10.3f %6lld %5.1f%%\n", 2 * l, "", 62 - 2 * l, j->tt.m[i].name,
+               j->tt.m[i].kind, same ? cli_commas(j->tt.m[i].params, b, sizeof b) : "-",
+               same ? (snprintf(b + 16, 16, "%.3f", (double)j->tt.m[i].macs / 1e9), b + 16) : "-", med, p10, p90,
+               (long long)(e->calls / p->repeats), 100 * med / fmed);
+    }
+    double att = attributed(p, &j->tt), plain = j->has_student ? j->plain_s : j->plain_t;
+    const ModuleTree *t = j->has_student ? &j->st : &j->tt;
+    printf("\nforward: %.3f ms median (p10 %.3f, p90 %.3f); %s params, %.3f GMACs\n", fmed, f10, f90,
+           cli_commas(t->m[0].params, b, sizeof b), (double)t->m[0].macs / 1e9);
+    printf("attributed to the top-level modules: %.3f ms; gap %.3f ms (%.2f%%)\n", att, fmed - att, 100 * (fmed - att) / fmed);
+    printf("tracing overhead: untraced %.3f ms, traced %.3f ms: %+.3f ms (%+.2f%%)\n", plain, fmed, fmed - plain,
+           100 * (fmed - plain) / plain);
+    if (j->has_student) {
+        char *removed = xcalloc((size_t)j->tt.n_modules, 1);
+        unet_removed(&j->tt, &j->st, removed);
+        double pred = prof_predict(&j->pt, &j->tt, removed), tmed, t10, t90;
+        prof_stats(prof_find(&j->pt, PROF_FORWARD), j->pt.repeats, &tmed, &t10, &t90);
+        printf("student: measured %.3f ms, predicted %.3f ms (teacher %.3f ms minus the removed modules), error %+.2f%%\n",
+               fmed, pred, tmed, 100 * (pred - fmed) / fmed);
+        free(removed);
+    }
+}
+
+int cmd_profile(int argc, char **argv) {
+    const char *model = NULL, *compare = NULL, *plan_path = NULL, *drop = NULL, *dbpath = NULL, *batch = NULL,
+               *height = NULL, *width = NULL, *tokens = NULL, *warm_s = "1", *rep_s = "5", *depth_s = "2",
+               *seed_s = "0", *fmt = "text";
+    const Opt opts[] = {{"--model", 1, &model}, {"--compare", 1, &compare}, {"--plan", 1, &plan_path},
+                        {"--drop", 1, &drop}, {"--db", 1, &dbpath}, {"--batch", 1, &batch}, {"--height", 1, &height},
+                        {"--width", 1, &width}, {"--tokens", 1, &tokens}, {"--warmup", 1, &warm_s},
+                        {"--repeats", 1, &rep_s}, {"--depth", 1, &depth_s}, {"--seed", 1, &seed_s},
+                        {"--format", 1, &fmt}, {NULL, 0, NULL}};
+    int rc = cli_parse(argc, argv, opts, USAGE);
+    if (rc) return rc;
+    if (!!model == !!compare) return err_set(ERR_USAGE, "profile: give --model M or --compare M1,M2,... (see unetlab profile --help)");
+    if (compare && (plan_path || drop)) return err_set(ERR_USAGE, "profile: --compare takes no --plan");
+    long warm, rep, depth, seed;
+    Format f;
+    if ((rc = cli_int("--warmup", warm_s, 0, 1000, &warm)) || (rc = cli_int("--repeats", rep_s, 1, 10000, &rep)) ||
+        (rc = cli_int("--depth", depth_s, 0, 100, &depth)) || (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) ||
+        (rc = cli_format(fmt, &f, 1)))
+        return rc;
+    CliProvenance prov;
+    prov_fill(&prov, argc, argv, seed);
+    char *list = xstrdup(model ? model : compare), *save = NULL;
+    Job jobs[16];
+    int nj = 0;
+    for (char *tok = strtok_r(list, ",", &save); tok && nj < 16; tok = strtok_r(NULL, ",", &save)) {
+        Job *j = &jobs[nj++];
+        memset(j, 0, sizeof *j);
+        j->model = tok;
+        j->warmup = (int)warm;
+        j->repeats = (int)rep;
+        j->seed = seed;
+        plan_init(&j->plan);
+        if ((rc = model_resolve(&j->m, tok))) break;
+        if ((rc = cli_shape(&j->m.arch, batch, height, width, tokens, &j->s))) break;
+        if (plan_path || drop) {
+            if ((rc = cli_student(&j->m.arch, plan_path, drop, &j->plan, &j->student))) break;
+            j->has_student = 1;
+        }
+        model_source_free(&j->m); /* run_job resolves it again, with the weights */
+        if ((rc = run_job(j))) break;
+        if (dbpath && (rc = store(j, dbpath, &prov))) break;
+    }
+    if (!rc) {
+        if (f == FORMAT_JSON || f == FORMAT_CSV) {
+            cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "profiles");
+            if (f == FORMAT_CSV) printf("model,student,module,kind,params,macs,ms,ms_p10,ms_p90,calls,share,engine\n");
+            for (int k = 0; k < nj; k++) {
+                Job *j = &jobs[k];
+                const Prof *p = j->has_student ? &j->ps : &j->pt;
+                int n;
+                char **samples;
+                DbLatency *r = rows_of(p, &j->tt, &n, &samples);
+                cJSON *e = cJSON_CreateObject(), *mods = cJSON_CreateArray();
+                cJSON_AddStringToObject(e, "model", j->model);
+                cJSON_AddBoolToObject(e, "student", j->has_student);
+                cJSON_AddStringToObject(e, "engine", "cpu");
+                cJSON_AddStringToObject(e, "device", prov.device);
+                cJSON_AddNumberToObject(e, "batch", j->s.batch);
+                cJSON_AddNumberToObject(e, "height", j->s.height * 8);
+                cJSON_AddNumberToObject(e, "width", j->s.width * 8);
+                cJSON_AddNumberToObject(e, "repeats", j->repeats);
+                const ModuleTree *t = j->has_student ? &j->st : &j->tt;
+                cJSON_AddNumberToObject(e, "params", (double)t->m[0].params);
+                cJSON_AddNumberToObject(e, "macs", (double)t->m[0].macs);
+                double att = attributed(p, &j->tt);
+                for (int i = 0; i < n; i++) {
+                    int mi = unet_tree_find(&j->tt, r[i].module);
+                    int64_t params = mi >= 0 && !j->has_student ? j->tt.m[mi].params : -1;
+                    int64_t macs = mi >= 0 && !j->has_student ? j->tt.m[mi].macs : -1;
+                    if (!strcmp(r[i].module, PROF_FORWARD)) {
+                        cJSON_AddNumberToObject(e, "forward_ms", r[i].ms);
+                        cJSON_AddNumberToObject(e, "forward_ms_p10", r[i].ms_p10);
+                        cJSON_AddNumberToObject(e, "forward_ms_p90", r[i].ms_p90);
+                        cJSON_AddNumberToObject(e, "attributed_ms", att);
+                        cJSON_AddNumberToObject(e, "gap_ms", r[i].ms - att);
+                        double plain = j->has_student ? j->plain_s : j->plain_t;
+                        cJSON_AddNumberToObject(e, "untraced_ms", plain);
+                        cJSON_AddNumberToObject(e, "overhead_ms", r[i].ms - plain);
+                        continue;
+                    }
+                    if (f == FORMAT_CSV)
+                        printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,cpu\n", j->model, j->has_student, r[i].module,
+                               r[i].kind, (long long)params, (long long)macs, r[i].ms, r[i].ms_p10, r[i].ms_p90,
+                               (long long)r[i].calls, r[i].share);
+                    cJSON *m = cJSON_CreateObject();
+                    cJSON_AddStringToObject(m, "name", r[i].module);
+                    cJSON_AddStringToObject(m, "kind", r[i].kind);
+                    if (params >= 0) cJSON_AddNumberToObject(m, "params", (double)params);
+                    if (macs >= 0) cJSON_AddNumberToObject(m, "macs", (double)macs);
+                    cJSON_AddNumberToObject(m, "ms", r[i].ms);
+                    cJSON_AddNumberToObject(m, "ms_p10", r[i].ms_p10);
+                    cJSON_AddNumberToObject(m, "ms_p90", r[i].ms_p90);
+                    cJSON_AddNumberToObject(m, "calls", (double)r[i].calls);
+                    cJSON_AddNumberToObject(m, "share", r[i].share);
+                    cJSON_AddItemToArray(mods, m);
+                }
+                if (j->has_student) {
+                    char *removed = xcalloc((size_t)j->tt.n_modules, 1);
+                    unet_removed(&j->tt, &j->st, removed);
+                    cJSON_AddNumberToObject(e, "predicted_ms", prof_predict(&j->pt, &j->tt, removed));
+                    free(removed);
+                }
+                cJSON_AddItemToObject(e, "modules", mods);
+                cJSON_AddItemToArray(arr, e);
+                for (int i = 0; i < n; i++) free(samples[i]);
+                free(samples);
+                free(r);
+            }
+            if (f == FORMAT_JSON) {
+                char *txt = cJSON_Print(o);
+                puts(txt);
+                free(txt);
+            }
+            cJSON_Delete(o);
+        } else if (compare) {
+            char b[32];
+            printf("%-20s %16s %12s %12s %10s %10s  (engine cpu, %s; batch %d, one run)\n", "model", "params", "GMACs", "ms", "p10",
+                   "p90", prov.device, jobs[0].s.batch);
+            double base = 0;
+            for (int k = 0; k < nj; k++) {
+                double med, p10, p90;
+                prof_stats(prof_find(&jobs[k].pt, PROF_FORWARD), jobs[k].repeats, &med, &p10, &p90);
+                if (!k) base = med;
+                printf("%-20s %16s %12.3f %12.3f %10.3f %10.3f  x%.3f of %s\n", jobs[k].model,
+                       cli_commas(jobs[k].tt.m[0].params, b, sizeof b), (double)jobs[k].tt.m[0].macs / 1e9, med, p10, p90,
+                       med / base, jobs[0].model);
+            }
+        } else {
+            print_text(&jobs[0], (int)depth, prov.device);
+        }
+    }
+    for (int k = 0; k < nj; k++) job_free(&jobs[k]);
+    free(list);
+    prov_free(&prov);
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* prof: per-module wall-clock timing of the CPU forward. The forward wraps
+ * every module it runs (blocks, resnets, attentions, transformer layers, and
+ * each op inside: convolutions, linears, norms, the attention matmuls) in
+ * prof_add calls under the module's diffusers name (the teacher's name in a
+ * student), so a module's time is inclusive of its children. One sample per
+ * module per repeat. These are CPU numbers, labelled 'cpu' wherever they are
+ * stored or shown: the GPU path (CUPTI) is another engine. Tested by
+ * tests/test_profile.c (the parts add up to the whole). */
+#ifndef UNETLAB_PROF_H
+#define UNETLAB_PROF_H
+#include "forward.h"
+#include "unet.h"
+#include <stdint.h>
+
+typedef struct {
+    char *name;
+    double *ms;      /* [repeats]: time in this module per repeat */
+    int64_t calls;   /* calls over all repeats */
+} ProfEntry;
+
+typedef struct {
+    int repeats, cur;          /* samples per entry; the repeat being recorded */
+    ProfEntry *e;
+    int n, cap;
+    int *slot;                 /* open-addressing hash of names -> index in e */
+    int nslot;
+} Prof;
+
+void prof_init(Prof *p, int repeats);
+void prof_free(Prof *p);
+double prof_now(void);                       /* milliseconds, monotonic */
+void prof_add(Prof *p, const char *name, double ms);
+const ProfEntry *prof_find(const Prof *p, const char *name);
+/* Median, p10 and p90 of an entry's samples. */
+void prof_stats(const ProfEntry *e, int repeats, double *median, double *p10, double *p90);
+/* Quantile q of n samples (sorted copy, linear interpolation). */
+double prof_quantile(const double *x, int n, double q);
+
+/* The name the whole forward is recorded under. */
+#define PROF_FORWARD "(forward)"
+
+/* Predicted forward time (median over repeats) of a student whose removed
+ * teacher modules are marked in removed[] (unet_removed over the teacher's
+ * tree tt): the teacher's forward minus each top-most removed module's time. */
+double prof_predict(const Prof *teacher, const ModuleTree *tt, const char *removed);
+
+/* Profiles the forwards of a[0..n-1] (a teacher and its students: one set of
+ * weights) on in: `warmup` untimed rounds, then `repeats` rounds with
+ * per-module timing into p[k] (p[k].repeats == repeats; the whole forward
+ * under PROF_FORWARD), then `repeats` rounds without, whose medians are
+ * plain_ms[k]: the tracing overhead is the difference. Within a round the
+ * models take turns, so their numbers see the same machine. */
+int prof_forward(const Arch *const *a, int n, const Weights *w, const UnetInputs *in, int warmup, int repeats, Prof *p,
+                 double *plain_ms);
+
+#endif

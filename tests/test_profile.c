@@ -1,0 +1,124 @@
+/* test_profile: `unetlab profile` on the CPU, through the binary ($UNETLAB).
+ * Per-module rows labelled engine cpu; the top-level modules add up to the
+ * forward (gap within 3%); each block at least as long as its resnets and
+ * attentions together; JSON and CSV parse; the DB gets the rows; a student's
+ * prediction and measurement are both reported; a millisecond-scored schedule
+ * runs on these numbers. */
+#include "test.h"
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *BIN;
+static char T[64];
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...) {
+    static char buf[8][2048];
+    static int k;
+    va_list ap;
+    va_start(ap, f);
+    char *b = buf[k++ % 8];
+    vsnprintf(b, sizeof buf[0], f, ap);
+    va_end(ap);
+    return b;
+}
+
+static int run(const char *cmd, char **out) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0, cap = 1 << 16, r;
+    char *buf = malloc(cap);
+    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        if ((n += r) + 1 >= cap) buf = realloc(buf, cap *= 2);
+    buf[n] = '\0';
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static double ms_of(const cJSON *mods, const char *name) {
+    const cJSON *m;
+    cJSON_ArrayForEach(m, mods) if (!strcmp(cJSON_GetObjectItem(m, "name")->valuestring, name)) return cJSON_GetObjectItem(m, "ms")->valuedouble;
+    return -1;
+}
+
+int main(void) {
+    BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
+    snprintf(T, sizeof T, "/tmp/unetlab-test-profile-XXXXXX");
+    if (!mkdtemp(T)) { perror("mkdtemp"); return 1; }
+    const char *M = "--model tests/fixtures/mini-public --height 128 --width 128 --tokens 8 --repeats 3 --warmup 1";
+
+    char *js;
+    CHECK(run(fmt("%s profile %s --db %s/p.db --format json 2>/dev/null", BIN, M, T), &js) == 0);
+    cJSON *o = cJSON_Parse(js);
+    CHECK_MSG(o != NULL, "profile --format json does not parse");
+    const cJSON *p0 = o ? cJSON_GetArrayItem(cJSON_GetObjectItem(o, "profiles"), 0) : NULL;
+    CHECK(p0 != NULL);
+    if (p0) {
+        CHECK(!strcmp(cJSON_GetObjectItem(p0, "engine")->valuestring, "cpu"));
+        const cJSON *mods = cJSON_GetObjectItem(p0, "modules");
+        double fw = cJSON_GetObjectItem(p0, "forward_ms")->valuedouble, att = cJSON_GetObjectItem(p0, "attributed_ms")->valuedouble;
+        CHECK_MSG(fw > 0 && fabs(fw - att) <= 0.03 * fw, "forward %.3f ms, top-level modules %.3f ms", fw, att);
+        CHECK(cJSON_GetArraySize(mods) > 100);
+        /* a block holds its resnets and attentions (within 1% for the clock's granularity) */
+        const char *blocks[] = {"down_blocks.1", "mid_block", "up_blocks.1"};
+        for (int b = 0; b < 3; b++) {
+            double whole = ms_of(mods, blocks[b]), parts = 0;
+            const cJSON *m;
+            cJSON_ArrayForEach(m, mods) {
+                const char *n = cJSON_GetObjectItem(m, "name")->valuestring;
+                size_t l = strlen(blocks[b]);
+                int rest;
+                if (strncmp(n, blocks[b], l) || n[l] != '.') continue;
+                if ((sscanf(n + l, ".resnets.%d%n", &rest, &rest) == 1 || sscanf(n + l, ".attentions.%d%n", &rest, &rest) == 1) &&
+                    !strchr(n + l + 1 + strcspn(n + l + 1, ".") + 1, '.'))
+                    parts += cJSON_GetObjectItem(m, "ms")->valuedouble;
+            }
+            CHECK_MSG(whole > 0 && parts > 0 && parts <= 1.01 * whole, "%s: %.3f ms, its resnets and attentions %.3f ms", blocks[b], whole, parts);
+        }
+        CHECK(ms_of(mods, "down_blocks.1.attentions.0.transformer_blocks.1") > 0);
+        CHECK(ms_of(mods, "down_blocks.1.attentions.0.transformer_blocks.1.attn1.to_q") > 0);
+    }
+    cJSON_Delete(o);
+    free(js);
+
+    char *csv;
+    CHECK(run(fmt("%s profile %s --format csv 2>/dev/null", BIN, M), &csv) == 0);
+    int lines = 0, bad = 0;
+    for (char *l = strtok(csv, "\n"); l; l = strtok(NULL, "\n"), lines++) {
+        int commas = 0;
+        for (char *c = l; *c; c++) commas += *c == ',';
+        bad += commas != 11;
+    }
+    CHECK_MSG(lines > 100 && bad == 0, "csv: %d lines, %d malformed", lines, bad);
+    free(csv);
+
+    char *rows;
+    CHECK(run(fmt("%s db query --db %s/p.db --format csv \"SELECT count(*), sum(engine = 'cpu'), sum(module = '(forward)') FROM latency\"", BIN, T), &rows) == 0);
+    int n = 0, cpu = 0, fwd = 0;
+    sscanf(strchr(rows, '\n') ? strchr(rows, '\n') + 1 : "", "%d,%d,%d", &n, &cpu, &fwd);
+    CHECK_MSG(n > 100 && cpu == n && fwd == 1, "latency rows: %d, cpu %d, forward %d", n, cpu, fwd);
+    free(rows);
+
+    char *txt;
+    CHECK(run(fmt("%s profile %s --drop mid_block.attentions.0.transformer_blocks.0,up_blocks.0.attentions.0.transformer_blocks.1 2>/dev/null", BIN, M), &txt) == 0);
+    CHECK_MSG(strstr(txt, "student: measured") && strstr(txt, "predicted"), "no student line:\n%s", txt);
+    free(txt);
+    CHECK(run(fmt("%s profile --compare tests/fixtures/mini-public,tests/fixtures/mini-ssd --height 128 --width 128 --tokens 8 --repeats 2 2>/dev/null | grep -c 'x[0-9]'", BIN), &txt) == 0);
+    CHECK(atoi(txt) == 2);
+    free(txt);
+
+    char *sj;
+    CHECK(run(fmt("%s schedule --model tests/fixtures/mini-public --db %s/s.db --stages 2 --score loss-per-ms --synthetic 1 --latent 8 --tokens 4 --repeats 2 --format json 2>/dev/null", BIN, T), &sj) == 0);
+    cJSON *so = cJSON_Parse(sj);
+    const cJSON *stg = so ? cJSON_GetObjectItem(so, "stages") : NULL;
+    CHECK_MSG(stg && cJSON_GetArraySize(stg) == 2 && cJSON_GetObjectItem(cJSON_GetArrayItem(stg, 0), "ms"), "schedule by ms: %s", sj);
+    cJSON_Delete(so);
+    free(sj);
+    run(fmt("rm -rf %s", T), NULL);
+    TEST_MAIN_END("test_profile");
+}
