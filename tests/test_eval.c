@@ -5,6 +5,7 @@
  * between 4 concurrent workers (each student done once), and N merged shards
  * equal one run. */
 #include "test.h"
+#include "testcli.h"
 #include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,38 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *BIN;
-static char T[64];
 
-/* Runs a shell command; *out gets its stdout (caller frees). Returns the exit status. */
-static int run(const char *cmd, char **out) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, cap = 1 << 16;
-    char *buf = malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += r;
-        if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-}
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-    static char buf[8][2048];
-    static int k;
-    va_list ap;
-    va_start(ap, f);
-    char *b = buf[k++ % 8];
-    vsnprintf(b, sizeof buf[0], f, ap);
-    va_end(ap);
-    return b;
-}
 
 static cJSON *load_json(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -143,9 +114,7 @@ static pid_t spawn(const char *cmd) {
 }
 
 int main(void) {
-    BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
-    snprintf(T, sizeof T, "/tmp/unetlab-test-eval-XXXXXX");
-    if (!mkdtemp(T)) { perror("mkdtemp"); return 1; }
+    cli_setup("eval");
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
     expected("mini-public");
@@ -217,6 +186,6 @@ int main(void) {
     free(merged2);
     free(clean);
     free(clean_json);
-    run(fmt("rm -rf %s", T), NULL);
+    cli_cleanup();
     TEST_MAIN_END("test_eval");
 }

@@ -5,40 +5,15 @@
  * prediction and measurement are both reported; a millisecond-scored schedule
  * runs on these numbers. */
 #include "test.h"
+#include "testcli.h"
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *BIN;
-static char T[64];
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-    static char buf[8][2048];
-    static int k;
-    va_list ap;
-    va_start(ap, f);
-    char *b = buf[k++ % 8];
-    vsnprintf(b, sizeof buf[0], f, ap);
-    va_end(ap);
-    return b;
-}
 
-static int run(const char *cmd, char **out) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, cap = 1 << 16, r;
-    char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0)
-        if ((n += r) + 1 >= cap) buf = realloc(buf, cap *= 2);
-    buf[n] = '\0';
-    int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static double ms_of(const cJSON *mods, const char *name) {
     const cJSON *m;
@@ -47,9 +22,7 @@ static double ms_of(const cJSON *mods, const char *name) {
 }
 
 int main(void) {
-    BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
-    snprintf(T, sizeof T, "/tmp/unetlab-test-profile-XXXXXX");
-    if (!mkdtemp(T)) { perror("mkdtemp"); return 1; }
+    cli_setup("profile");
     const char *M = "--model tests/fixtures/mini-public --height 128 --width 128 --tokens 8 --repeats 3 --warmup 1";
 
     char *js;
@@ -119,6 +92,6 @@ int main(void) {
     CHECK_MSG(stg && cJSON_GetArraySize(stg) == 2 && cJSON_GetObjectItem(cJSON_GetArrayItem(stg, 0), "ms"), "schedule by ms: %s", sj);
     cJSON_Delete(so);
     free(sj);
-    run(fmt("rm -rf %s", T), NULL);
+    cli_cleanup();
     TEST_MAIN_END("test_profile");
 }

@@ -4,6 +4,7 @@
  * uninterrupted run stage for stage; the exported student loads and its
  * forward equals the forward with the plan, bit for bit, in fp16 and fp32. */
 #include "test.h"
+#include "testcli.h"
 #include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,34 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *BIN;
-static char T[64];
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-    static char buf[8][2048];
-    static int k;
-    va_list ap;
-    va_start(ap, f);
-    char *b = buf[k++ % 8];
-    vsnprintf(b, sizeof buf[0], f, ap);
-    va_end(ap);
-    return b;
-}
 
-static int run(const char *cmd, char **out) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, cap = 1 << 16, r;
-    char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0)
-        if ((n += r) + 1 >= cap) buf = realloc(buf, cap *= 2);
-    buf[n] = '\0';
-    int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static double now(void) {
     struct timespec ts;
@@ -64,9 +39,7 @@ static int count_lines(const char *s) {
 }
 
 int main(void) {
-    BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
-    snprintf(T, sizeof T, "/tmp/unetlab-test-schedule-XXXXXX");
-    if (!mkdtemp(T)) { perror("mkdtemp"); return 1; }
+    cli_setup("schedule");
 
     /* uninterrupted */
     double t0 = now();
@@ -154,6 +127,6 @@ int main(void) {
     free(k);
     free(pa);
     free(pk);
-    run(fmt("rm -rf %s", T), NULL);
+    cli_cleanup();
     TEST_MAIN_END("test_schedule");
 }

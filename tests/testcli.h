@@ -1,0 +1,53 @@
+/* testcli: what the tests that drive the built binary share: the binary
+ * ($UNETLAB, default build/unetlab), a scratch directory, formatting command
+ * lines, and running them with their stdout captured. */
+#ifndef UNETLAB_TESTCLI_H
+#define UNETLAB_TESTCLI_H
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *BIN;
+static char T[64];
+
+/* Sets BIN and makes the scratch directory T (/tmp/unetlab-NAME-XXXXXX); exits on failure. */
+static void cli_setup(const char *name) {
+    BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
+    snprintf(T, sizeof T, "/tmp/unetlab-%s-XXXXXX", name);
+    if (!mkdtemp(T)) { perror("mkdtemp"); exit(1); }
+}
+
+/* printf into one of 8 rotating buffers: arguments of one call stay valid together. */
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...) {
+    static char buf[8][4096];
+    static int k;
+    va_list ap;
+    va_start(ap, f);
+    char *b = buf[k++ % 8];
+    vsnprintf(b, sizeof buf[0], f, ap);
+    va_end(ap);
+    return b;
+}
+
+/* Runs a shell command; *out (if out) gets its stdout, caller frees. Returns its exit status. */
+static int run(const char *cmd, char **out) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0, cap = 1 << 16, r;
+    char *buf = malloc(cap);
+    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        if ((n += r) + 1 >= cap) buf = realloc(buf, cap *= 2);
+    buf[n] = '\0';
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+static void cli_cleanup(void) { run(fmt("rm -rf %s", T), NULL); }
+
+#endif
