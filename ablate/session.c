@@ -125,7 +125,7 @@ static int compute(Session *s, Student *st, int64_t job) {
 }
 
 int session_score(Session *s, Student *st, int n, const char *what) {
-    int rc = 0, todo = 0;
+    int rc = 0, pending = 0;
     int64_t *ids = xmalloc((size_t)(n ? n : 1) * sizeof *ids);
     for (int i = 0; i < n && !rc; i++) {
         char *js = plan_to_json(&st[i].plan, s->o.model), h[17];
@@ -134,14 +134,14 @@ int session_score(Session *s, Student *st, int n, const char *what) {
         free(js);
         if (!rc) rc = db_job_ensure(s->db, s->model_id, st[i].plan_id, s->calib_id, METRIC_VERSION, &st[i].job_id, &st[i].done);
         ids[i] = st[i].job_id;
-        todo += !st[i].done;
+        pending += !st[i].done;
     }
-    if (!rc && todo)
-        fprintf(stderr, "%s: %d students to score (%d already in %s), %d calibration samples\n", what, todo, n - todo,
+    if (!rc && pending)
+        fprintf(stderr, "%s: %d students to score (%d already in %s), %d calibration samples\n", what, pending, n - pending,
                 s->o.db, s->n_samples);
     double t0 = now();
     int mine = 0;
-    while (!rc && todo) {
+    while (!rc && pending) {
         int64_t job;
         if ((rc = db_job_claim(s->db, s->run_id, ids, n, s->o.lease_s, &job)) || !job) break;
         int k = 0;

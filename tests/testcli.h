@@ -13,10 +13,13 @@
 static const char *BIN;
 static char T[64];
 
-/* Sets BIN and makes the scratch directory T (/tmp/unetlab-NAME-XXXXXX); exits on failure. */
+/* Sets BIN and makes the scratch directory T (/tmp/unetlab-NAME- and six random
+ * characters, by mkdtemp); exits on failure. */
 static void cli_setup(const char *name) {
     BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
-    snprintf(T, sizeof T, "/tmp/unetlab-%s-XXXXXX", name);
+    int n = snprintf(T, sizeof T - 7, "/tmp/unetlab-%s-", name);
+    memset(T + n, 'X', 6); /* mkdtemp's template */
+    T[n + 6] = '\0';
     if (!mkdtemp(T)) { perror("mkdtemp"); exit(1); }
 }
 
