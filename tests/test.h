@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static int t_pass, t_fail;
 
@@ -21,6 +23,15 @@ static int t_pass, t_fail;
 /* err_msg() must contain the substring s. */
 #define CHECK_ERR(rc, code, s) do { int rc_ = (rc); CHECK_MSG(rc_ == (code) && strstr(err_msg(), (s)), \
     "rc %d (want %d), msg '%s' (want '%s')", rc_, (code), err_msg(), (s)); } while (0)
+
+/* Makes a fresh directory /tmp/PREFIX<6 random characters> into buf (mkdtemp);
+ * returns buf, or NULL. */
+static inline char *test_tmpdir(char *buf, size_t size, const char *prefix) {
+    int n = snprintf(buf, size - 7, "/tmp/%s", prefix);
+    memset(buf + n, 'X', 6); /* mkdtemp's template */
+    buf[n + 6] = '\0';
+    return mkdtemp(buf);
+}
 
 #define TEST_MAIN_END(name) do { printf("%s: %d passed, %d failed\n", name, t_pass, t_fail); \
     return t_fail ? 1 : 0; } while (0)

@@ -650,8 +650,7 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/test_db.%s", "XXX" "XXX"); /* mkdtemp's template */
-    if (!mkdtemp(g_dir)) {
+    if (!test_tmpdir(g_dir, sizeof g_dir, "test_db.")) {
         perror("mkdtemp");
         return 1;
     }

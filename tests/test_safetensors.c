@@ -368,8 +368,7 @@ static void test_bad_files(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/test_safetensors.XXXXXX");
-    if (!mkdtemp(g_dir)) die("mkdtemp failed");
+    if (!test_tmpdir(g_dir, sizeof g_dir, "test_safetensors.")) die("mkdtemp failed");
 
     test_half();
     test_round_trip();

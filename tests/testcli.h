@@ -17,10 +17,9 @@ static char T[64];
  * characters, by mkdtemp); exits on failure. */
 static void cli_setup(const char *name) {
     BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
-    int n = snprintf(T, sizeof T - 7, "/tmp/unetlab-%s-", name);
-    memset(T + n, 'X', 6); /* mkdtemp's template */
-    T[n + 6] = '\0';
-    if (!mkdtemp(T)) { perror("mkdtemp"); exit(1); }
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, "unetlab-%s-", name);
+    if (!test_tmpdir(T, sizeof T, prefix)) { perror("mkdtemp"); exit(1); }
 }
 
 /* printf into one of 8 rotating buffers: arguments of one call stay valid together. */
