@@ -13,6 +13,7 @@
 #include "weights.h"
 #include <cjson/cJSON.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #ifndef FIXTURES
 #define FIXTURES "tests/fixtures"
@@ -218,7 +219,89 @@ static void run_fixture(const char *name) {
     model_source_free(&m);
 }
 
+/* The same weights as one file, as the .fp16 variant name, and sharded with an
+ * index.json give the same model: the forward's output is bit-identical. */
+static void layouts(void) {
+    const char *fx = FIXTURES "/mini-ssd";
+    char dir[64], path[512];
+    CHECK(test_tmpdir(dir, sizeof dir, "unetlab-layouts-") != NULL);
+    SafeTensors st;
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", fx);
+    CHECK(st_open(&st, path, ERR_MODEL) == 0);
+    /* shards: tensors alternate between two files */
+    StOut *o[2] = {calloc((size_t)st.n, sizeof(StOut)), calloc((size_t)st.n, sizeof(StOut))};
+    int n[2] = {0, 0};
+    float **data = calloc((size_t)st.n, sizeof(float *));
+    cJSON *idx = cJSON_CreateObject(), *wm = cJSON_AddObjectToObject(idx, "weight_map");
+    for (int i = 0; i < st.n; i++) {
+        const StTensor *t = &st.t[i];
+        data[i] = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+        st_to_f32(t, data[i]);
+        StOut *x = &o[i % 2][n[i % 2]++];
+        *x = (StOut){.name = t->name, .ndim = t->ndim, .data = data[i], .dtype = DTYPE_F16};
+        for (int d = 0; d < t->ndim; d++) x->shape[d] = t->shape[d];
+        cJSON_AddStringToObject(wm, t->name, i % 2 ? "diffusion_pytorch_model-00002-of-00002.safetensors"
+                                                   : "diffusion_pytorch_model-00001-of-00002.safetensors");
+    }
+    char sub[3][96];
+    const char *names[3] = {"sharded", "fp16", "single"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(sub[k], sizeof sub[k], "%s/%s", dir, names[k]);
+        mkdir(sub[k], 0755);
+        char cfg[400];
+        snprintf(cfg, sizeof cfg, "cp %s/config.json %s/", fx, sub[k]);
+        CHECK(system(cfg) == 0);
+    }
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model-00001-of-00002.safetensors", sub[0]);
+    CHECK(st_write(path, o[0], n[0]) == 0);
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model-00002-of-00002.safetensors", sub[0]);
+    CHECK(st_write(path, o[1], n[1]) == 0);
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors.index.json", sub[0]);
+    char *txt = cJSON_Print(idx);
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(txt, f) >= 0 && fclose(f) == 0);
+    free(txt);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cp %s/diffusion_pytorch_model.safetensors %s/diffusion_pytorch_model.fp16.safetensors && "
+             "cp %s/diffusion_pytorch_model.safetensors %s/", fx, sub[1], fx, sub[2]);
+    CHECK(system(cmd) == 0);
+    Tensor y[3];
+    for (int k = 0; k < 3; k++) {
+        ModelSource m;
+        UnetInputs in;
+        snprintf(path, sizeof path, "%s/io.safetensors", fx);
+        CHECK(model_resolve(&m, sub[k]) == 0);
+        CHECK(unet_inputs_load(path, &m.arch, &in) == 0);
+        Shape s = {2, 8, 8, 11};
+        ModuleTree t;
+        unet_tree_build(&t, &m.arch, &s);
+        Weights w;
+        int rc = weights_load(&w, &m, &t, 0);
+        CHECK_MSG(rc == 0, "%s: %s", names[k], err_msg());
+        if (!rc) CHECK(unet_forward(&m.arch, &w, &in, &y[k], NULL, NULL) == 0);
+        else y[k] = tensor_new(1, 1, 0, 0, 0);
+        weights_free(&w);
+        unet_tree_free(&t);
+        unet_inputs_free(&in);
+        model_source_free(&m);
+    }
+    for (int k = 0; k < 2; k++) {
+        int same = tensor_numel(&y[k]) == tensor_numel(&y[2]) && !memcmp(y[k].d, y[2].d, (size_t)tensor_numel(&y[2]) * sizeof(float));
+        CHECK_MSG(same, "%s weights give another output than the single file", names[k]);
+    }
+    for (int k = 0; k < 3; k++) tensor_free(&y[k]);
+    for (int i = 0; i < st.n; i++) free(data[i]);
+    free(data);
+    free(o[0]);
+    free(o[1]);
+    cJSON_Delete(idx);
+    st_close(&st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
+    layouts();
     run_fixture("mini-public");
     run_fixture("mini-ssd");
     TEST_MAIN_END("test_fixtures");
