@@ -15,7 +15,7 @@ V       ?= 0
 Q        = $(if $(filter 1,$(V)),,@)
 BUILD   ?= $(if $(filter 1,$(SAN)),build-san,build)
 
-CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -fopenmp -Icore -Imodel -Ikernels/cpu -Iablate -Iprofile -Idb
+CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -fopenmp -Icore -Imodel -Ikernels/cpu -Iablate -Iprofile -Idb -Ireports
 LDLIBS  = -lsqlite3 -lcjson -lm -fopenmp
 ifeq ($(SAN),1)
   CFLAGS += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -26,8 +26,8 @@ SRC = core/err.c core/fileio.c core/hash.c core/safetensors.c core/rng.c core/te
       model/config.c model/unet.c model/weights.c model/forward.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
       kernels/cpu/ops.c profile/prof.c \
-      db/db.c \
-      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c
+      db/db.c reports/report.c \
+      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c
 ifeq ($(CUDA),1)
   CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include
   # cudart is linked statically so that the carried build/ runs on the GPU
@@ -40,7 +40,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule test_profile
+TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule test_profile test_report
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab
@@ -53,7 +53,7 @@ $(BUILD)/unetlab: $(OBJ) | info
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $(OBJ) $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h profile/*.h db/*.h cli/*.h)
+$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h profile/*.h db/*.h reports/*.h cli/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@

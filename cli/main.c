@@ -26,6 +26,7 @@ static const Command COMMANDS[] = {
     {"export", cmd_export, "a student as a diffusers checkpoint (config, weights, removal manifest)"},
     {"db", cmd_db, "db query SQL / db merge A.db B.db -o OUT.db: the SQLite store"},
     {"plan", cmd_plan, "plan show P: the diffusers config of the student a plan defines"},
+    {"report", cmd_report, "plots (gnuplot), tables (Markdown, LaTeX, CSV) and index.html from the store"},
 };
 
 static void usage(FILE *f) {
@@ -34,7 +35,8 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "  %-10s %s\n", "version", "version and build configuration");
     fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad model (config/weights),\n"
-               "            4 bad input tensors, 5 output not writable, 6 database, 7 plan\n");
+               "            4 bad input tensors, 5 output not writable, 6 database, 7 plan,\n"
+               "            8 report drawn without pictures (gnuplot missing)\n");
 }
 
 int main(int argc, char **argv) {

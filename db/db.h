@@ -162,4 +162,109 @@ int db_stages(Db *db, int64_t schedule_id, DbStageFn fn, void *ctx);
  * re-keyed by their natural keys so that N shards merged equal one run. */
 int db_merge(const char *out, const char *const *inputs, int n);
 
+/* ---- reads for reports (`unetlab report`) ------------------------------
+ * Each walks its rows in the stated order and calls fn once per row; strings
+ * are valid only during the call; a NULL REAL comes back as NaN. ERR_DB
+ * naming the path on any SQLite failure. */
+
+/* db_open for a file that must exist: ERR_DB "'path': cannot read: ..." when
+ * it does not (db_open would create it). */
+int db_open_existing(Db **db, const char *path);
+
+typedef struct {
+    int64_t id;
+    const char *command_line, *git_commit, *build_flags, *device, *driver_version, *host, *started_at, *ended_at,
+        *status;
+} DbRun;
+typedef void (*DbRunFn)(void *ctx, const DbRun *r);
+/* Every run, by id. */
+int db_runs(Db *db, DbRunFn fn, void *ctx);
+
+typedef struct {
+    int64_t id;
+    const char *spec;
+    int64_t params, run_id;
+    const char *created_at;
+} DbModelRow;
+typedef void (*DbModelFn)(void *ctx, const DbModelRow *m);
+/* Every model, by id. */
+int db_models(Db *db, DbModelFn fn, void *ctx);
+
+typedef void (*DbSizeFn)(void *ctx, const char *size_label, int64_t params, int64_t macs);
+/* The root module's (name '') params and MACs of a model at each stored size label. */
+int db_model_sizes(Db *db, int64_t model_id, DbSizeFn fn, void *ctx);
+
+typedef struct {
+    int64_t id, run_id, model_id, plan_id; /* plan_id 0: the model itself */
+    int64_t plan_params, model_params;     /* plans.total_params (0 when no plan), models.params */
+    const char *spec;
+    int batch, height, width, tokens;      /* height, width: image pixels */
+    const char *dtype, *device, *engine;
+    double ms, ms_p10, ms_p90;
+    int repeats;
+    const char *created_at;
+} DbForward;
+typedef void (*DbForwardFn)(void *ctx, const DbForward *f);
+/* Every '(forward)' latency row, oldest first (created_at, id). */
+int db_forwards(Db *db, DbForwardFn fn, void *ctx);
+
+typedef void (*DbLatencyRowFn)(void *ctx, const char *module, const char *kind, double ms, int64_t calls);
+/* The latency rows of one run, model and plan (plan_id 0: plan_id NULL), in stored order. */
+int db_latency_rows(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, DbLatencyRowFn fn, void *ctx);
+
+typedef struct {
+    int64_t id, model_id, calib_id, run_id;
+    const char *spec;
+    int64_t model_params;
+    const char *options, *latency;  /* latency: the teacher profile JSON it scores with, or NULL */
+    const char *created_at;
+    int n_stages;
+    const char *last_at;            /* its last stage's created_at (or its own) */
+} DbSchedule;
+typedef void (*DbScheduleFn)(void *ctx, const DbSchedule *s);
+/* Every schedule, least recently extended first (so the last one is the latest). */
+int db_schedules(Db *db, DbScheduleFn fn, void *ctx);
+
+typedef struct {
+    int stage;
+    int64_t plan_id;
+    const char *chosen;
+    int64_t params, macs;
+    double loss, ms;
+    int64_t run_id;
+    const char *created_at;
+} DbStageRow;
+typedef void (*DbStageRowFn)(void *ctx, const DbStageRow *s);
+/* The stages of a schedule, in order. */
+int db_schedule_stages(Db *db, int64_t schedule_id, DbStageRowFn fn, void *ctx);
+
+typedef struct {
+    int stage;
+    const char *candidate, *kind;
+    double loss, increase;
+    int64_t params_saved;
+    double ms_saved, score;
+    int chosen;
+    int has_params_saved;
+} DbScoreRow;
+typedef void (*DbScoreRowFn)(void *ctx, const DbScoreRow *s);
+/* Every candidate score of a schedule, by stage, then score (lowest first, NULL last), then name. */
+int db_schedule_scores(Db *db, int64_t schedule_id, DbScoreRowFn fn, void *ctx);
+
+/* The plan with this removal-set hash (plans.plan_hash) whose eval finished
+ * last (one with a done eval job first); *found 0 when no plan has it. */
+int db_plan_find(Db *db, const char *plan_hash, int64_t *plan_id, int *found);
+
+typedef struct {
+    int64_t job_id;                 /* 0: the plan has no done eval job */
+    int64_t run_id, calib_id;
+    int n_samples;
+    char calib_source[512], calib_hash[32], finished_at[40], spec[512];
+    char *plan_json;                /* caller frees */
+} DbEvalJob;
+typedef void (*DbPointFn)(void *ctx, const char *point, double mean, int n);
+/* The latest done eval job of plan_id (*job; job_id 0 when none) and, per
+ * feature point, the mean of metric over its samples (NULLs skipped). */
+int db_plan_point_means(Db *db, int64_t plan_id, const char *metric, DbEvalJob *job, DbPointFn fn, void *ctx);
+
 #endif

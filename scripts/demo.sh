@@ -2,8 +2,9 @@
 # make demo: the whole pipeline on built-in defaults, on the CPU, in about a minute.
 # SDXL's module tree from the built-in preset (no download), then on the diffusers-made
 # mini fixture (SDXL's topology, tests/fixtures/mini-public): candidates, layer losses of
-# every candidate, a per-module profile, a removal schedule to half the parameters, and
-# the student exported as a diffusers checkpoint, checked against the plan bit for bit.
+# every candidate, a per-module profile, a removal schedule to half the parameters, the
+# student exported as a diffusers checkpoint (checked against the plan bit for bit), and
+# the report (plots and tables).
 # Everything lands in build/demo/ (demo.db holds every number, with its provenance).
 set -euo pipefail
 B=${1:-build}
@@ -44,9 +45,13 @@ step "7. the student as a diffusers checkpoint"
 "$U" forward --device cpu --model "$M" --plan "$out/half.json" --inputs "$M/io.safetensors" --out "$out/plan-out.safetensors" 2>/dev/null >/dev/null
 cmp -s "$out/student-out.safetensors" "$out/plan-out.safetensors" && echo "export check: the exported student's forward equals the plan's, bit for bit"
 
+step "8. the report: plots, tables, index.html"
+"$U" report --db "$db" --out "$out/report" 2>&1 | tail -n 2
+
 step "where everything went"
 echo "  $db                  every result with its provenance (unetlab db query --db $db 'SELECT ...')"
 echo "  $out/half.json             the schedule's final plan"
 echo "  $out/student/              config.json, diffusion_pytorch_model.safetensors, removal.json"
+echo "  $out/report/index.html     every plot and table, with provenance"
 echo "  $out/eval.txt, profile.txt, candidates.csv   the tables above, whole"
 echo "  $out/eval.log, schedule.log  progress of the long steps"
