@@ -22,7 +22,7 @@ ifeq ($(SAN),1)
   LDLIBS += -fsanitize=address,undefined
 endif
 
-SRC = core/err.c core/fileio.c core/hash.c core/safetensors.c core/rng.c core/tensor.c \
+SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/forward.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
       kernels/cpu/ops.c profile/prof.c \

@@ -2,6 +2,7 @@
  * "Exit codes"); errors print one line "unetlab: error: ..." on stderr. */
 #include "cli.h"
 #include "err.h"
+#include "numfmt.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,17 +110,7 @@ int cli_format(const char *s, Format *f, int allow_csv) {
     return 0;
 }
 
-const char *cli_commas(int64_t v, char *buf, int size) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)(v < 0 ? -v : v)), o = 0;
-    if (v < 0 && o < size - 1) buf[o++] = '-';
-    for (int i = 0; i < n && o < size - 1; i++) {
-        if (i && (n - i) % 3 == 0 && o < size - 1) buf[o++] = ',';
-        buf[o++] = tmp[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
+const char *cli_commas(int64_t v, char *buf, int size) { return num_commas(v, buf, (size_t)size); }
 
 int cli_student(const Arch *teacher, const char *plan_path, const char *drop, Plan *plan, Arch *student) {
     int rc = 0;

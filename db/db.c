@@ -5,6 +5,7 @@
  * tests/test_db.c (schema, bad files, claims from 4 processes, SIGKILL, merge). */
 #include "db.h"
 #include "err.h"
+#include "numfmt.h"
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 #include <errno.h>
@@ -526,10 +527,7 @@ int db_job_rows(Db *db, int64_t job_id, DbRowFn fn, void *ctx) {
 enum { QF_TEXT, QF_CSV, QF_JSON };
 
 /* Shortest text that reads back as the same double (as cJSON prints them). */
-static void fmt_real(char *b, size_t n, double v) {
-    snprintf(b, n, "%.15g", v);
-    if (strtod(b, NULL) != v) snprintf(b, n, "%.17g", v);
-}
+static void fmt_real(char *b, size_t n, double v) { num_shortest(v, b, n); }
 
 /* The text of one cell; NULL for SQL NULL. Caller frees. */
 static char *cell_text(sqlite3_stmt *st, int i) {

@@ -4,6 +4,7 @@
  * tests/test_report.c: files and PNG sizes, tables equal to `db query` of the
  * same rows, no gnuplot on PATH (exit 8), bad DB and output paths. */
 #include "report.h"
+#include "numfmt.h"
 #include "err.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,24 +58,10 @@ static void ids_add(Ids *x, int64_t id) {
     x->v[x->n++] = id;
 }
 
-/* Shortest text that reads back as the same double (db query prints so too). */
-static void real_text(char *b, size_t n, double v) {
-    if (isnan(v)) { snprintf(b, n, "%s", ""); return; }
-    snprintf(b, n, "%.15g", v);
-    if (strtod(b, NULL) != v) snprintf(b, n, "%.17g", v);
-}
+/* Shortest text that reads back as the same double (db query prints so too); "" for NaN. */
+static void real_text(char *b, size_t n, double v) { num_shortest(v, b, n); }
 
-static const char *commas(int64_t v, char *buf, int size) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)(v < 0 ? -v : v)), o = 0;
-    if (v < 0 && o < size - 1) buf[o++] = '-';
-    for (int i = 0; i < n && o < size - 1; i++) {
-        if (i && (n - i) % 3 == 0 && o < size - 1) buf[o++] = ',';
-        buf[o++] = tmp[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
+static const char *commas(int64_t v, char *buf, int size) { return num_commas(v, buf, (size_t)size); }
 
 /* The last path component of a model spec ("tests/fixtures/mini-public" -> "mini-public"). */
 static const char *base_name(const char *spec) {

@@ -5,6 +5,7 @@
  * line; a failing gnuplot, a missing DB, an unwritable DIR and bad flags fail. */
 #include "report.h"
 #include "test.h"
+#include "testcli.h"
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -14,36 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *BIN;
 static char ABSBIN[PATH_MAX];
-static char T[64];
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-    static char buf[8][4096];
-    static int k;
-    va_list ap;
-    va_start(ap, f);
-    char *b = buf[k++ % 8];
-    vsnprintf(b, sizeof buf[0], f, ap);
-    va_end(ap);
-    return b;
-}
-
-/* Runs a shell command; *out (if out) gets its stdout, caller frees. Returns its exit status. */
-static int run(const char *cmd, char **out) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, cap = 1 << 16, r;
-    char *buf = malloc(cap);
-    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0)
-        if ((n += r) + 1 >= cap) buf = realloc(buf, cap *= 2);
-    buf[n] = '\0';
-    int st = pclose(p);
-    if (out) *out = buf;
-    else free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -164,10 +136,8 @@ static const char *const PLOTS[] = {"params_vs_latency", "loss_vs_saving", "modu
 static const char *const TABLES[] = {"comparison", "schedule", "candidates"};
 
 int main(void) {
-    BIN = getenv("UNETLAB") ? getenv("UNETLAB") : "build/unetlab";
+    cli_setup("report");
     if (!realpath(BIN, ABSBIN)) { perror(BIN); return 1; }
-    snprintf(T, sizeof T, "/tmp/unetlab-test-report-XXXXXX");
-    if (!mkdtemp(T)) { perror("mkdtemp"); return 1; }
 
     /* forward order of feature points, as layer_loss draws them */
     CHECK(report_forward_cmp("down_blocks.0.resnets.0", "down_blocks.0.attentions.0") < 0);
@@ -427,6 +397,6 @@ int main(void) {
     CHECK(exists(fmt("%s/o7/index.html", T)) && exists(fmt("%s/o7/comparison.csv", T)));
     CHECK(!exists(fmt("%s/o7/schedule.png", T)));
 
-    run(fmt("rm -rf %s", T), NULL);
+    cli_cleanup();
     TEST_MAIN_END("test_report");
 }
