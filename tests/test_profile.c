@@ -37,7 +37,9 @@ int main(void) {
         double fw = cJSON_GetObjectItem(p0, "forward_ms")->valuedouble, att = cJSON_GetObjectItem(p0, "attributed_ms")->valuedouble;
         CHECK_MSG(fw > 0 && fabs(fw - att) <= 0.03 * fw, "forward %.3f ms, top-level modules %.3f ms", fw, att);
         CHECK(cJSON_GetArraySize(mods) > 100);
-        /* a block holds its resnets and attentions (within 1% for the clock's granularity) */
+        /* a block holds its resnets and attentions. Per repeat that is exact (their intervals lie
+         * inside the block's); the JSON gives medians, and a sum of medians may exceed the
+         * median of the sums on a noisy machine, hence 10% */
         const char *blocks[] = {"down_blocks.1", "mid_block", "up_blocks.1"};
         for (int b = 0; b < 3; b++) {
             double whole = ms_of(mods, blocks[b]), parts = 0;
@@ -51,7 +53,7 @@ int main(void) {
                     !strchr(n + l + 1 + strcspn(n + l + 1, ".") + 1, '.'))
                     parts += cJSON_GetObjectItem(m, "ms")->valuedouble;
             }
-            CHECK_MSG(whole > 0 && parts > 0 && parts <= 1.01 * whole, "%s: %.3f ms, its resnets and attentions %.3f ms", blocks[b], whole, parts);
+            CHECK_MSG(whole > 0 && parts > 0 && parts <= 1.10 * whole, "%s: %.3f ms, its resnets and attentions %.3f ms", blocks[b], whole, parts);
         }
         CHECK(ms_of(mods, "down_blocks.1.attentions.0.transformer_blocks.1") > 0);
         CHECK(ms_of(mods, "down_blocks.1.attentions.0.transformer_blocks.1.attn1.to_q") > 0);
