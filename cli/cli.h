@@ -40,6 +40,8 @@ typedef struct {
 } CliProvenance;
 void prov_fill(CliProvenance *p, int argc, char **argv, long seed);
 void prov_free(CliProvenance *p);
+/* "git describe, build flags" of this binary. */
+const char *prov_build(void);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_forward(int argc, char **argv);

@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? ERR_USAGE : 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-        printf("unetlab %s (%s)\n", UNETLAB_VERSION,
+        printf("unetlab %s (%s; %s)\n", UNETLAB_VERSION, prov_build(),
 #ifdef UNETLAB_CUDA
                "CUDA-enabled build"
 #else

@@ -62,3 +62,5 @@ void prov_fill(CliProvenance *p, int argc, char **argv, long seed) {
 }
 
 void prov_free(CliProvenance *p) { free(p->cmdline); }
+
+const char *prov_build(void) { return UNETLAB_GIT ", " UNETLAB_BUILD_FLAGS; }
