@@ -134,6 +134,18 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
     if (rc) return rc;
     if (!(rc = db_run_begin(db, &prov->p, &run)) &&
         !(rc = db_model_put(db, j->model, j->config_hash, j->weights_hash, j->tt.m[0].params, &model_id))) {
+        /* the module tree at the profiled size, per image, so params and MACs stand beside the times */
+        char label[64];
+        Shape s1 = j->s;
+        s1.batch = 1;
+        ModuleTree t1;
+        unet_tree_build(&t1, &j->m.arch, &s1);
+        snprintf(label, sizeof label, "b1_%dx%d_t%d", s1.height * 8, s1.width * 8, s1.tokens);
+        DbModule *mods = xmalloc((size_t)t1.n_modules * sizeof *mods);
+        for (int i = 0; i < t1.n_modules; i++) mods[i] = (DbModule){t1.m[i].name, t1.m[i].kind, t1.m[i].params, t1.m[i].macs};
+        rc = db_modules_put(db, model_id, label, mods, t1.n_modules);
+        free(mods);
+        unet_tree_free(&t1);
         DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens, "fp32", prov->device, "cpu",
                             j->warmup, j->repeats};
         for (int who = 0; who < 1 + j->has_student && !rc; who++) {
