@@ -33,7 +33,8 @@ int session_open(Session *s, const SessionOptions *o) {
     }
     if (rc) return rc;
     s->n_samples = calib_samples(&s->in);
-    Shape cs = {1, (int)s->in.sample.shape[2], (int)s->in.sample.shape[3], (int)s->in.encoder_hidden_states.shape[1]};
+    s->shape = (Shape){1, (int)s->in.sample.shape[2], (int)s->in.sample.shape[3], (int)s->in.encoder_hidden_states.shape[1]};
+    const Shape cs = s->shape;
     unet_tree_build(&s->tree, &s->m.arch, &cs);
     if ((rc = weights_load(&s->w, &s->m, &s->tree, (uint64_t)o->seed))) return rc;
     char chash[17], khash[17], label[64];
@@ -74,9 +75,8 @@ int student_init(Session *s, Student *st, const char *name, const char *kind, co
     st->plan = plan_copy(p);
     int rc = plan_apply(&s->m.arch, &st->plan, &st->arch);
     if (rc) return rc;
-    Shape cs = {1, (int)s->in.sample.shape[2], (int)s->in.sample.shape[3], (int)s->in.encoder_hidden_states.shape[1]};
     ModuleTree t;
-    unet_tree_build(&t, &st->arch, &cs);
+    unet_tree_build(&t, &st->arch, &s->shape);
     st->params = t.m[0].params;
     st->macs = t.m[0].macs;
     unet_tree_free(&t);

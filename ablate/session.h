@@ -29,7 +29,8 @@ typedef struct {
     Weights w;
     UnetInputs in;
     int n_samples;
-    ModuleTree tree;           /* the teacher at the calibration size, batch 1 */
+    Shape shape;               /* the calibration size, batch 1 */
+    ModuleTree tree;           /* the teacher at that shape */
     Db *db;
     int64_t run_id, model_id, calib_id;
     char weights_hash[17];

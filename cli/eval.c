@@ -94,8 +94,7 @@ int cmd_eval(int argc, char **argv) {
     if (cands) {
         Candidate *c;
         int nc;
-        Shape s1 = {1, (int)S.in.sample.shape[2], (int)S.in.sample.shape[3], (int)S.in.encoder_hidden_states.shape[1]};
-        if ((rc = cand_enumerate(&S.m.arch, &base, mask, &s1, &c, &nc))) goto done;
+        if ((rc = cand_enumerate(&S.m.arch, &base, mask, &S.shape, &c, &nc))) goto done;
         st = xcalloc((size_t)nc + 1, sizeof *st);
         for (int i = 0; i < nc && !rc; i++)
             if (i % sn == si) /* --shard: a deterministic split of the enumeration order */

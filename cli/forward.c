@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "device.h"
 #include "err.h"
+#include "eval.h"
 #include "forward.h"
 #include "plan.h"
 #include "safetensors.h"
@@ -27,23 +28,6 @@ static const char USAGE[] =
     "                features carry the names of the teacher modules they were copied from\n"
     "  --seed S      seed of the random weights of presets and bare configs (default 0)\n"
     "  --device D    auto (default) or cpu; this build's forward runs on the CPU, in float32\n";
-
-typedef struct {
-    StOut *t;
-    int n, cap;
-} Features;
-
-static void keep_feature(void *ctx, const char *name, const Tensor *t) {
-    Features *f = ctx;
-    if (f->n == f->cap) f->t = xrealloc(f->t, (size_t)(f->cap = f->cap ? 2 * f->cap : 128) * sizeof *f->t);
-    StOut *o = &f->t[f->n++];
-    *o = (StOut){0};
-    o->name = xstrdup(name);
-    o->ndim = t->ndim;
-    for (int i = 0; i < t->ndim; i++) o->shape[i] = t->shape[i];
-    Tensor c = tensor_copy(t);
-    o->data = c.d;
-}
 
 static double now(void) {
     struct timespec ts;
@@ -73,7 +57,7 @@ int cmd_forward(int argc, char **argv) {
     ModelSource m;
     Weights w = {0};
     UnetInputs in = {0};
-    Features feats = {0};
+    FeatureSet feats = {0};
     Tensor y = {0};
     ModuleTree teacher = {0};
     Arch student;
@@ -89,23 +73,24 @@ int cmd_forward(int argc, char **argv) {
     double t0 = now();
     if ((rc = weights_load(&w, &m, &teacher, (uint64_t)seed))) goto done;
     double t1 = now();
-    rc = unet_forward(&student, &w, &in, &y, features ? keep_feature : NULL, &feats);
+    rc = unet_forward(&student, &w, &in, &y, features ? features_keep : NULL, &feats);
     double t2 = now();
     if (rc) goto done;
     fprintf(stderr, "unetlab: forward of %s%s on the CPU: batch %lld, latent %lldx%lld; weights %.2f s (%s), forward %.3f s\n",
             model, drop || plan_path ? " (student)" : "", (long long)in.sample.shape[0], (long long)in.sample.shape[2],
             (long long)in.sample.shape[3], t1 - t0, w.origin, t2 - t1);
-    StOut *all = xmalloc((size_t)(feats.n + 1) * sizeof *all);
-    all[0] = (StOut){.name = "output", .ndim = 4, .data = y.d};
-    for (int i = 0; i < 4; i++) all[0].shape[i] = y.shape[i];
-    for (int i = 0; i < feats.n; i++) all[i + 1] = feats.t[i];
+    StOut *all = xcalloc((size_t)(feats.n + 1), sizeof *all);
+    for (int i = 0; i <= feats.n; i++) { /* the output, then each feature by module path */
+        const Tensor *t = i ? &feats.t[i - 1] : &y;
+        all[i] = (StOut){.name = i ? feats.name[i - 1] : "output", .ndim = t->ndim, .data = t->d};
+        for (int d = 0; d < t->ndim; d++) all[i].shape[d] = t->shape[d];
+    }
     rc = st_write(out, all, feats.n + 1);
     free(all);
     if (!rc && feats.n) printf("wrote %s: output and %d features\n", out, feats.n);
     else if (!rc) printf("wrote %s: output\n", out);
 done:
-    for (int i = 0; i < feats.n; i++) { free((char *)feats.t[i].name); free((float *)feats.t[i].data); }
-    free(feats.t);
+    features_free(&feats);
     tensor_free(&y);
     unet_inputs_free(&in);
     weights_free(&w);

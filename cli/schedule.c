@@ -185,22 +185,21 @@ static char *profile_teacher(Session *S, int repeats) {
     return txt;
 }
 
-/* The student's predicted latency: the teacher's forward minus each top-most
- * removed module's time (ms: the stored medians by module name). */
-static double predict_ms(const cJSON *ms, const ModuleTree *tt, const Arch *student, const Shape *s) {
+/* The stored per-module medians as a one-sample profile, so prof_predict serves here too. */
+static void prof_from_json(Prof *p, const cJSON *ms) {
+    prof_init(p, 1);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ms) prof_add(p, e->string, e->valuedouble);
+    p->cur = -1;
+}
+
+/* The student's predicted latency: the teacher's minus its removed modules' (prof_predict). */
+static double predict_ms(const Prof *teacher, const ModuleTree *tt, const Arch *student, const Shape *s) {
     ModuleTree st;
     unet_tree_build(&st, student, s);
     char *removed = xcalloc((size_t)tt->n_modules, 1);
     unet_removed(tt, &st, removed);
-    const cJSON *fw = cJSON_GetObjectItemCaseSensitive(ms, PROF_FORWARD);
-    double v = fw ? fw->valuedouble : NAN;
-    for (int i = 0; i < tt->n_modules; i++) {
-        const cJSON *e = removed[i] ? cJSON_GetObjectItemCaseSensitive(ms, tt->m[i].name) : NULL;
-        int covered = 0;
-        for (int a = tt->m[i].parent; e && a >= 0 && !covered; a = tt->m[a].parent)
-            covered = removed[a] && cJSON_GetObjectItemCaseSensitive(ms, tt->m[a].name);
-        if (e && !covered) v -= e->valuedouble;
-    }
+    double v = prof_predict(teacher, tt, removed);
     free(removed);
     unet_tree_free(&st);
     return v;
@@ -218,6 +217,20 @@ static double measure_ms(Session *S, const Arch *student, int repeats) {
     unet_inputs_free(&one);
     prof_free(&p);
     return plain;
+}
+
+/* How the schedule knows a student's latency: not at all (NaN), measured, or predicted. */
+typedef struct {
+    int need, measured, repeats;
+    Session *S;
+    Prof teacher;              /* the stored medians of the teacher's modules */
+    ModuleTree tt;             /* the teacher at the calibration size, batch 1 */
+    Shape s;
+} Latency;
+
+static double student_ms(const Latency *L, const Arch *student) {
+    if (!L->need) return NAN;
+    return L->measured ? measure_ms(L->S, student, L->repeats) : predict_ms(&L->teacher, &L->tt, student, &L->s);
 }
 
 int cmd_schedule(int argc, char **argv) {
@@ -272,15 +285,12 @@ int cmd_schedule(int argc, char **argv) {
     Plan cur;
     plan_init(&cur);
     Stored stored = {0};
-    cJSON *lat = NULL;         /* the teacher's per-module latency, when scoring by milliseconds */
-    const cJSON *lat_ms = NULL;
-    ModuleTree tt1 = {0};      /* the teacher at the calibration size, batch 1 */
-    Shape s1 = {0};
+    Latency L = {0};
     cJSON *out = f == FORMAT_JSON ? cJSON_CreateObject() : NULL, *jstages = out ? cJSON_AddArrayToObject(out, "stages") : NULL;
     if ((rc = session_open(&S, &so))) goto done;
     Arch tmp;
     if ((rc = cli_student(&S.m.arch, plan_path, drop, &cur, &tmp))) goto done;
-    Shape cs = {1, (int)S.in.sample.shape[2], (int)S.in.sample.shape[3], (int)S.in.encoder_hidden_states.shape[1]};
+    Shape cs = S.shape;
 
     /* the schedule's identity: what decides its stages (not the target, which only says when to stop) */
     char *base_json = plan_to_json(&cur, NULL);
@@ -293,7 +303,7 @@ int cmd_schedule(int argc, char **argv) {
     rc = db_schedule_put(S.db, S.model_id, S.calib_id, key, options, &sched_id);
     free(options);
     if (rc || (rc = db_stages(S.db, sched_id, keep_stage, &stored))) goto done;
-    s1 = (Shape){1, (int)S.in.sample.shape[2], (int)S.in.sample.shape[3], (int)S.in.encoder_hidden_states.shape[1]};
+    L = (Latency){need_ms, measured, (int)rep, &S, {0}, {0}, S.shape};
     if (need_ms) { /* the teacher's profile, measured once per schedule and kept in the DB */
         char *have = NULL;
         if ((rc = db_schedule_latency(S.db, sched_id, NULL, &have))) goto done;
@@ -303,17 +313,18 @@ int cmd_schedule(int argc, char **argv) {
             free(mine);
             if (rc) goto done;
         }
-        lat = cJSON_Parse(have);
+        cJSON *lat = cJSON_Parse(have);
         free(have);
-        lat_ms = cJSON_GetObjectItemCaseSensitive(lat, "ms");
-        unet_tree_build(&tt1, &S.m.arch, &s1);
+        prof_from_json(&L.teacher, cJSON_GetObjectItemCaseSensitive(lat, "ms"));
+        cJSON_Delete(lat);
+        unet_tree_build(&L.tt, &S.m.arch, &L.s);
     }
     if (f == FORMAT_TEXT) printf("%-6s %-58s %15s %12s %12s %10s\n", "stage", "removed", "params", "GMACs", "loss", need_ms ? "ms (cpu)" : "");
     Student t0;
     if ((rc = student_init(&S, &t0, "start", "plan", &cur))) { student_free(&t0); goto done; }
     if (f == FORMAT_TEXT)
         print_stage(0, "(start)", t0.params, t0.macs, 0.0,
-                    need_ms ? (measured ? measure_ms(&S, &t0.arch, (int)rep) : predict_ms(lat_ms, &tt1, &t0.arch, &s1)) : NAN, "");
+                    student_ms(&L, &t0.arch), "");
     int64_t start_params = t0.params;
     student_free(&t0);
     for (int i = 0; i < stored.n; i++) {
@@ -341,7 +352,7 @@ int cmd_schedule(int argc, char **argv) {
         Student cs_st;
         if ((rc = student_init(&S, &cs_st, "current", "plan", &cur))) { student_free(&cs_st); break; }
         int64_t cur_params = cs_st.params;
-        double cur_ms = need_ms ? (measured ? measure_ms(&S, &cs_st.arch, (int)rep) : predict_ms(lat_ms, &tt1, &cs_st.arch, &s1)) : NAN;
+        double cur_ms = student_ms(&L, &cs_st.arch);
         if ((target && cur_params <= target) || (tms && cur_ms <= target_ms) || (max_stages && stage >= max_stages)) {
             student_free(&cs_st);
             break;
@@ -376,7 +387,7 @@ int cmd_schedule(int argc, char **argv) {
         double *ms = xcalloc((size_t)ns, sizeof *ms);
         ms[0] = cur_ms;
         for (int i = 1; i < ns; i++) {
-            ms[i] = !need_ms ? NAN : measured ? measure_ms(&S, &st[i].arch, (int)rep) : predict_ms(lat_ms, &tt1, &st[i].arch, &s1);
+            ms[i] = student_ms(&L, &st[i].arch);
             double inc = st[i].sum.block_nmse - base_loss, saved = (double)(cur_params - st[i].params);
             double saved_ms = cur_ms - ms[i];
             rk[i - 1] = (Ranked){i, by_param ? (saved > 0 ? inc / saved : INFINITY)
@@ -425,8 +436,7 @@ int cmd_schedule(int argc, char **argv) {
             free(js);
         }
         stage++;
-        double next_ms = !need_ms ? NAN : nch == 1 ? ms[chosen[0]]
-                                  : measured ? measure_ms(&S, &nx.arch, (int)rep) : predict_ms(lat_ms, &tt1, &nx.arch, &s1);
+        double next_ms = nch == 1 ? ms[chosen[0]] : student_ms(&L, &nx.arch);
         free(ms);
         DbStage ds = {stage, plan_id, names, nx.params, nx.macs, loss, next_ms};
         if (!rc) rc = db_stage_put(S.db, sched_id, &ds, sc, ns - 1);
@@ -485,8 +495,8 @@ int cmd_schedule(int argc, char **argv) {
         compare_with_paper(&S.m.arch, &fin, &s1024);
     }
 done:
-    cJSON_Delete(lat);
-    unet_tree_free(&tt1);
+    prof_free(&L.teacher);
+    unet_tree_free(&L.tt);
     cJSON_Delete(out);
     for (int i = 0; i < stored.n; i++) { free(stored.plan_json[i]); free(stored.chosen[i]); }
     plan_free(&cur);
