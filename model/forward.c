@@ -1,8 +1,8 @@
 /* forward: see forward.h. Mirrors diffusers' UNet2DConditionModel.forward
  * step by step; comments name the diffusers module each step stands for. */
 #include "forward.h"
+#include "backend.h"
 #include "err.h"
-#include "ops.h"
 #include "safetensors.h"
 #include <math.h>
 #include <stdarg.h>
@@ -13,13 +13,13 @@
 
 typedef struct {
     const Arch *a;
-    const Weights *w;
+    Backend *be;
     FeatureFn fn;
     void *ctx;
     int64_t B;
-    Tensor temb_act;          /* silu(emb) [B, time_embed_dim]: what every resnet projects */
-    const Tensor *enc;        /* [B, L, D] */
-    const UnetTimer *timer;   /* per-module wall-clock, or NULL */
+    Act temb_act;             /* silu(emb) [B, time_embed_dim]: what every resnet projects */
+    Act enc;                  /* [B, L, D] */
+    const UnetTimer *timer;   /* per-module timing, or NULL */
 } Fwd;
 
 #define NAME_LEN 512
@@ -35,214 +35,179 @@ static char *nm(char *buf, const char *fmt, ...) {
     return buf;
 }
 
-/* The weight `prefix.leaf`; a missing one is a bug (weights_load checked the set). */
-static const float *W(const Fwd *f, const char *prefix, const char *leaf) {
-    char name[NAME_LEN];
-    nm(name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
-    const float *p = weights_find(f->w, name);
-    if (!p) die("internal: weight '%s' not loaded", name);
-    return p;
-}
-
-static void emit(const Fwd *f, const Tensor *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void emit(const Fwd *f, const Tensor *t, const char *fmt, ...) {
+/* The observer gets a float32 host tensor in PyTorch order, whatever the backend. */
+static void emit_act(const Fwd *f, const Act *x, const char *name) {
     if (!f->fn) return;
-    char name[NAME_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(name, NAME_LEN, fmt, ap);
-    va_end(ap);
-    if (n < 0 || n >= NAME_LEN) die("internal: module path longer than %d bytes", NAME_LEN);
-    f->fn(f->ctx, name, t);
+    Tensor t;
+    int owned;
+    f->be->to_host(f->be, x, &t, &owned);
+    f->fn(f->ctx, name, &t);
+    if (owned) tensor_free(&t);
 }
 
-/* Per-module timing: a module's time is inclusive of the modules it runs. */
-static double tic(const Fwd *f) {
+/* Per-module timing: a module's time is inclusive of the modules it runs.
+ * tic starts module `module` (the timer's begin hook sees it: the cuda
+ * profilers attribute launches to it); toc ends it with the host wall time. */
+static double tic(const Fwd *f, const char *module) {
     if (!f->timer) return 0;
+    if (f->timer->begin) f->timer->begin(f->timer->ctx, module);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
 static void toc(const Fwd *f, const char *module, double t0) {
-    if (f->timer) f->timer->fn(f->timer->ctx, module, tic(f) - t0);
+    if (!f->timer) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    f->timer->fn(f->timer->ctx, module, 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec - t0);
 }
 
-/* torch.nn.Linear over the rows of x [..., K] -> new [rows, N] (ndim 2). */
-static Tensor linear(const Fwd *f, const char *prefix, const float *x, int64_t rows, int64_t K, int64_t N, int bias) {
-    double t0 = tic(f);
-    Tensor y = tensor_new(2, rows, N, 0, 0);
-    op_linear(x, rows, K, W(f, prefix, "weight"), bias ? W(f, prefix, "bias") : NULL, N, y.d);
+/* torch.nn.Linear `prefix` over the last dim of x, plus res (may be NULL). */
+static Act linear(const Fwd *f, const char *prefix, const Act *x, int64_t N, int bias, const Act *res) {
+    double t0 = tic(f, prefix);
+    Act y = f->be->linear(f->be, prefix, x, N, bias, res);
     toc(f, prefix, t0);
     return y;
 }
 
-static Tensor conv(const Fwd *f, const char *prefix, const Tensor *x, int cout, int k, int stride) {
-    double t0 = tic(f);
-    Tensor y = op_conv2d(x, W(f, prefix, "weight"), W(f, prefix, "bias"), cout, k, stride, (k - 1) / 2);
+static Act conv(const Fwd *f, const char *prefix, const Act *x, int cout, int k, int stride, const Act *res) {
+    double t0 = tic(f, prefix);
+    Act y = f->be->conv(f->be, prefix, x, cout, k, stride, res);
     toc(f, prefix, t0);
     return y;
 }
 
-/* GroupNorm module `n` in place on x (then SiLU if silu: the activation that follows it). */
-static void group_norm(const Fwd *f, const char *n, Tensor *x, float eps, int silu) {
-    double t0 = tic(f);
-    op_group_norm(x, f->a->norm_groups, W(f, n, "weight"), W(f, n, "bias"), eps, silu);
+/* GroupNorm module `n` in place on x + add (then SiLU if silu: the activation that follows it). */
+static void group_norm(const Fwd *f, const char *n, Act *x, float eps, int silu, const Act *add) {
+    double t0 = tic(f, n);
+    f->be->group_norm(f->be, n, x, f->a->norm_groups, eps, silu, add);
     toc(f, n, t0);
 }
 
-static void layer_norm(const Fwd *f, const char *n, const float *x, int64_t rows, int64_t C, float *y) {
-    double t0 = tic(f);
-    op_layer_norm(x, rows, C, W(f, n, "weight"), W(f, n, "bias"), 1e-5f, y);
+static Act layer_norm(const Fwd *f, const char *n, const Act *x) {
+    double t0 = tic(f, n);
+    Act y = f->be->layer_norm(f->be, n, x, 1e-5f);
     toc(f, n, t0);
+    return y;
 }
 
-/* ResnetBlock2D (time_embedding_norm "default"): x is borrowed, returns new. */
-static Tensor resnet(const Fwd *f, const char *p, const Tensor *x, int cout, float out_scale) {
+static void release(const Fwd *f, Act *x) { f->be->release(f->be, x); }
+
+/* ResnetBlock2D (time_embedding_norm "default"): x is borrowed, returns new.
+ * The time embedding's add is fused into norm2, the skip into conv2. */
+static Act resnet(const Fwd *f, const char *p, const Act *x, int cout, float out_scale) {
     const Arch *a = f->a;
     char n[NAME_LEN];
-    double t0 = tic(f);
+    double t0 = tic(f, p);
     int cin = (int)x->shape[1];
-    Tensor h = tensor_copy(x);
-    group_norm(f, nm(n, "%s.norm1", p), &h, a->norm_eps, 1);
-    nm(n, "%s.conv1", p);
-    Tensor h1 = conv(f, n, &h, cout, 3, 1);
-    tensor_free(&h);
-    nm(n, "%s.time_emb_proj", p);
-    Tensor t = linear(f, n, f->temb_act.d, f->B, a->time_embed_dim, cout, 1); /* [B, cout] */
-    int64_t S = h1.shape[2] * h1.shape[3];
-    for (int64_t b = 0; b < f->B; b++)
-        for (int64_t c = 0; c < cout; c++) {
-            float v = t.d[b * cout + c], *q = h1.d + (b * cout + c) * S;
-            for (int64_t s = 0; s < S; s++) q[s] += v;
-        }
-    tensor_free(&t);
-    group_norm(f, nm(n, "%s.norm2", p), &h1, a->norm_eps, 1);
-    nm(n, "%s.conv2", p);
-    Tensor h2 = conv(f, n, &h1, cout, 3, 1);
-    tensor_free(&h1);
-    int64_t cnt = tensor_numel(&h2);
-    if (cin != cout) {
-        nm(n, "%s.conv_shortcut", p);
-        Tensor sc = conv(f, n, x, cout, 1, 1);
-        op_add(h2.d, sc.d, cnt);
-        tensor_free(&sc);
-    } else {
-        op_add(h2.d, x->d, cnt);
-    }
-    if (out_scale != 1.0f)
-        for (int64_t i = 0; i < cnt; i++) h2.d[i] /= out_scale;
+    Act h = f->be->copy(f->be, x);
+    group_norm(f, nm(n, "%s.norm1", p), &h, a->norm_eps, 1, NULL);
+    Act h1 = conv(f, nm(n, "%s.conv1", p), &h, cout, 3, 1, NULL);
+    release(f, &h);
+    Act t = linear(f, nm(n, "%s.time_emb_proj", p), &f->temb_act, cout, 1, NULL); /* [B, cout] */
+    group_norm(f, nm(n, "%s.norm2", p), &h1, a->norm_eps, 1, &t);
+    release(f, &t);
+    Act sc = {0};
+    if (cin != cout) sc = conv(f, nm(n, "%s.conv_shortcut", p), x, cout, 1, 1, NULL);
+    const Act *skip = cin != cout ? &sc : x;
+    Act h2 = conv(f, nm(n, "%s.conv2", p), &h1, cout, 3, 1, out_scale == 1.0f ? skip : NULL);
+    if (out_scale != 1.0f) f->be->add(f->be, &h2, skip, out_scale);
+    release(f, &h1);
+    if (cin != cout) release(f, &sc);
     toc(f, p, t0);
     return h2;
 }
 
-/* Attention (AttnProcessor2_0): x [B*Nq, C] attends to ctx [B*Nk, D]; returns new [B*Nq, C]. */
-static Tensor attention(const Fwd *f, const char *p, const float *x, int64_t Nq, int64_t C, const float *ctx,
-                        int64_t Nk, int64_t D, int heads) {
+/* Attention (AttnProcessor2_0): x [B, Nq, C] attends to ctx [B, Nk, D];
+ * returns new [B, Nq, C] = to_out(attention) + res. */
+static Act attention(const Fwd *f, const char *p, const Act *x, const Act *ctx, int heads, const Act *res) {
     char n[NAME_LEN];
-    double t0 = tic(f);
-    int64_t B = f->B;
-    nm(n, "%s.to_q", p);
-    Tensor q = linear(f, n, x, B * Nq, C, C, 0);
-    nm(n, "%s.to_k", p);
-    Tensor k = linear(f, n, ctx, B * Nk, D, C, 0);
-    nm(n, "%s.to_v", p);
-    Tensor v = linear(f, n, ctx, B * Nk, D, C, 0);
-    Tensor o = tensor_new(2, B * Nq, C, 0, 0);
-    op_attention(q.d, k.d, v.d, B, Nq, Nk, C, heads, o.d);
-    tensor_free(&q);
-    tensor_free(&k);
-    tensor_free(&v);
-    nm(n, "%s.to_out.0", p);
-    Tensor y = linear(f, n, o.d, B * Nq, C, C, 1);
-    tensor_free(&o);
+    double t0 = tic(f, p);
+    int64_t C = x->shape[2];
+    Act q = linear(f, nm(n, "%s.to_q", p), x, C, 0, NULL);
+    Act k = linear(f, nm(n, "%s.to_k", p), ctx, C, 0, NULL);
+    Act v = linear(f, nm(n, "%s.to_v", p), ctx, C, 0, NULL);
+    Act o = f->be->attention(f->be, &q, &k, &v, heads);
+    release(f, &q);
+    release(f, &k);
+    release(f, &v);
+    Act y = linear(f, nm(n, "%s.to_out.0", p), &o, C, 1, res);
+    release(f, &o);
     toc(f, p, t0);
     return y;
 }
 
-/* BasicTransformerBlock (layer_norm, GEGLU feed-forward), in place on h [B*N, C]. */
-static void basic_transformer(const Fwd *f, const char *p, float *h, int64_t N, int64_t C, const Block *b) {
+/* Replaces *h by g, releasing the old one. */
+static void take(const Fwd *f, Act *h, Act g) {
+    release(f, h);
+    *h = g;
+}
+
+/* BasicTransformerBlock (layer_norm, GEGLU feed-forward) on h [B, N, C], replaced. */
+static void basic_transformer(const Fwd *f, const char *p, Act *h, const Block *b) {
     char n[NAME_LEN];
-    double t0 = tic(f);
-    int64_t rows = f->B * N, cnt = rows * C;
-    Tensor t = tensor_new(2, rows, C, 0, 0);
-    layer_norm(f, nm(n, "%s.norm1", p), h, rows, C, t.d);
-    nm(n, "%s.attn1", p);
-    Tensor a1 = attention(f, n, t.d, N, C, t.d, N, C, b->heads);
-    op_add(h, a1.d, cnt);
-    tensor_free(&a1);
-    layer_norm(f, nm(n, "%s.norm2", p), h, rows, C, t.d);
-    nm(n, "%s.attn2", p);
-    Tensor a2 = attention(f, n, t.d, N, C, f->enc->d, f->enc->shape[1], f->enc->shape[2], b->heads);
-    op_add(h, a2.d, cnt);
-    tensor_free(&a2);
-    layer_norm(f, nm(n, "%s.norm3", p), h, rows, C, t.d);
-    double tf = tic(f);
-    nm(n, "%s.ff.net.0.proj", p);
-    Tensor g = linear(f, n, t.d, rows, C, 8 * C, 1); /* [rows, 2 x 4C] */
-    Tensor gg = tensor_new(2, rows, 4 * C, 0, 0);
-    op_geglu(g.d, rows, 4 * C, gg.d);
-    tensor_free(&g);
-    toc(f, nm(n, "%s.ff.net.0", p), tf); /* GEGLU: its proj and the gating */
-    nm(n, "%s.ff.net.2", p);
-    Tensor ff = linear(f, n, gg.d, rows, 4 * C, C, 1);
-    tensor_free(&gg);
-    toc(f, nm(n, "%s.ff", p), tf);
-    op_add(h, ff.d, cnt);
-    tensor_free(&ff);
-    tensor_free(&t);
+    double t0 = tic(f, p);
+    int64_t C = h->shape[2];
+    Act t = layer_norm(f, nm(n, "%s.norm1", p), h);
+    take(f, h, attention(f, nm(n, "%s.attn1", p), &t, &t, b->heads, h));
+    release(f, &t);
+    t = layer_norm(f, nm(n, "%s.norm2", p), h);
+    take(f, h, attention(f, nm(n, "%s.attn2", p), &t, &f->enc, b->heads, h));
+    release(f, &t);
+    t = layer_norm(f, nm(n, "%s.norm3", p), h);
+    char ff[NAME_LEN], g0[NAME_LEN];
+    double tf = tic(f, nm(ff, "%s.ff", p));
+    double tg = tic(f, nm(g0, "%s.ff.net.0", p)); /* GEGLU: its proj and the gating */
+    Act g = linear(f, nm(n, "%s.ff.net.0.proj", p), &t, 8 * C, 1, NULL); /* [B, N, 2 x 4C] */
+    release(f, &t);
+    Act gg = f->be->geglu(f->be, &g);
+    release(f, &g);
+    toc(f, g0, tg);
+    take(f, h, linear(f, nm(n, "%s.ff.net.2", p), &gg, C, 1, h));
+    release(f, &gg);
+    toc(f, ff, tf);
     toc(f, p, t0);
 }
 
 /* Transformer2DModel attentions.j of block b (teacher path `bp`): x borrowed, returns new. */
-static Tensor transformer2d(const Fwd *f, const char *bp, const Block *b, int j, const Tensor *x) {
+static Act transformer2d(const Fwd *f, const char *bp, const Block *b, int j, const Act *x) {
     const Arch *a = f->a;
     char p[NAME_LEN], n[NAME_LEN];
     nm(p, "%s.attentions.%d", bp, b->src_attn[j]);
-    double t0 = tic(f);
-    int64_t B = f->B, C = x->shape[1], H = x->shape[2], Wd = x->shape[3], N = H * Wd;
-    Tensor h = tensor_copy(x);
-    group_norm(f, nm(n, "%s.norm", p), &h, 1e-6f, 0); /* eps fixed by diffusers */
-    Tensor seq = tensor_new(3, B, N, C, 0); /* [B, HW, C] */
+    double t0 = tic(f, p);
+    int64_t C = x->shape[1], H = x->shape[2], Wd = x->shape[3];
+    Act h = f->be->copy(f->be, x);
+    group_norm(f, nm(n, "%s.norm", p), &h, 1e-6f, 0, NULL); /* eps fixed by diffusers */
+    Act seq; /* [B, HW, C] */
     nm(n, "%s.proj_in", p);
     if (a->use_linear_projection) {
-        op_nchw_to_nlc(h.d, B, C, N, seq.d);
-        Tensor t = linear(f, n, seq.d, B * N, C, C, 1);
-        memcpy(seq.d, t.d, (size_t)(B * N * C) * sizeof(float));
-        tensor_free(&t);
+        Act s0 = f->be->to_seq(f->be, &h);
+        seq = linear(f, n, &s0, C, 1, NULL);
+        release(f, &s0);
     } else {
-        Tensor t = conv(f, n, &h, (int)C, 1, 1);
-        op_nchw_to_nlc(t.d, B, C, N, seq.d);
-        tensor_free(&t);
+        Act t = conv(f, n, &h, (int)C, 1, 1, NULL);
+        release(f, &h);
+        seq = f->be->to_seq(f->be, &t);
     }
-    tensor_free(&h);
     for (int k = 0; k < b->depth[j]; k++) {
         nm(n, "%s.transformer_blocks.%d", p, b->src_tb[j][k]);
-        basic_transformer(f, n, seq.d, N, C, b);
-        emit(f, &seq, "%s", n);
+        basic_transformer(f, n, &seq, b);
+        emit_act(f, &seq, n);
     }
-    Tensor y = tensor_new(4, B, C, H, Wd);
+    Act y;
     nm(n, "%s.proj_out", p);
     if (a->use_linear_projection) {
-        Tensor t = linear(f, n, seq.d, B * N, C, C, 1);
-        op_nlc_to_nchw(t.d, B, C, N, y.d);
-        tensor_free(&t);
+        Act t = linear(f, n, &seq, C, 1, x); /* + x: the map whose sequence this is */
+        release(f, &seq);
+        y = f->be->to_map(f->be, &t, H, Wd);
     } else {
-        op_nlc_to_nchw(seq.d, B, C, N, y.d);
-        Tensor t = conv(f, n, &y, (int)C, 1, 1);
-        tensor_free(&y);
-        y = t;
+        Act m = f->be->to_map(f->be, &seq, H, Wd);
+        y = conv(f, n, &m, (int)C, 1, 1, x);
+        release(f, &m);
     }
-    tensor_free(&seq);
-    op_add(y.d, x->d, tensor_numel(&y));
     toc(f, p, t0);
     return y;
-}
-
-/* Replaces *h by g, freeing the old one. */
-static void take(Tensor *h, Tensor g) {
-    tensor_free(h);
-    *h = g;
 }
 
 int unet_check_inputs(const Arch *a, const UnetInputs *in) {
@@ -302,18 +267,23 @@ typedef struct {
     int unit, start;
     char (*sig)[96];               /* RUN_SIG: signature of each unit */
     const UnetResume *resume;
-    Tensor h;                      /* the hidden state (empty while dry) */
+    Act h;                         /* the hidden state (empty while dry) */
     char h_name[NAME_LEN];         /* the teacher feature h equals, while dry */
-    Tensor sk[MAX_SKIPS];          /* skip connections, pushed by the down path */
+    Act sk[MAX_SKIPS];             /* skip connections, pushed by the down path */
     char sk_name[MAX_SKIPS][NAME_LEN];
     int n_sk;
     int units_live;
 } Run;
 
-static Tensor teacher_copy(const Run *r, const char *name) {
+static Act teacher_copy(const Run *r, const char *name) {
     const Tensor *t = r->resume->get(r->resume->ctx, name);
     if (!t) die("internal: prefix reuse needs the teacher's feature '%s'", name);
-    return tensor_copy(t);
+    return r->f->be->from_host(r->f->be, t);
+}
+
+/* A dry unit's feature: the teacher's, as the resume source holds it. */
+static void emit_teacher(const Run *r, const char *name) {
+    if (r->f->fn) r->f->fn(r->f->ctx, name, r->resume->get(r->resume->ctx, name));
 }
 
 /* Starts a unit; returns 1 when it must be computed. */
@@ -340,25 +310,23 @@ static int unit_begin(Run *r, const char *fmt, ...) {
 /* Ends a unit whose output (h) is the feature `name`; push: the down path keeps it as a skip. */
 static void unit_end(Run *r, int live, const char *name, int push) {
     if (r->mode == RUN_SIG) return;
-    if (live) emit(r->f, &r->h, "%s", name);
+    if (live) emit_act(r->f, &r->h, name);
     else {
         nm(r->h_name, "%s", name);
-        if (r->f->fn) emit(r->f, r->resume->get(r->resume->ctx, name), "%s", name);
+        emit_teacher(r, name);
     }
     if (push) {
         if (r->n_sk == MAX_SKIPS) die("internal: skip stack overflow");
         nm(r->sk_name[r->n_sk], "%s", name);
-        r->sk[r->n_sk++] = live ? tensor_copy(&r->h) : (Tensor){0};
+        r->sk[r->n_sk++] = live ? r->f->be->copy(r->f->be, &r->h) : (Act){0};
     }
 }
 
 /* Emits the teacher's transformer-layer features of a dry attention unit. */
 static void dry_layers(const Run *r, const char *bp, const Block *b, int j) {
     char n[NAME_LEN];
-    for (int k = 0; r->mode == RUN_EXEC && r->f->fn && k < b->depth[j]; k++) {
-        nm(n, "%s.attentions.%d.transformer_blocks.%d", bp, b->src_attn[j], b->src_tb[j][k]);
-        emit(r->f, r->resume->get(r->resume->ctx, n), "%s", n);
-    }
+    for (int k = 0; r->mode == RUN_EXEC && r->f->fn && k < b->depth[j]; k++)
+        emit_teacher(r, nm(n, "%s.attentions.%d.transformer_blocks.%d", bp, b->src_attn[j], b->src_tb[j][k]));
 }
 
 static void attention_unit(Run *r, const char *bp, const Block *b, int j, int push) {
@@ -366,12 +334,13 @@ static void attention_unit(Run *r, const char *bp, const Block *b, int j, int pu
     int len = snprintf(sig, sizeof sig, "%d", b->depth[j]);
     for (int k = 0; k < b->depth[j] && len < (int)sizeof sig - 4; k++) len += snprintf(sig + len, sizeof sig - (size_t)len, ",%d", b->src_tb[j][k]);
     int live = unit_begin(r, "%s/a%d/%s", bp, b->src_attn[j], sig);
-    if (live) take(&r->h, transformer2d(r->f, bp, b, j, &r->h));
+    if (live) take(r->f, &r->h, transformer2d(r->f, bp, b, j, &r->h));
     else dry_layers(r, bp, b, j);
     unit_end(r, live, nm(n, "%s.attentions.%d", bp, b->src_attn[j]), push);
 }
 
 static void run_block(Run *r, const char *bp, const Block *b, float out_scale) {
+    Fwd *f = r->f;
     int up = b->type == BLOCK_UP || b->type == BLOCK_CROSSATTN_UP;
     int down = b->type == BLOCK_DOWN || b->type == BLOCK_CROSSATTN_DOWN;
     int mid = !up && !down;
@@ -383,31 +352,32 @@ static void run_block(Run *r, const char *bp, const Block *b, float out_scale) {
         int live = unit_begin(r, "%s/r%d/%d", bp, b->src_resnet[j], b->type);
         if (up && r->mode == RUN_EXEC) {
             if (r->n_sk == 0) die("internal: skip stack underflow at %s", p);
-            Tensor s = r->sk[--r->n_sk];
-            if (live) take(&r->h, op_concat_channels(&r->h, &s));
-            tensor_free(&s);
+            Act s = r->sk[--r->n_sk];
+            if (live) take(f, &r->h, f->be->concat(f->be, &r->h, &s));
+            if (s.d) release(f, &s);
         }
-        if (live) take(&r->h, resnet(r->f, p, &r->h, b->out_ch, out_scale));
+        if (live) take(f, &r->h, resnet(f, p, &r->h, b->out_ch, out_scale));
         unit_end(r, live, p, down && !has_attn);
         if (has_attn) attention_unit(r, bp, b, j, down);
     }
     if (b->sampler) {
         const char *kind = down ? "downsamplers" : "upsamplers";
         int live = unit_begin(r, "%s/%s", bp, kind);
+        nm(p, "%s.%s.0", bp, kind);
         if (live) {
-            double t0 = tic(r->f);
-            nm(p, "%s.%s.0.conv", bp, kind);
-            if (up) take(&r->h, op_upsample2x(&r->h));
-            take(&r->h, conv(r->f, p, &r->h, b->out_ch, 3, down ? 2 : 1));
-            toc(r->f, nm(p, "%s.%s.0", bp, kind), t0);
+            char c[NAME_LEN];
+            double t0 = tic(f, p);
+            if (up) take(f, &r->h, f->be->upsample2x(f->be, &r->h));
+            take(f, &r->h, conv(f, nm(c, "%s.conv", p), &r->h, b->out_ch, 3, down ? 2 : 1, NULL));
+            toc(f, p, t0);
         }
-        unit_end(r, live, nm(p, "%s.%s.0", bp, kind), down);
+        unit_end(r, live, p, down);
     }
     if (r->mode == RUN_SIG) return;
-    if (r->unit > r->start) emit(r->f, &r->h, "%s", bp); /* the block's output is its last unit's */
+    if (r->unit > r->start) emit_act(f, &r->h, bp); /* the block's output is its last unit's */
     else {
         nm(r->h_name, "%s", bp);
-        if (r->f->fn) emit(r->f, r->resume->get(r->resume->ctx, bp), "%s", bp);
+        emit_teacher(r, bp);
     }
 }
 
@@ -417,45 +387,46 @@ static void walk(Run *r, const Arch *a, const UnetInputs *in) {
     char bp[64];
     int live = unit_begin(r, "conv_in");
     if (live) {
-        r->h = tensor_copy(&in->sample);
-        if (a->center_input_sample)
-            for (int64_t i = 0; i < tensor_numel(&r->h); i++) r->h.d[i] = 2 * r->h.d[i] - 1;
-        take(&r->h, conv(f, "conv_in", &r->h, a->block_out[0], a->conv_in_kernel, 1));
+        Act x = f->be->from_host(f->be, &in->sample);
+        if (a->center_input_sample) f->be->affine(f->be, &x, 2.0f, -1.0f);
+        r->h = conv(f, "conv_in", &x, a->block_out[0], a->conv_in_kernel, 1, NULL);
+        release(f, &x);
     }
     unit_end(r, live, "conv_in", 1);
-    double t0 = tic(f);
-    for (int i = 0; i < a->n_blocks; i++, t0 = tic(f)) {
-        run_block(r, nm(bp, "down_blocks.%d", i), &a->down[i], 1.0f);
+    for (int i = 0; i < a->n_blocks; i++) {
+        double t0 = tic(f, nm(bp, "down_blocks.%d", i));
+        run_block(r, bp, &a->down[i], 1.0f);
         toc(f, bp, t0);
     }
     if (a->has_mid) {
+        double t0 = tic(f, "mid_block");
         run_block(r, "mid_block", &a->mid, a->mid_scale);
         toc(f, "mid_block", t0);
     }
     for (int i = 0; i < a->n_blocks; i++) {
-        t0 = tic(f);
-        run_block(r, nm(bp, "up_blocks.%d", i), &a->up[i], 1.0f);
+        double t0 = tic(f, nm(bp, "up_blocks.%d", i));
+        run_block(r, bp, &a->up[i], 1.0f);
         toc(f, bp, t0);
     }
     if (unit_begin(r, "head")) { /* conv_norm_out (+ conv_act, SiLU), conv_out: always live (start never passes it) */
-        group_norm(f, "conv_norm_out", &r->h, a->norm_eps, 1);
-        take(&r->h, conv(f, "conv_out", &r->h, a->out_channels, a->conv_out_kernel, 1));
+        group_norm(f, "conv_norm_out", &r->h, a->norm_eps, 1, NULL);
+        take(f, &r->h, conv(f, "conv_out", &r->h, a->out_channels, a->conv_out_kernel, 1, NULL));
     }
 }
 
 /* Number of units of a, with their signatures in sig. */
 static int signatures(const Arch *a, char (*sig)[96]) {
-    Fwd f = {a, NULL, NULL, NULL, 0, {0}, NULL, NULL};
+    Fwd f = {.a = a};
     Run r = {.f = &f, .mode = RUN_SIG, .sig = sig};
     walk(&r, a, NULL);
     return r.unit;
 }
 
-int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
-                      FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer) {
+int unet_forward_be(Backend *be, const Arch *a, const UnetInputs *in, const UnetResume *resume, Tensor *out,
+                    FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer) {
     int rc = unet_check_inputs(a, in);
     if (rc) return rc;
-    Fwd f = {a, w, fn, ctx, in->sample.shape[0], {0}, &in->encoder_hidden_states, timer};
+    Fwd f = {.a = a, .be = be, .fn = fn, .ctx = ctx, .B = in->sample.shape[0], .timer = timer};
     int64_t B = f.B;
     int C0 = a->block_out[0], T = a->time_embed_dim;
     Run r = {.f = &f, .mode = RUN_EXEC, .resume = resume};
@@ -465,53 +436,65 @@ int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, con
         int nt = signatures(resume->teacher, sb);
         while (r.start < n - 1 && r.start < nt - 1 && !strcmp(sa[r.start], sb[r.start])) r.start++;
     }
+    be->begin(be);
+    f.enc = be->from_host(be, &in->encoder_hidden_states);
 
     /* time_proj + time_embedding */
     float *ts = xmalloc((size_t)B * sizeof(float));
     for (int64_t b = 0; b < B; b++) ts[b] = in->timestep.d[in->timestep.ndim && in->timestep.shape[0] == B ? b : 0];
-    double t0 = tic(&f);
-    Tensor temb = tensor_new(2, B, C0, 0, 0);
-    op_timestep_embedding(ts, B, C0, a->flip_sin_to_cos, a->freq_shift, temb.d);
+    double t0 = tic(&f, "time_proj");
+    Act temb = be->timestep_embedding(be, ts, B, C0, a->flip_sin_to_cos, a->freq_shift); /* [B, C0] */
     free(ts);
     toc(&f, "time_proj", t0);
-    t0 = tic(&f);
-    Tensor e1 = linear(&f, "time_embedding.linear_1", temb.d, B, C0, T, 1);
-    op_silu(e1.d, B * T);
-    Tensor emb = linear(&f, "time_embedding.linear_2", e1.d, B, T, T, 1);
-    tensor_free(&e1);
+    t0 = tic(&f, "time_embedding");
+    Act e1 = linear(&f, "time_embedding.linear_1", &temb, T, 1, NULL);
+    be->silu(be, &e1);
+    Act emb = linear(&f, "time_embedding.linear_2", &e1, T, 1, NULL);
+    release(&f, &e1);
     toc(&f, "time_embedding", t0);
-    tensor_free(&temb);
+    release(&f, &temb);
     if (a->text_time) { /* add_time_proj + add_embedding on [text_embeds, sinusoid(time_ids)] */
-        int64_t nid = in->time_ids.shape[1], te = in->text_embeds.shape[1], D = a->add_time_dim;
-        t0 = tic(&f);
-        Tensor tid = tensor_new(2, B * nid, D, 0, 0);
-        op_timestep_embedding(in->time_ids.d, B * nid, (int)D, a->flip_sin_to_cos, a->freq_shift, tid.d);
+        int64_t nid = in->time_ids.shape[1], D = a->add_time_dim;
+        t0 = tic(&f, "add_time_proj");
+        Act tid = be->timestep_embedding(be, in->time_ids.d, B * nid, (int)D, a->flip_sin_to_cos, a->freq_shift);
+        tid.shape[0] = B; /* [B * nid, D] read as [B, nid * D]: the same rows */
+        tid.shape[1] = nid * D;
         toc(&f, "add_time_proj", t0);
-        t0 = tic(&f);
-        Tensor cat = tensor_new(2, B, a->add_in_dim, 0, 0);
-        for (int64_t b = 0; b < B; b++) {
-            memcpy(cat.d + b * a->add_in_dim, in->text_embeds.d + b * te, (size_t)te * sizeof(float));
-            memcpy(cat.d + b * a->add_in_dim + te, tid.d + b * nid * D, (size_t)(nid * D) * sizeof(float));
-        }
-        tensor_free(&tid);
-        Tensor a1 = linear(&f, "add_embedding.linear_1", cat.d, B, a->add_in_dim, T, 1);
-        op_silu(a1.d, B * T);
-        Tensor a2 = linear(&f, "add_embedding.linear_2", a1.d, B, T, T, 1);
-        op_add(emb.d, a2.d, B * T);
-        tensor_free(&cat);
-        tensor_free(&a1);
-        tensor_free(&a2);
+        t0 = tic(&f, "add_embedding");
+        Act te = be->from_host(be, &in->text_embeds);
+        Act cat = be->concat(be, &te, &tid); /* [B, add_in_dim] */
+        release(&f, &te);
+        release(&f, &tid);
+        Act a1 = linear(&f, "add_embedding.linear_1", &cat, T, 1, NULL);
+        be->silu(be, &a1);
+        take(&f, &emb, linear(&f, "add_embedding.linear_2", &a1, T, 1, &emb));
+        release(&f, &cat);
+        release(&f, &a1);
         toc(&f, "add_embedding", t0);
     }
-    op_silu(emb.d, B * T); /* each resnet applies SiLU to temb before time_emb_proj */
+    be->silu(be, &emb); /* each resnet applies SiLU to temb before time_emb_proj */
     f.temb_act = emb;
 
     walk(&r, a, in);
-    for (int i = 0; i < r.n_sk; i++) tensor_free(&r.sk[i]); /* a student may leave skips unused */
-    *out = r.h;
-    tensor_free(&f.temb_act);
+    for (int i = 0; i < r.n_sk; i++) /* a student may leave skips unused */
+        if (r.sk[i].d) release(&f, &r.sk[i]);
+    if (out) {
+        Tensor t;
+        int owned;
+        be->to_host(be, &r.h, &t, &owned);
+        *out = owned ? t : tensor_copy(&t);
+    }
+    release(&f, &r.h);
+    release(&f, &f.temb_act);
+    release(&f, &f.enc);
     if (stats) { stats->units = n; stats->units_live = r.units_live; stats->start = r.start; }
     return 0;
+}
+
+int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
+                      FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer) {
+    Backend be = backend_cpu(w);
+    return unet_forward_be(&be, a, in, resume, out, fn, ctx, stats, timer);
 }
 
 int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx) {

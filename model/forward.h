@@ -44,20 +44,28 @@ typedef struct {
     int units, units_live, start; /* units of the forward, units computed, first computed */
 } UnetRunStats;
 
-/* Per-module wall-clock: fn(ctx, module, ms) after each module the forward
- * runs (blocks, resnets, attentions, transformer layers, samplers, and the
- * ops inside), under its diffusers name (the teacher's, for a student). A
- * module's time includes its children's. */
+/* Per-module timing: fn(ctx, module, ms) after each module the forward runs
+ * (blocks, resnets, attentions, transformer layers, samplers, and the ops
+ * inside), under its diffusers name (the teacher's, for a student), with the
+ * host wall time it took (inclusive of its children's; on the cpu backend
+ * that is its compute time, on cuda only its launch time). begin (may be
+ * NULL) is called when the module starts: GPU profilers scope launches there. */
 typedef void (*TimeFn)(void *ctx, const char *module, double ms);
 typedef struct {
     TimeFn fn;
     void *ctx;
+    void (*begin)(void *ctx, const char *module);
 } UnetTimer;
 
 /* unet_forward with prefix reuse (resume may be NULL), counts (stats may be
  * NULL) and per-module timing (timer may be NULL). */
 int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
                       FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer);
+/* unet_forward_from on any backend (model/backend.h; the weights are the
+ * backend's). out may be NULL: the output stays on the device, unread. */
+struct Backend;
+int unet_forward_be(struct Backend *be, const Arch *a, const UnetInputs *in, const UnetResume *resume, Tensor *out,
+                    FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer);
 /* Runs the forward; *out gets a new [B, out_channels, H, W] tensor. */
 int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx);
 

@@ -116,7 +116,7 @@ int prof_forward(const Arch *const *a, int n, const Weights *w, const UnetInputs
     /* models take turns within each repeat, so a slow moment of the machine hits them alike */
     for (int r = 0; r < repeats && !rc; r++)
         for (int k = 0; k < n && !rc; k++) {
-            UnetTimer timer = {on_time, &p[k]};
+            UnetTimer timer = {on_time, &p[k], NULL};
             p[k].cur = r;
             double t0 = prof_now();
             rc = unet_forward_from(a[k], w, in, NULL, &y, NULL, NULL, NULL, &timer);
