@@ -23,24 +23,41 @@ ifeq ($(SAN),1)
 endif
 
 SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core/rng.c core/tensor.c \
-      model/config.c model/unet.c model/weights.c model/forward.c \
+      model/config.c model/unet.c model/weights.c model/forward.c model/backend_cpu.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
       kernels/cpu/ops.c profile/prof.c \
       db/db.c reports/report.c \
-      cli/main.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c
+      cli/main.c cli/bench.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c
 ifeq ($(CUDA),1)
-  CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include
-  # cudart is linked statically so that the carried build/ runs on the GPU
-  # machine as it is; the driver (libcuda) is loaded at run time.
-  LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lpthread -lrt
-  CUOBJ = $(BUILD)/core/device_cuda.o
+  # The CUDA engine: kernels/cuda (our kernels), kernels/cudnn and
+  # kernels/cublas (library wrappers), the CUDA backend and the CUPTI tracer.
+  CUSRC = $(sort $(wildcard core/*.cu kernels/cuda/*.cu kernels/cudnn/*.cu kernels/cublas/*.cu model/*.cu profile/*.cu))
+  SRC += $(sort $(wildcard profile/*_cuda.c))
+  CFLAGS += -DUNETLAB_CUDA=1 -I$(CUDA_HOME)/include -Ikernels/cuda -Ikernels/cudnn -Ikernels/cublas
+  # cudart is linked statically and everything else found through the rpath,
+  # so that the carried build/ runs on the GPU machine as it is: $ORIGIN first
+  # (libcjson.so.1 and libgomp.so.1 are copied beside the binary, since that
+  # machine lacks them), then where CUDA 13 keeps cuBLASLt and CUPTI there.
+  # cuDNN is in the default search path on both machines.
+  RPATH = -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/..' -Wl,-rpath,/usr/local/cuda/targets/x86_64-linux/lib \
+          -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/extras/CUPTI/lib64
+  LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/extras/CUPTI/lib64 -lcudnn -lcublasLt -lcupti -lcudart_static \
+            -ldl -lpthread -lrt -lstdc++ $(RPATH)
+  NVFLAGS = -O3 -g -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+            -Xcompiler -Wall,-Wextra -Icore -Ikernels/cuda -Ikernels/cudnn -Ikernels/cublas -Ikernels/cpu -Imodel -Iprofile
+  CUOBJ = $(patsubst %.cu,$(BUILD)/%.o,$(CUSRC))
+  SHIPPED = $(BUILD)/libcjson.so.1 $(BUILD)/libgomp.so.1
 else
   SRC += core/device_cpu.c
   CUOBJ =
+  SHIPPED =
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
 TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule test_profile test_report
+ifeq ($(CUDA),1)
+  TESTS += $(basename $(notdir $(wildcard tests/test_cuda_*.c)))
+endif
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab
@@ -49,7 +66,7 @@ all: $(BUILD)/unetlab
 info:
 	@echo "unetlab: CUDA=$(CUDA) ($(if $(NVCC),nvcc at $(NVCC),no nvcc found)), SAN=$(SAN), build dir $(BUILD)/"
 
-$(BUILD)/unetlab: $(OBJ) | info
+$(BUILD)/unetlab: $(OBJ) | info $(SHIPPED)
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $(OBJ) $(LDLIBS)
 
@@ -63,10 +80,15 @@ GIT_DESC := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 $(BUILD)/cli/prov.o: CFLAGS += -DUNETLAB_GIT='"$(GIT_DESC)"' -DUNETLAB_BUILD_FLAGS='"CUDA=$(CUDA) SAN=$(SAN) $(CC)"'
 $(BUILD)/cli/prov.o: $(wildcard .git/index)
 
-$(BUILD)/core/device_cuda.o: core/device_cuda.cu core/device.h
+$(BUILD)/%.o: %.cu $(wildcard core/*.h kernels/cuda/*.h kernels/cudnn/*.h kernels/cublas/*.h kernels/cpu/*.h model/*.h profile/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  NVCC    $<"
-	$(Q)$(NVCC) -O2 -Icore -c $< -o $@
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# The shared libraries the GPU machine lacks, beside the binary (see RPATH).
+$(BUILD)/lib%.so.1:
+	@mkdir -p $(BUILD)
+	$(Q)cp -L "$$($(CC) -print-file-name=lib$*.so.1 | grep / || ldconfig -p | awk '/lib$*\.so\.1 /{print $$NF; exit}')" $@
 
 $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)

@@ -23,6 +23,10 @@ typedef struct {
 int cli_parse(int argc, char **argv, const Opt *opts, const char *usage);
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_format(const char *s, Format *f, int allow_csv);
+/* --device auto|cpu|cuda of command cmd: *use_cuda 1 for the GPU. auto takes
+ * the GPU when this build has CUDA and a device answers, else the CPU with one
+ * line on stderr saying why; cuda without a usable GPU is ERR_RUNTIME naming why. */
+int cli_device(const char *cmd, const char *s, int *use_cuda);
 /* 1234567 -> "1,234,567" into buf. */
 const char *cli_commas(int64_t v, char *buf, int size);
 
@@ -53,5 +57,6 @@ int cmd_schedule(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /* unetlab: the command table. Every command returns an exit code (README.md,
  * "Exit codes"); errors print one line "unetlab: error: ..." on stderr. */
 #include "cli.h"
+#include "device.h"
 #include "err.h"
 #include "numfmt.h"
 #include <stdio.h>
@@ -19,6 +20,7 @@ typedef struct {
 
 static const Command COMMANDS[] = {
     {"inspect", cmd_inspect, "module tree with exact parameter counts and MACs"},
+    {"bench", cmd_bench, "forward latency (median, p10, p90), peak memory and TFLOP/s; CUDA events on a GPU"},
     {"forward", cmd_forward, "CPU forward of a teacher or a student; output and per-layer features"},
     {"candidates", cmd_candidates, "removable units of a model or a student, with what each removes"},
     {"eval", cmd_eval, "layer-level losses of students vs the teacher, stored in SQLite"},
@@ -107,6 +109,25 @@ int cli_format(const char *s, Format *f, int allow_csv) {
     else if (!strcmp(s, "json")) *f = FORMAT_JSON;
     else if (allow_csv && !strcmp(s, "csv")) *f = FORMAT_CSV;
     else return err_set(ERR_USAGE, "option '--format': '%s' is not one of text, json%s", s, allow_csv ? ", csv" : "");
+    return 0;
+}
+
+int cli_device(const char *cmd, const char *s, int *use_cuda) {
+    *use_cuda = 0;
+    if (strcmp(s, "auto") && strcmp(s, "cpu") && strcmp(s, "cuda"))
+        return err_set(ERR_USAGE, "option '--device': '%s' is not one of auto, cpu, cuda", s);
+    if (!strcmp(s, "cpu")) return 0;
+    char desc[256];
+    if (!device_cuda_built()) {
+        if (!strcmp(s, "cuda")) return err_set(ERR_RUNTIME, "%s: --device cuda: this unetlab was built without CUDA", cmd);
+        return 0;
+    }
+    if (device_probe(desc, sizeof desc) == 0) {
+        if (!strcmp(s, "cuda")) return err_set(ERR_RUNTIME, "%s: --device cuda: %s", cmd, desc);
+        fprintf(stderr, "unetlab: %s; running on the CPU\n", desc);
+        return 0;
+    }
+    *use_cuda = 1;
     return 0;
 }
 

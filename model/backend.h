@@ -68,6 +68,10 @@ struct Backend {
     Act (*to_map)(Backend *be, Act *x, int64_t H, int64_t W);
     /* Sinusoidal embedding of n host values -> [n, dim] (op_timestep_embedding). */
     Act (*timestep_embedding)(Backend *be, const float *t, int64_t n, int dim, int flip_sin_to_cos, float shift);
+    /* May be NULL. A forward run without a host output hands its output here
+     * before releasing it: the cuda backend copies it into a buffer of its
+     * own, so that a captured graph's replays can be read back. */
+    void (*keep_output)(Backend *be, const Act *y);
 };
 
 /* The CPU reference backend over float32 weights w (borrowed). */

@@ -483,6 +483,8 @@ int unet_forward_be(Backend *be, const Arch *a, const UnetInputs *in, const Unet
         int owned;
         be->to_host(be, &r.h, &t, &owned);
         *out = owned ? t : tensor_copy(&t);
+    } else if (be->keep_output) {
+        be->keep_output(be, &r.h);
     }
     release(&f, &r.h);
     release(&f, &f.temb_act);

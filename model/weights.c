@@ -152,6 +152,8 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
 
     if (!m->dir) {
         w->origin = xasprintf("random normal weights (seed %llu)", (unsigned long long)seed);
+        /* each tensor has its own stream (seed, name): the same values on any thread count */
+#pragma omp parallel for schedule(dynamic)
         for (int i = 0; i < n; i++) {
             const TensorSpec *s = spec[i];
             int64_t cnt = 1;

@@ -4,11 +4,13 @@
 set -u
 build=${1:-build}
 export UNETLAB="$build/unetlab"
-pass=0; fail=0; broken=()
+pass=0; fail=0; broken=(); skipped=()
 for t in "$build"/tests/test_*; do
   [ -x "$t" ] || continue
   out=$("$t" 2>&1); rc=$?
   line=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  skip=$(printf '%s\n' "$out" | grep -E '^[a-z_]+: skipped: ' | head -n 1)
+  [ -n "$skip" ] && { skipped+=("$(basename "$t")"); printf '%s\n' "$skip"; }
   printf '%s\n' "${line:-$(basename "$t"): no result line (exit $rc)}"
   if [ -n "$line" ]; then
     p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
@@ -26,6 +28,7 @@ p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line"); f=$(sed -E 's/.* ([0-9]+) 
 pass=$((pass + ${p:-0})); fail=$((fail + ${f:-1}))
 [ $rc -ne 0 ] && { broken+=(cli.sh); printf '%s\n' "$out" | grep -E '^(FAIL|---)' | head -40; }
 echo
+[ ${#skipped[@]} -gt 0 ] && echo "skipped (no GPU here): ${skipped[*]}"
 [ ${#broken[@]} -gt 0 ] && echo "failing: ${broken[*]}"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ] && [ ${#broken[@]} -eq 0 ]

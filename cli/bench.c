@@ -1,0 +1,238 @@
+/* unetlab bench: how long one forward takes, end to end. On a GPU: R forwards
+ * after W warm-ups timed with CUDA events (eager launches, or one CUDA graph
+ * replayed with --graph), peak device memory, and the effective TFLOP/s from
+ * the exact MAC count. On the CPU (no GPU, or --device cpu): wall clock,
+ * labelled so. Benchmarks are recorded in docs/perf.md, never asserted. */
+#include "backend.h"
+#include "cli.h"
+#include "dtype.h"
+#include "err.h"
+#include "eval.h"
+#include "forward.h"
+#include "numfmt.h"
+#include "prof.h"
+#include "weights.h"
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef UNETLAB_CUDA_ENGINE
+#include "backend_cuda.h"
+#include <cuda_runtime_api.h>
+#include "cuda_check.h"
+#endif
+
+static const char USAGE[] =
+    "usage: unetlab bench --model M [--plan P] [--drop NAME,...] [--batch B --height H --width W --tokens L]\n"
+    "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph] [--device auto|cuda|cpu]\n"
+    "                     [--seed S] [--format text|json|csv]\n"
+    "\n"
+    "Times R forwards (default 20) after W warm-ups (default 5) on seeded inputs of the\n"
+    "given size (default: the config's sample_size x 8 pixels, batch 1, 77 tokens) and\n"
+    "prints the median, p10 and p90, the effective TFLOP/s (2 x the exact MAC count of\n"
+    "the forward / median) and, on a GPU, peak device memory. On a GPU (--device cuda,\n"
+    "or auto when one answers) each forward is timed with CUDA events in the chosen\n"
+    "--dtype (default fp16; fp32 runs without TF32); --graph captures one forward into\n"
+    "a CUDA graph and times its replays. Without a GPU the CPU forward (float32) is\n"
+    "timed with the wall clock and labelled engine 'cpu'.\n";
+
+typedef struct {
+    const char *engine;       /* "cuda-events" or "cpu" */
+    char device[512];
+    double med, p10, p90;
+    double *ms;
+    int repeats;
+    int have_mem;
+    double mem_weights, mem_arena_peak, mem_arena, mem_workspace, mem_device_used; /* bytes */
+} BenchResult;
+
+static int bench_cpu(const Arch *a, const Weights *w, const UnetInputs *in, int warmup, BenchResult *r) {
+    Backend be = backend_cpu(w);
+    snprintf(r->device, sizeof r->device, "CPU (float32)");
+    r->engine = "cpu";
+    for (int i = 0; i < warmup + r->repeats; i++) {
+        double t0 = prof_now();
+        int rc = unet_forward_be(&be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
+        if (rc) return rc;
+        if (i >= warmup) r->ms[i - warmup] = prof_now() - t0;
+        fprintf(stderr, "\rbench: forward %d of %d (%s)", i + 1, warmup + r->repeats, i < warmup ? "warm-up" : "timed");
+    }
+    fprintf(stderr, "\n");
+    return 0;
+}
+
+#ifdef UNETLAB_CUDA_ENGINE
+static int bench_cuda(const Arch *a, const Weights *w, const ModuleTree *tt, const UnetInputs *in, DType dt,
+                      int warmup, int graph, BenchResult *r) {
+    CudaEngine *e;
+    int rc = cuda_engine_new(&e, w, tt, dt);
+    if (rc) return rc;
+    Backend *be = cuda_engine_backend(e);
+    cudaStream_t s = cuda_engine_stream(e);
+    snprintf(r->device, sizeof r->device, "%s", cuda_engine_describe(e));
+    r->engine = "cuda-events";
+    for (int i = 0; i < warmup && !rc; i++) rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    if (!rc && graph) { /* warm-ups filled every cache: capture plans nothing and allocates nothing */
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+        rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
+        CUDA_CHECK(cudaStreamEndCapture(s, &g));
+        if (!rc) {
+            CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+            CUDA_CHECK(cudaGraphLaunch(ge, s)); /* the first replay uploads the graph */
+        }
+    }
+    cudaEvent_t ev[2];
+    CUDA_CHECK(cudaEventCreate(&ev[0]));
+    CUDA_CHECK(cudaEventCreate(&ev[1]));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    for (int i = 0; i < r->repeats && !rc; i++) {
+        CUDA_CHECK(cudaEventRecord(ev[0], s));
+        if (ge) CUDA_CHECK(cudaGraphLaunch(ge, s));
+        else rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
+        CUDA_CHECK(cudaEventRecord(ev[1], s));
+        CUDA_CHECK(cudaEventSynchronize(ev[1]));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+        r->ms[i] = ms;
+    }
+    CudaMemStats m;
+    cuda_engine_mem(e, &m);
+    r->have_mem = 1;
+    r->mem_weights = (double)m.weights;
+    r->mem_arena_peak = (double)m.arena_peak;
+    r->mem_arena = (double)m.arena;
+    r->mem_workspace = (double)m.workspace;
+    r->mem_device_used = (double)m.device_used;
+    CUDA_CHECK(cudaEventDestroy(ev[0]));
+    CUDA_CHECK(cudaEventDestroy(ev[1]));
+    if (ge) CUDA_CHECK(cudaGraphExecDestroy(ge));
+    if (g) CUDA_CHECK(cudaGraphDestroy(g));
+    cuda_engine_free(e);
+    return rc;
+}
+#endif
+
+int cmd_bench(int argc, char **argv) {
+    const char *model = NULL, *plan_path = NULL, *drop = NULL, *batch = NULL, *height = NULL, *width = NULL,
+               *tokens = NULL, *dtype_s = "fp16", *warmup_s = "5", *repeats_s = "20", *graph = NULL,
+               *device = "auto", *seed_s = "0", *fmt_s = "text";
+    const Opt opts[] = {{"--model", 1, &model},   {"--plan", 1, &plan_path},   {"--drop", 1, &drop},
+                        {"--batch", 1, &batch},   {"--height", 1, &height},    {"--width", 1, &width},
+                        {"--tokens", 1, &tokens}, {"--dtype", 1, &dtype_s},    {"--warmup", 1, &warmup_s},
+                        {"--repeats", 1, &repeats_s}, {"--graph", 0, &graph},  {"--device", 1, &device},
+                        {"--seed", 1, &seed_s},   {"--format", 1, &fmt_s},     {NULL, 0, NULL}};
+    int rc = cli_parse(argc, argv, opts, USAGE);
+    if (rc) return rc;
+    if (!model) return err_set(ERR_USAGE, "bench: --model is required (see unetlab bench --help)");
+    long warmup, repeats, seed;
+    Format fmt;
+    DType dt;
+    int use_cuda;
+    if ((rc = cli_int("--warmup", warmup_s, 0, 100000, &warmup)) || (rc = cli_int("--repeats", repeats_s, 1, 100000, &repeats)) ||
+        (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) || (rc = cli_format(fmt_s, &fmt, 1)))
+        return rc;
+    if (dtype_parse(dtype_s, &dt)) return err_set(ERR_USAGE, "option '--dtype': '%s' is not one of fp16, bf16, fp32", dtype_s);
+    if ((rc = cli_device("bench", device, &use_cuda))) return rc;
+    if (!use_cuda && graph) return err_set(ERR_USAGE, "bench: --graph needs a GPU (CUDA graphs); this run is on the CPU");
+
+    ModelSource m;
+    Weights w = {0};
+    UnetInputs in = {0};
+    ModuleTree tt = {0}, st = {0};
+    Plan plan;
+    Arch student;
+    BenchResult r = {.repeats = (int)repeats};
+    r.ms = xcalloc((size_t)repeats, sizeof(double));
+    if ((rc = model_resolve(&m, model))) goto done;
+    rc = cli_student(&m.arch, plan_path, drop, &plan, &student);
+    plan_free(&plan);
+    if (rc) goto done;
+    Shape s;
+    if ((rc = cli_shape(&m.arch, batch, height, width, tokens, &s))) goto done;
+    calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
+    if ((rc = unet_check_inputs(&m.arch, &in))) { err_wrap(rc, "bench: "); goto done; }
+    unet_tree_build(&tt, &m.arch, &s);
+    unet_tree_build(&st, &student, &s);
+    fprintf(stderr, "bench: loading %s (%s weights)\n", model, m.dir ? "checkpoint" : "seeded random");
+    if ((rc = weights_load(&w, &m, &tt, (uint64_t)seed))) goto done;
+#ifdef UNETLAB_CUDA_ENGINE
+    if (use_cuda) rc = bench_cuda(&student, &w, &tt, &in, dt, (int)warmup, graph != NULL, &r);
+    else
+#endif
+        rc = bench_cpu(&student, &w, &in, (int)warmup, &r);
+    if (rc) goto done;
+    prof_stats(&(ProfEntry){.ms = r.ms}, r.repeats, &r.med, &r.p10, &r.p90);
+    {
+        int64_t macs = st.m[0].macs, params = st.m[0].params;
+        double tflops = 2.0 * (double)macs / (r.med * 1e-3) / 1e12;
+        const char *dts = use_cuda ? dtype_name(dt) : "fp32";
+        const char *mode = use_cuda ? (graph ? "graph" : "eager") : "cpu";
+        char pb[32], mb[32];
+        if (fmt == FORMAT_JSON) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "model", model);
+            cJSON_AddBoolToObject(o, "student", plan_path || drop);
+            cJSON_AddNumberToObject(o, "params", (double)params);
+            cJSON_AddNumberToObject(o, "macs", (double)macs);
+            cJSON_AddNumberToObject(o, "batch", s.batch);
+            cJSON_AddNumberToObject(o, "height", s.height * 8);
+            cJSON_AddNumberToObject(o, "width", s.width * 8);
+            cJSON_AddNumberToObject(o, "tokens", s.tokens);
+            cJSON_AddStringToObject(o, "dtype", dts);
+            cJSON_AddStringToObject(o, "mode", mode);
+            cJSON_AddStringToObject(o, "engine", r.engine);
+            cJSON_AddStringToObject(o, "device", r.device);
+            cJSON_AddNumberToObject(o, "warmup", (double)warmup);
+            cJSON_AddNumberToObject(o, "repeats", r.repeats);
+            cJSON_AddNumberToObject(o, "ms_median", r.med);
+            cJSON_AddNumberToObject(o, "ms_p10", r.p10);
+            cJSON_AddNumberToObject(o, "ms_p90", r.p90);
+            cJSON_AddItemToObject(o, "ms_samples", cJSON_CreateDoubleArray(r.ms, r.repeats));
+            cJSON_AddNumberToObject(o, "tflops", tflops);
+            if (r.have_mem) {
+                cJSON *mm = cJSON_AddObjectToObject(o, "memory_bytes");
+                cJSON_AddNumberToObject(mm, "weights", r.mem_weights);
+                cJSON_AddNumberToObject(mm, "activations_peak", r.mem_arena_peak);
+                cJSON_AddNumberToObject(mm, "activations_held", r.mem_arena);
+                cJSON_AddNumberToObject(mm, "workspace", r.mem_workspace);
+                cJSON_AddNumberToObject(mm, "device_used", r.mem_device_used);
+            }
+            char *txt = cJSON_Print(o);
+            printf("%s\n", txt);
+            free(txt);
+            cJSON_Delete(o);
+        } else if (fmt == FORMAT_CSV) {
+            printf("model,student,params,macs,batch,height,width,dtype,mode,engine,repeats,ms_median,ms_p10,ms_p90,tflops,"
+                   "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes\n");
+            printf("%s,%d,%lld,%lld,%d,%d,%d,%s,%s,%s,%d,%.4f,%.4f,%.4f,%.2f,", model, plan_path || drop,
+                   (long long)params, (long long)macs, s.batch, s.height * 8, s.width * 8, dts, mode, r.engine,
+                   r.repeats, r.med, r.p10, r.p90, tflops);
+            if (r.have_mem) printf("%.0f,%.0f,%.0f,%.0f\n", r.mem_weights, r.mem_arena_peak, r.mem_workspace, r.mem_device_used);
+            else printf(",,,\n");
+        } else {
+            printf("%s%s: %s params, %s MACs per forward; batch %d, %dx%d, %s, %s\n", model,
+                   plan_path || drop ? " (student)" : "", num_commas(params, pb, sizeof pb),
+                   num_commas(macs, mb, sizeof mb), s.batch, s.height * 8, s.width * 8, dts, mode);
+            printf("device: %s (engine %s)\n", r.device, r.engine);
+            printf("forward: median %.3f ms, p10 %.3f, p90 %.3f over %d repeats after %ld warm-ups; %.1f TFLOP/s\n",
+                   r.med, r.p10, r.p90, r.repeats, warmup, tflops);
+            if (r.have_mem)
+                printf("memory: weights %.2f GiB + activations peak %.2f GiB (arena holds %.2f) + workspace %.2f GiB;"
+                       " device in use %.2f GiB (cudaMemGetInfo, context included)\n",
+                       r.mem_weights / 1073741824.0, r.mem_arena_peak / 1073741824.0, r.mem_arena / 1073741824.0,
+                       r.mem_workspace / 1073741824.0, r.mem_device_used / 1073741824.0);
+        }
+    }
+done:
+    free(r.ms);
+    weights_free(&w);
+    unet_inputs_free(&in);
+    unet_tree_free(&tt);
+    unet_tree_free(&st);
+    model_source_free(&m);
+    return rc;
+}

@@ -1,0 +1,32 @@
+/* cuda_check: one check macro per library. A failed CUDA, cuDNN, cuBLAS or
+ * CUPTI call is an environment fault: it stops with the call text, file,
+ * line and the library's own message (die, exit code 1). Never compiled out.
+ * UNETLAB_CUDA_SYNC=1 adds a synchronize after every kernel launch so that an
+ * asynchronous fault is reported at the kernel that caused it (skipped while
+ * a stream is being captured into a graph). Usable from C and CUDA C++. */
+#ifndef UNETLAB_CUDA_CHECK_H
+#define UNETLAB_CUDA_CHECK_H
+#include <cuda_runtime_api.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+#include "err.h"
+/* 1 when UNETLAB_CUDA_SYNC=1 is set (read once). */
+int cuda_debug_sync(void);
+/* After a launch on stream s: checks cudaGetLastError, and synchronizes s
+ * under UNETLAB_CUDA_SYNC=1 unless s is capturing. what names the kernel. */
+void cuda_launch_check(const char *what, cudaStream_t s, const char *file, int line);
+#ifdef __cplusplus
+}
+#endif
+
+#define CUDA_CHECK(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            die("%s failed at %s:%d: %s (%s)", #call, __FILE__, __LINE__, cudaGetErrorString(e_), \
+                cudaGetErrorName(e_));                                                             \
+    } while (0)
+#define CUDA_LAUNCHED(what, s) cuda_launch_check((what), (s), __FILE__, __LINE__)
+
+#endif
