@@ -4,7 +4,8 @@
  * a 4-D activation [B, C, H, W] is stored [B, H*W, C], so the token sequence
  * of a transformer is the same memory as its feature map. Every function
  * launches on stream s and returns at once (asynchronous); a launch failure
- * stops the program (cuda_check.h). Tested by tests/test_cuda_ops.c against
+ * stops the program (cuda_check.h). Parameters (gamma, beta, biases, the
+ * group norm's add) are in dt too. Tested by tests/test_cuda_ops.c against
  * kernels/cpu/ops.c (skipped without a GPU). */
 #ifndef UNETLAB_CUDA_OPS_H
 #define UNETLAB_CUDA_OPS_H
@@ -52,9 +53,10 @@ void cuk_timestep_embedding(const float *t, int64_t n, int dim, int flip_sin_to_
  * Q rows are q + (b*Nq + i) * ldq (elements), K rows k + (b*Nk + j) * ldk,
  * V rows v + (b*Nk + j) * ldv, O rows o + (b*Nq + i) * ldo; row strides let
  * Q, K and V be column slices of one fused projection. Any dh; head dims that
- * are multiples of 16 (SDXL's 64) in fp16/bf16 use the tensor-core flash
- * kernel, others a plain fp32-accumulating kernel. UNETLAB_ATTN=plain forces
- * the plain kernel (a cross-check on the GPU). */
+ * are multiples of 16 up to 128 (SDXL's 64) in fp16/bf16 use the tensor-core
+ * flash kernel, others a plain fp32-accumulating kernel (SD 1.5's dh 40
+ * too). UNETLAB_ATTN=plain, read at every call, forces the plain kernel (a
+ * cross-check on the GPU). */
 void cuk_attention(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv, void *o,
                    int64_t ldo, DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh, cudaStream_t s);
 /* Which attention kernel cuk_attention picks for these arguments ("flash-wmma" or "plain"). */
