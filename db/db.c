@@ -160,6 +160,20 @@ static const char *const MIGRATIONS[] = {
     "  loss REAL, loss_increase REAL, params_saved INTEGER, ms_saved REAL, score REAL, chosen INTEGER NOT NULL,"
     "  PRIMARY KEY (schedule_id, stage, candidate),"
     "  FOREIGN KEY (schedule_id, stage) REFERENCES schedule_stages(schedule_id, stage));",
+    /* 2: kernels, one row per GPU activity (kernel, memcpy, memset) of each
+     * timed repeat of a traced forward, under the configuration its latency
+     * rows have; grid, block, registers and shared memory for kernels, bytes
+     * for the others (NULL where they do not apply). */
+    "CREATE TABLE kernels("
+    "  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
+    "  model_id INTEGER REFERENCES models(id), plan_id INTEGER REFERENCES plans(id),"
+    "  batch INTEGER NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL, tokens INTEGER, dtype TEXT NOT NULL,"
+    "  device TEXT NOT NULL, engine TEXT NOT NULL, repeat INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('kernel', 'memcpy', 'memset')), name TEXT NOT NULL, module TEXT,"
+    "  grid_x INTEGER, grid_y INTEGER, grid_z INTEGER, block_x INTEGER, block_y INTEGER, block_z INTEGER,"
+    "  registers INTEGER, smem_static INTEGER, smem_dynamic INTEGER, bytes INTEGER, stream INTEGER,"
+    "  start_ns INTEGER, duration_ns INTEGER NOT NULL, graph_node INTEGER, created_at TEXT NOT NULL);"
+    "CREATE INDEX kernels_run ON kernels(run_id);",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
 
@@ -698,10 +712,11 @@ static const char MERGE_STAGING[] =
     "CREATE TEMP TABLE in_jobs AS SELECT 0 AS src, * FROM main.eval_jobs WHERE 0;"
     "CREATE TEMP TABLE in_results AS SELECT 0 AS src, * FROM main.eval_results WHERE 0;"
     "CREATE TEMP TABLE in_latency AS SELECT 0 AS src, * FROM main.latency WHERE 0;"
+    "CREATE TEMP TABLE in_kernels AS SELECT 0 AS src, * FROM main.kernels WHERE 0;"
     "CREATE INDEX temp.in_results_job ON in_results(src, job_id);"
     /* (src, old id) -> id in out; fresh: the run is new to out, so its
-     * latency rows are copied too (once, from one input). Schedules are not
-     * merged: a schedule runs its stages in one DB. */
+     * latency and kernel rows are copied too (once, from one input).
+     * Schedules are not merged: a schedule runs its stages in one DB. */
     "CREATE TEMP TABLE map_runs(src INTEGER, old INTEGER, uid TEXT, fresh INTEGER, new INTEGER,"
     " PRIMARY KEY (src, old));"
     "CREATE TEMP TABLE map_models(src INTEGER, old INTEGER, new INTEGER, PRIMARY KEY (src, old));"
@@ -721,6 +736,7 @@ static const char *const MERGE_STAGE[] = {
     "INSERT INTO temp.in_results SELECT ?1, r.* FROM src.eval_results r JOIN src.eval_jobs j ON j.id = r.job_id"
     " WHERE j.status = 'done'",
     "INSERT INTO temp.in_latency SELECT ?1, * FROM src.latency",
+    "INSERT INTO temp.in_kernels SELECT ?1, * FROM src.kernels",
 };
 
 /* In out's transaction, in dependency order. `WHERE true` before ON CONFLICT:
@@ -796,6 +812,15 @@ static const char *const MERGE_STEPS[] = {
     " SELECT mr.new, mm.new, mp.new, x.module, x.kind, x.batch, x.height, x.width, x.tokens, x.dtype, x.device,"
     " x.engine, x.warmup, x.repeats, x.calls, x.ms, x.ms_p10, x.ms_p90, x.share, x.samples, x.created_at"
     " FROM in_latency x JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
+    " LEFT JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
+    " LEFT JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.id",
+    "INSERT INTO main.kernels(run_id, model_id, plan_id, batch, height, width, tokens, dtype, device, engine, repeat,"
+    " seq, kind, name, module, grid_x, grid_y, grid_z, block_x, block_y, block_z, registers, smem_static,"
+    " smem_dynamic, bytes, stream, start_ns, duration_ns, graph_node, created_at)"
+    " SELECT mr.new, mm.new, mp.new, x.batch, x.height, x.width, x.tokens, x.dtype, x.device, x.engine, x.repeat,"
+    " x.seq, x.kind, x.name, x.module, x.grid_x, x.grid_y, x.grid_z, x.block_x, x.block_y, x.block_z, x.registers,"
+    " x.smem_static, x.smem_dynamic, x.bytes, x.stream, x.start_ns, x.duration_ns, x.graph_node, x.created_at"
+    " FROM in_kernels x JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
     " LEFT JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
     " LEFT JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.id",
 };
@@ -954,6 +979,45 @@ int db_latency_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, co
              bind_f64(db, st, 16, r[i].ms) || bind_f64(db, st, 17, r[i].ms_p10) || bind_f64(db, st, 18, r[i].ms_p90) ||
              bind_f64(db, st, 19, r[i].share) || bind_text(db, st, 20, r[i].samples) || STEP(db, st) < 0 ||
              SQ(db, sqlite3_reset(st)) < 0;
+    fin(st);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    return 0;
+}
+
+int db_kernels_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, const DbLatencyKey *k,
+                   const DbKernel *rows, int n) {
+    sqlite3_stmt *st = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &st,
+                  "INSERT INTO kernels(run_id, model_id, plan_id, batch, height, width, tokens, dtype, device, engine,"
+                  " repeat, seq, kind, name, module, grid_x, grid_y, grid_z, block_x, block_y, block_z, registers,"
+                  " smem_static, smem_dynamic, bytes, stream, start_ns, duration_ns, graph_node, created_at)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
+                  " ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, " NOW ")") ||
+             bind_i64(db, st, 1, run_id) || bind_id(db, st, 2, model_id) || bind_id(db, st, 3, plan_id) ||
+             bind_i64(db, st, 4, k->batch) || bind_i64(db, st, 5, k->height) || bind_i64(db, st, 6, k->width) ||
+             bind_i64(db, st, 7, k->tokens) || bind_text(db, st, 8, k->dtype) || bind_text(db, st, 9, k->device) ||
+             bind_text(db, st, 10, k->engine);
+    for (int i = 0; !rc && i < n; i++) {
+        const DbKernel *r = &rows[i];
+        /* Launch shape for kernels, bytes for copies and sets; NULL where a value does not apply. */
+        int kern = r->kind && !strcmp(r->kind, "kernel");
+        rc = bind_i64(db, st, 11, r->repeat) || bind_i64(db, st, 12, r->seq) || bind_text(db, st, 13, r->kind) ||
+             bind_text(db, st, 14, r->name) || bind_text(db, st, 15, r->module);
+        for (int d = 0; !rc && d < 3; d++)
+            rc = (kern ? bind_i64(db, st, 16 + d, r->grid[d]) : bind_text(db, st, 16 + d, NULL)) ||
+                 (kern ? bind_i64(db, st, 19 + d, r->block[d]) : bind_text(db, st, 19 + d, NULL));
+        rc = rc || (kern ? bind_i64(db, st, 22, r->registers) || bind_i64(db, st, 23, r->smem_static) ||
+                               bind_i64(db, st, 24, r->smem_dynamic) || bind_text(db, st, 25, NULL)
+                         : bind_text(db, st, 22, NULL) || bind_text(db, st, 23, NULL) ||
+                               bind_text(db, st, 24, NULL) || bind_i64(db, st, 25, r->bytes)) ||
+             bind_i64(db, st, 26, r->stream) || bind_i64(db, st, 27, r->start_ns) ||
+             bind_i64(db, st, 28, r->duration_ns) || bind_id(db, st, 29, r->graph_node) || STEP(db, st) < 0 ||
+             SQ(db, sqlite3_reset(st)) < 0;
+    }
     fin(st);
     if (rc || EXEC(db, "COMMIT")) {
         rollback(db);

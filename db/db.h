@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 typedef struct Db Db;
 
@@ -123,6 +123,30 @@ typedef struct {
 int db_latency_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, const DbLatencyKey *k, const DbLatency *r,
                    int n);
 
+/* One GPU activity of a traced forward (engine "cupti"): a kernel, memcpy or
+ * memset, in the order of its start within its repeat. */
+typedef struct {
+    int repeat;                         /* which timed repeat, from 0 */
+    int seq;                            /* its place in the repeat, by start, from 0 */
+    const char *kind;                   /* "kernel", "memcpy" or "memset" */
+    const char *name;                   /* kernel name as the driver reports it (mangled); "memcpy HtoD" etc. */
+    const char *module;                 /* the module that launched it; NULL: outside any module */
+    int grid[3], block[3];              /* kernels only (stored NULL for the others) */
+    int registers;                      /* per thread; kernels only */
+    int smem_static, smem_dynamic;      /* bytes per block; kernels only */
+    int64_t bytes;                      /* memcpy and memset only */
+    int64_t stream;                     /* CUPTI stream id */
+    int64_t start_ns;                   /* from the first start of its repeat */
+    int64_t duration_ns;
+    int64_t graph_node;                 /* CUPTI graph node id; 0: not launched by a graph (stored NULL) */
+} DbKernel;
+
+/* Stores n kernel rows of one run (model_id, plan_id may be 0) under the
+ * forward configuration k (its warmup and repeats are not stored here), in
+ * one transaction: all of them or, on any error, none. */
+int db_kernels_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, const DbLatencyKey *k,
+                   const DbKernel *rows, int n);
+
 /* A removal schedule: keyed by (model, calibration set, key), where key hashes
  * the options that decide its stages, so the same command continues it. */
 int db_schedule_put(Db *db, int64_t model_id, int64_t calib_id, const char *key, const char *options,
@@ -159,7 +183,8 @@ int db_stages(Db *db, int64_t schedule_id, DbStageFn fn, void *ctx);
 
 /* Merges the rows of inputs[0..n-1] into out (created if absent): models,
  * plans, candidates, calibration sets, runs and done jobs with their results,
- * re-keyed by their natural keys so that N shards merged equal one run. */
+ * and the latency and kernel rows of runs new to out, re-keyed by their
+ * natural keys so that N shards merged equal one run. */
 int db_merge(const char *out, const char *const *inputs, int n);
 
 /* ---- reads for reports (`unetlab report`) ------------------------------

@@ -37,16 +37,19 @@ typedef struct {
  * cannot trace here, e.g. CUPTI_ERROR_INSUFFICIENT_PRIVILEGES, so the caller
  * falls back to CUDA events. */
 int cupti_trace_start(void);
-/* Module scope for the launches (and graph nodes captured) that follow. */
+/* Module scope for the launches (and graph nodes captured) that follow;
+ * module >= 0. From the one thread that launches the work; a module still
+ * open when a trace starts counts from then on. */
 void cupti_module_push(int module);
 void cupti_module_pop(void);
-/* Flushes every buffer (cuptiActivityFlushAll with forced flush), stops
- * tracing and hands over the records gathered since cupti_trace_start,
- * sorted by start time; *dropped counts records CUPTI reported lost. The
- * caller frees with cupti_recs_free. */
+/* Synchronizes the device, flushes every buffer (cuptiActivityFlushAll with
+ * forced flush), stops tracing and hands over the records gathered since
+ * cupti_trace_start, sorted by start time; *dropped counts records CUPTI
+ * reported lost. The caller frees with cupti_recs_free. ERR_RUNTIME when no
+ * trace runs. Graph nodes stay mapped to their modules for later traces. */
 int cupti_trace_stop(CuptiRec **recs, int *n, uint64_t *dropped);
 /* Drops the records gathered so far without stopping (between warm-up and
- * timed repeats). */
+ * timed repeats); synchronizes the device first. */
 void cupti_trace_discard(void);
 void cupti_recs_free(CuptiRec *recs, int n);
 /* "CUPTI API 130000 (activity record CUpti_ActivityKernel9)" or similar:

@@ -1,6 +1,7 @@
 /* test_db: the SQLite store. Schema and keyed puts, bad files (garbage, newer
  * schema, unwritable paths), the eval job flow, 4 processes sharing 40 jobs,
- * runs killed with SIGKILL mid-work, merging shards into one, and db_query's
+ * runs killed with SIGKILL mid-work, merging shards into one, kernel rows (and
+ * the migration from schema version 1 that adds them), and db_query's
  * formats. Works in a mkdtemp dir under /tmp, removed at the end; raw sqlite3
  * is used only to look at (or tamper with) what db.c wrote. */
 #include "test.h"
@@ -130,7 +131,7 @@ static void schema_and_puts(void) {
     CHECK_EQ_LL(q1(path, "SELECT value FROM meta WHERE key = 'schema_version'"), DB_SCHEMA_VERSION);
     CHECK(!strcmp(qs(path, "PRAGMA journal_mode", b, sizeof b), "wal"));
     long long n_tables = q1(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'");
-    CHECK_EQ_LL(n_tables, 13);   /* meta + 12 */
+    CHECK_EQ_LL(n_tables, 14);   /* meta + 13 */
     CHECK(!strcmp(db_path(db), path));
     /* Reopening (while the first handle is open) changes nothing. */
     CHECK(db_open(&db2, path) == 0);
@@ -232,6 +233,94 @@ static void bad_dbs(void) {
     const char *foreign = tpath("foreign.db");
     CHECK(raw_exec(foreign, "CREATE TABLE runs(x)") == SQLITE_OK);
     CHECK_ERR(db_open(&db, foreign), ERR_DB, "not a unetlab DB");
+}
+
+/* Three GPU activities: a kernel and a memcpy (from a graph) in repeat 0, a
+ * memset in repeat 1. The kernel's bytes and the memcpy's launch shape are
+ * set to show that db_kernels_put stores NULL where a value does not apply. */
+static void make_kernels(DbKernel *k) {
+    k[0] = (DbKernel){.repeat = 0, .seq = 0, .kind = "kernel", .name = "_Z6conv2dPKfPf",
+                      .module = "down_blocks.0.resnets.0", .grid = {128, 2, 1}, .block = {256, 1, 1}, .registers = 64,
+                      .smem_static = 1024, .smem_dynamic = 49152, .bytes = 999, .stream = 7, .start_ns = 0,
+                      .duration_ns = 15000, .graph_node = 0};
+    k[1] = (DbKernel){.repeat = 0, .seq = 1, .kind = "memcpy", .name = "memcpy DtoD", .module = NULL,
+                      .grid = {1, 1, 1}, .block = {1, 1, 1}, .registers = 8, .bytes = 1 << 20, .stream = 7,
+                      .start_ns = 16000, .duration_ns = 2000, .graph_node = 42};
+    k[2] = (DbKernel){.repeat = 1, .seq = 0, .kind = "memset", .name = "memset", .module = "mid_block",
+                      .bytes = 4096, .stream = 13, .start_ns = 0, .duration_ns = 500, .graph_node = 0};
+}
+
+static const DbLatencyKey KERNEL_KEY = {.batch = 1, .height = 1024, .width = 1024, .tokens = 77, .dtype = "f16",
+                                        .device = "NVIDIA H100", .engine = "cupti", .warmup = 3, .repeats = 2};
+
+/* Makes a schema version 1 DB at path: today's schema less what migration 2 adds. */
+static int make_v1(const char *path) {
+    Db *db;
+    if (db_open(&db, path)) return 1;
+    db_close(db);
+    return raw_exec(path, "DROP INDEX kernels_run; DROP TABLE kernels;"
+                          " UPDATE meta SET value = '1' WHERE key = 'schema_version'") != SQLITE_OK;
+}
+
+static void kernels(void) {
+    const char *path = tpath("kernels.db");
+    Db *db;
+    CHECK(db_open(&db, path) == 0);
+    int64_t run = begin_run(db, "unetlab profile --engine cupti"), model, plan;
+    CHECK(db_model_put(db, "sdxl-base", "c1", "w1", 10, &model) == 0);
+    CHECK(db_plan_put(db, model, "{}", "h1", 5, &plan) == 0);
+    DbKernel k[3];
+    make_kernels(k);
+    CHECK_MSG(db_kernels_put(db, run, model, 0, &KERNEL_KEY, k, 3) == 0, "%s", err_msg());
+    CHECK(db_kernels_put(db, run, model, plan, &KERNEL_KEY, k, 0) == 0);
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM kernels"), 3);
+    char *s = query_str(db, "SELECT repeat, seq, kind, name, module, grid_x, grid_y, grid_z, block_x, registers,"
+                            " smem_static, smem_dynamic, bytes, stream, start_ns, duration_ns, graph_node"
+                            " FROM kernels ORDER BY id", "csv");
+    CHECK_MSG(s && !strcmp(s, "repeat,seq,kind,name,module,grid_x,grid_y,grid_z,block_x,registers,smem_static,"
+                              "smem_dynamic,bytes,stream,start_ns,duration_ns,graph_node\n"
+                              "0,0,kernel,_Z6conv2dPKfPf,down_blocks.0.resnets.0,128,2,1,256,64,1024,49152,,7,0,15000,\n"
+                              "0,1,memcpy,memcpy DtoD,,,,,,,,,1048576,7,16000,2000,42\n"
+                              "1,0,memset,memset,mid_block,,,,,,,,4096,13,0,500,\n"), "kernels: %s", s);
+    free(s);
+    /* The key, the run, the model; plan 0 is NULL. */
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM kernels k JOIN runs r ON r.id = k.run_id JOIN models m ON m.id = k.model_id"
+                         " WHERE k.plan_id IS NULL AND k.batch = 1 AND k.height = 1024 AND k.width = 1024"
+                         " AND k.tokens = 77 AND k.dtype = 'f16' AND k.device = 'NVIDIA H100' AND k.engine = 'cupti'"
+                         " AND r.command_line = 'unetlab profile --engine cupti' AND m.config_hash = 'c1'"), 3);
+    char b[64];
+    qs(path, "SELECT created_at FROM kernels WHERE id = 1", b, sizeof b);
+    CHECK_MSG(strlen(b) == 24 && b[10] == 'T' && b[23] == 'Z', "created_at '%s'", b);
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'kernels_run'"), 1);
+    /* A batch with one bad row stores nothing. */
+    DbKernel bad[2] = {k[0], k[1]};
+    bad[1].kind = "launch";
+    CHECK_ERR(db_kernels_put(db, run, model, plan, &KERNEL_KEY, bad, 2), ERR_DB, "CHECK constraint failed");
+    bad[1].kind = "memcpy", bad[1].name = NULL;
+    CHECK_ERR(db_kernels_put(db, run, model, plan, &KERNEL_KEY, bad, 2), ERR_DB, "NOT NULL constraint failed");
+    CHECK_ERR(db_kernels_put(db, 999, model, plan, &KERNEL_KEY, k, 1), ERR_DB, "FOREIGN KEY constraint failed");
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM kernels"), 3);
+    db_close(db);
+
+    /* A version 1 DB is migrated on open, its rows kept; merging one unmigrated is refused. */
+    const char *v1 = tpath("v1.db");
+    CHECK(make_v1(v1) == 0);
+    CHECK(raw_exec(v1, "INSERT INTO calib_sets(hash, n_samples, created_at) VALUES('old', 2, 'then')") == SQLITE_OK);
+    CHECK_EQ_LL(q1(v1, "SELECT count(*) FROM sqlite_schema WHERE name = 'kernels'"), 0);
+    const char *v1b = tpath("v1b.db");
+    CHECK(make_v1(v1b) == 0);
+    CHECK_ERR(db_merge(tpath("v1out.db"), &v1b, 1), ERR_DB, "schema version 1 is older than this unetlab's 2");
+    CHECK(db_open(&db, v1) == 0);
+    CHECK_EQ_LL(q1(v1, "SELECT value FROM meta WHERE key = 'schema_version'"), DB_SCHEMA_VERSION);
+    CHECK_EQ_LL(q1(v1, "SELECT count(*) FROM sqlite_schema WHERE name IN ('kernels', 'kernels_run')"), 2);
+    CHECK_EQ_LL(q1(v1, "SELECT count(*) FROM calib_sets WHERE hash = 'old'"), 1);
+    run = begin_run(db, "after migration");
+    CHECK(db_kernels_put(db, run, 0, 0, &KERNEL_KEY, k, 3) == 0);
+    CHECK_EQ_LL(q1(v1, "SELECT count(*) FROM kernels WHERE model_id IS NULL"), 3);
+    db_close(db);
+    /* Migrated, it merges. */
+    CHECK_MSG(db_merge(tpath("v1out.db"), &v1, 1) == 0, "%s", err_msg());
+    CHECK_EQ_LL(q1(tpath("v1out.db"), "SELECT count(*) FROM kernels"), 3);
 }
 
 typedef struct {
@@ -548,7 +637,8 @@ static const char COUNTS_SQL[] =
     " (SELECT count(*) FROM modules) AS modules, (SELECT count(*) FROM plans) AS plans,"
     " (SELECT count(*) FROM candidates) AS candidates, (SELECT count(*) FROM calib_sets) AS calib,"
     " (SELECT count(*) FROM eval_jobs) AS jobs, (SELECT count(*) FROM eval_jobs WHERE status = 'done') AS done,"
-    " (SELECT count(*) FROM eval_results) AS results, (SELECT count(*) FROM latency) AS latency";
+    " (SELECT count(*) FROM eval_results) AS results, (SELECT count(*) FROM latency) AS latency,"
+    " (SELECT count(*) FROM kernels) AS kernels";
 
 static void merge(void) {
     const char *full = tpath("full.db"), *s1 = tpath("s1.db"), *s2 = tpath("s2.db"), *out = tpath("merged.db");
@@ -559,10 +649,19 @@ static void merge(void) {
     CHECK(raw_exec(s1, "INSERT INTO latency(run_id, module, batch, height, width, dtype, device, engine, ms, created_at)"
                        " VALUES(1, 'mid_block', 1, 1024, 1024, 'f16', 'H100', 'cupti', 1.5, '2024-01-01T00:00:00.000Z')")
           == SQLITE_OK);
-    /* The output already holds one of the jobs, pending. */
+    /* Kernel rows in the shard whose ids are shifted (its model and plans came second). */
     Db *db;
     int64_t model, plan, calib, job;
     int done;
+    DbKernel k[3];
+    make_kernels(k);
+    CHECK(db_open(&db, s2) == 0);
+    CHECK(db_model_put(db, "sdxl-base", "cfg-hash", "weights-hash", 0, &model) == 0);
+    CHECK(db_plan_put(db, model, "{}", "plan-base", 2567, &plan) == 0);
+    CHECK(model == 2);
+    CHECK(db_kernels_put(db, r2, model, plan, &KERNEL_KEY, k, 3) == 0);
+    db_close(db);
+    /* The output already holds one of the jobs, pending. */
     CHECK(db_open(&db, out) == 0);
     CHECK(db_model_put(db, "sdxl-base", "cfg-hash", "weights-hash", 0, &model) == 0);
     CHECK(db_calib_put(db, "calib-hash", 4, NULL, &calib) == 0);
@@ -579,8 +678,13 @@ static void merge(void) {
     CHECK_MSG(want && got && !strcmp(want, got), "merged results differ:\n%s\nvs one run:\n%s", got, want);
     CHECK(db_job_ensure(dout, model, plan, calib, 1, &job, &done) == 0 && done);
     char *counts = query_str(dout, COUNTS_SQL, "csv");
-    CHECK_MSG(counts && !strcmp(counts, "runs,models,modules,plans,candidates,calib,jobs,done,results,latency\n"
-                                        "2,2,2,10,1,1,8,8,24,1\n"), "counts: %s", counts);
+    CHECK_MSG(counts && !strcmp(counts, "runs,models,modules,plans,candidates,calib,jobs,done,results,latency,kernels\n"
+                                        "2,2,2,10,1,1,8,8,24,1,3\n"), "counts: %s", counts);
+    /* Kernel rows point at the merged run, model and plan. */
+    CHECK_EQ_LL(q1(out, "SELECT count(*) FROM kernels k JOIN runs r ON r.id = k.run_id JOIN models m ON m.id = k.model_id"
+                        " JOIN plans p ON p.id = k.plan_id WHERE r.command_line LIKE '%s2.db' AND m.config_hash = 'cfg-hash'"
+                        " AND p.plan_hash = 'plan-base' AND p.model_id = m.id"), 3);
+    CHECK_EQ_LL(q1(out, "SELECT sum(duration_ns) FROM kernels"), 17500);
     /* Merging again, or an input twice, adds nothing. */
     const char *again[3] = {s1, s2, s1};
     CHECK_MSG(db_merge(out, again, 3) == 0, "%s", err_msg());
@@ -664,6 +768,7 @@ int main(void) {
     fflush(stdout);
     sigkill();
     merge();
+    kernels();
     query();
     nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     TEST_MAIN_END("test_db");
