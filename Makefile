@@ -43,7 +43,7 @@ ifeq ($(CUDA),1)
           -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/extras/CUPTI/lib64
   LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/extras/CUPTI/lib64 -lcudnn -lcublasLt -lcupti -lcudart_static \
             -ldl -lpthread -lrt -lstdc++ $(RPATH)
-  NVFLAGS = -O3 -g -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+  NVFLAGS = -O3 -g -std=c++17 -DUNETLAB_CUDA=1 -Xcompiler -fopenmp -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
             -Xcompiler -Wall,-Wextra -Icore -Ikernels/cuda -Ikernels/cudnn -Ikernels/cublas -Ikernels/cpu -Imodel -Iprofile
   CUOBJ = $(patsubst %.cu,$(BUILD)/%.o,$(CUSRC))
   SHIPPED = $(BUILD)/libcjson.so.1 $(BUILD)/libgomp.so.1

@@ -17,14 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef UNETLAB_CUDA_ENGINE
+#ifdef UNETLAB_CUDA
 #include "backend_cuda.h"
 #include <cuda_runtime_api.h>
 #include "cuda_check.h"
 #endif
 
 static const char USAGE[] =
-    "usage: unetlab bench --model M [--plan P] [--drop NAME,...] [--batch B --height H --width W --tokens L]\n"
+    "usage: unetlab bench --model M [--plan P] [--drop NAME,...] [--batch B[,B...] --height H --width W --tokens L]\n"
     "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph] [--device auto|cuda|cpu]\n"
     "                     [--seed S] [--format text|json|csv]\n"
     "\n"
@@ -35,7 +35,9 @@ static const char USAGE[] =
     "or auto when one answers) each forward is timed with CUDA events in the chosen\n"
     "--dtype (default fp16; fp32 runs without TF32); --graph captures one forward into\n"
     "a CUDA graph and times its replays. Without a GPU the CPU forward (float32) is\n"
-    "timed with the wall clock and labelled engine 'cpu'.\n";
+    "timed with the wall clock and labelled engine 'cpu'. --batch 1,2 measures each\n"
+    "batch size in turn on one upload of the weights. --format json prints an array\n"
+    "with one object per batch size.\n";
 
 typedef struct {
     const char *engine;       /* "cuda-events" or "cpu" */
@@ -62,16 +64,14 @@ static int bench_cpu(const Arch *a, const Weights *w, const UnetInputs *in, int 
     return 0;
 }
 
-#ifdef UNETLAB_CUDA_ENGINE
-static int bench_cuda(const Arch *a, const Weights *w, const ModuleTree *tt, const UnetInputs *in, DType dt,
-                      int warmup, int graph, BenchResult *r) {
-    CudaEngine *e;
-    int rc = cuda_engine_new(&e, w, tt, dt);
-    if (rc) return rc;
+#ifdef UNETLAB_CUDA
+static int bench_cuda(CudaEngine *e, const Arch *a, const UnetInputs *in, int warmup, int graph, BenchResult *r) {
+    int rc = 0;
     Backend *be = cuda_engine_backend(e);
     cudaStream_t s = cuda_engine_stream(e);
     snprintf(r->device, sizeof r->device, "%s", cuda_engine_describe(e));
     r->engine = "cuda-events";
+    cuda_engine_reset_peak(e);
     for (int i = 0; i < warmup && !rc; i++) rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
     cudaGraph_t g = NULL;
     cudaGraphExec_t ge = NULL;
@@ -111,10 +111,25 @@ static int bench_cuda(const Arch *a, const Weights *w, const ModuleTree *tt, con
     CUDA_CHECK(cudaEventDestroy(ev[1]));
     if (ge) CUDA_CHECK(cudaGraphExecDestroy(ge));
     if (g) CUDA_CHECK(cudaGraphDestroy(g));
-    cuda_engine_free(e);
     return rc;
 }
 #endif
+
+/* "1,2,4" -> batches; ERR_USAGE naming the bad one. */
+static int parse_batches(const char *list, int *b, int max, int *n) {
+    *n = 0;
+    if (!list) { b[(*n)++] = 1; return 0; }
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        long v;
+        if (*n == max) rc = err_set(ERR_USAGE, "option '--batch': more than %d sizes", max);
+        else if (!(rc = cli_int("--batch", tok, 1, 1 << 16, &v))) b[(*n)++] = (int)v;
+    }
+    free(copy);
+    if (!rc && !*n) rc = err_set(ERR_USAGE, "option '--batch': no size given");
+    return rc;
+}
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *drop = NULL, *batch = NULL, *height = NULL, *width = NULL,
@@ -131,43 +146,61 @@ int cmd_bench(int argc, char **argv) {
     long warmup, repeats, seed;
     Format fmt;
     DType dt;
-    int use_cuda;
+    int use_cuda, batches[16], nb;
     if ((rc = cli_int("--warmup", warmup_s, 0, 100000, &warmup)) || (rc = cli_int("--repeats", repeats_s, 1, 100000, &repeats)) ||
-        (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) || (rc = cli_format(fmt_s, &fmt, 1)))
+        (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) || (rc = cli_format(fmt_s, &fmt, 1)) ||
+        (rc = parse_batches(batch, batches, 16, &nb)))
         return rc;
-    if (dtype_parse(dtype_s, &dt)) return err_set(ERR_USAGE, "option '--dtype': '%s' is not one of fp16, bf16, fp32", dtype_s);
+    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
     if ((rc = cli_device("bench", device, &use_cuda))) return rc;
+#ifndef UNETLAB_CUDA
+    use_cuda = 0;
+#endif
     if (!use_cuda && graph) return err_set(ERR_USAGE, "bench: --graph needs a GPU (CUDA graphs); this run is on the CPU");
 
     ModelSource m;
     Weights w = {0};
-    UnetInputs in = {0};
-    ModuleTree tt = {0}, st = {0};
+    ModuleTree tt = {0};
     Plan plan;
     Arch student;
-    BenchResult r = {.repeats = (int)repeats};
-    r.ms = xcalloc((size_t)repeats, sizeof(double));
+    Shape s;
+    cJSON *all = cJSON_CreateArray();
+#ifdef UNETLAB_CUDA
+    CudaEngine *e = NULL;
+#endif
     if ((rc = model_resolve(&m, model))) goto done;
     rc = cli_student(&m.arch, plan_path, drop, &plan, &student);
     plan_free(&plan);
     if (rc) goto done;
-    Shape s;
-    if ((rc = cli_shape(&m.arch, batch, height, width, tokens, &s))) goto done;
-    calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
-    if ((rc = unet_check_inputs(&m.arch, &in))) { err_wrap(rc, "bench: "); goto done; }
+    if ((rc = cli_shape(&m.arch, NULL, height, width, tokens, &s))) goto done;
     unet_tree_build(&tt, &m.arch, &s);
-    unet_tree_build(&st, &student, &s);
     fprintf(stderr, "bench: loading %s (%s weights)\n", model, m.dir ? "checkpoint" : "seeded random");
     if ((rc = weights_load(&w, &m, &tt, (uint64_t)seed))) goto done;
-#ifdef UNETLAB_CUDA_ENGINE
-    if (use_cuda) rc = bench_cuda(&student, &w, &tt, &in, dt, (int)warmup, graph != NULL, &r);
-    else
+#ifdef UNETLAB_CUDA
+    if (use_cuda && (rc = cuda_engine_new(&e, &w, &tt, dt))) goto done;
 #endif
-        rc = bench_cpu(&student, &w, &in, (int)warmup, &r);
-    if (rc) goto done;
-    prof_stats(&(ProfEntry){.ms = r.ms}, r.repeats, &r.med, &r.p10, &r.p90);
-    {
+    if (fmt == FORMAT_CSV)
+        printf("model,student,params,macs,batch,height,width,dtype,mode,engine,repeats,ms_median,ms_p10,ms_p90,tflops,"
+               "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes\n");
+    for (int bi = 0; bi < nb && !rc; bi++) {
+        s.batch = batches[bi];
+        UnetInputs in;
+        calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
+        if ((rc = unet_check_inputs(&m.arch, &in))) { err_wrap(rc, "bench: "); unet_inputs_free(&in); break; }
+        BenchResult r = {.repeats = (int)repeats};
+        r.ms = xcalloc((size_t)repeats, sizeof(double));
+#ifdef UNETLAB_CUDA
+        if (use_cuda) rc = bench_cuda(e, &student, &in, (int)warmup, graph != NULL, &r);
+        else
+#endif
+            rc = bench_cpu(&student, &w, &in, (int)warmup, &r);
+        unet_inputs_free(&in);
+        if (rc) { free(r.ms); break; }
+        prof_stats(&(ProfEntry){.ms = r.ms}, r.repeats, &r.med, &r.p10, &r.p90);
+        ModuleTree st;
+        unet_tree_build(&st, &student, &s);
         int64_t macs = st.m[0].macs, params = st.m[0].params;
+        unet_tree_free(&st);
         double tflops = 2.0 * (double)macs / (r.med * 1e-3) / 1e12;
         const char *dts = use_cuda ? dtype_name(dt) : "fp32";
         const char *mode = use_cuda ? (graph ? "graph" : "eager") : "cpu";
@@ -201,14 +234,9 @@ int cmd_bench(int argc, char **argv) {
                 cJSON_AddNumberToObject(mm, "workspace", r.mem_workspace);
                 cJSON_AddNumberToObject(mm, "device_used", r.mem_device_used);
             }
-            char *txt = cJSON_Print(o);
-            printf("%s\n", txt);
-            free(txt);
-            cJSON_Delete(o);
+            cJSON_AddItemToArray(all, o);
         } else if (fmt == FORMAT_CSV) {
-            printf("model,student,params,macs,batch,height,width,dtype,mode,engine,repeats,ms_median,ms_p10,ms_p90,tflops,"
-                   "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes\n");
-            printf("%s,%d,%lld,%lld,%d,%d,%d,%s,%s,%s,%d,%.4f,%.4f,%.4f,%.2f,", model, plan_path || drop,
+            printf("%s,%d,%lld,%lld,%d,%d,%d,%s,%s,%s,%d,%.4f,%.4f,%.4f,%.4g,", model, plan_path || drop,
                    (long long)params, (long long)macs, s.batch, s.height * 8, s.width * 8, dts, mode, r.engine,
                    r.repeats, r.med, r.p10, r.p90, tflops);
             if (r.have_mem) printf("%.0f,%.0f,%.0f,%.0f\n", r.mem_weights, r.mem_arena_peak, r.mem_workspace, r.mem_device_used);
@@ -218,21 +246,29 @@ int cmd_bench(int argc, char **argv) {
                    plan_path || drop ? " (student)" : "", num_commas(params, pb, sizeof pb),
                    num_commas(macs, mb, sizeof mb), s.batch, s.height * 8, s.width * 8, dts, mode);
             printf("device: %s (engine %s)\n", r.device, r.engine);
-            printf("forward: median %.3f ms, p10 %.3f, p90 %.3f over %d repeats after %ld warm-ups; %.1f TFLOP/s\n",
+            printf("forward: median %.3f ms, p10 %.3f, p90 %.3f over %d repeats after %ld warm-ups; %.4g TFLOP/s\n",
                    r.med, r.p10, r.p90, r.repeats, warmup, tflops);
             if (r.have_mem)
                 printf("memory: weights %.2f GiB + activations peak %.2f GiB (arena holds %.2f) + workspace %.2f GiB;"
                        " device in use %.2f GiB (cudaMemGetInfo, context included)\n",
                        r.mem_weights / 1073741824.0, r.mem_arena_peak / 1073741824.0, r.mem_arena / 1073741824.0,
                        r.mem_workspace / 1073741824.0, r.mem_device_used / 1073741824.0);
+            if (bi + 1 < nb) printf("\n");
         }
+        free(r.ms);
+    }
+    if (!rc && fmt == FORMAT_JSON) {
+        char *txt = cJSON_Print(all);
+        printf("%s\n", txt);
+        free(txt);
     }
 done:
-    free(r.ms);
+#ifdef UNETLAB_CUDA
+    cuda_engine_free(e);
+#endif
+    cJSON_Delete(all);
     weights_free(&w);
-    unet_inputs_free(&in);
     unet_tree_free(&tt);
-    unet_tree_free(&st);
     model_source_free(&m);
     return rc;
 }

@@ -4,6 +4,8 @@
 #ifndef UNETLAB_CLI_H
 #define UNETLAB_CLI_H
 #include "db.h"
+#include "device.h"
+#include "dtype.h"
 #include "plan.h"
 #include "unet.h"
 #include <stdint.h>
@@ -23,6 +25,8 @@ typedef struct {
 int cli_parse(int argc, char **argv, const Opt *opts, const char *usage);
 int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_format(const char *s, Format *f, int allow_csv);
+/* --dtype fp16|bf16|fp32; ERR_USAGE naming the value otherwise. */
+int cli_dtype(const char *s, DType *dt);
 /* --device auto|cpu|cuda of command cmd: *use_cuda 1 for the GPU. auto takes
  * the GPU when this build has CUDA and a device answers, else the CPU with one
  * line on stderr saying why; cuda without a usable GPU is ERR_RUNTIME naming why. */
@@ -41,6 +45,7 @@ typedef struct {
     Provenance p;
     char *cmdline;
     char device[256], gpu[320];
+    DeviceVersions v;
 } CliProvenance;
 void prov_fill(CliProvenance *p, int argc, char **argv, long seed);
 void prov_free(CliProvenance *p);

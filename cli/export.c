@@ -49,11 +49,8 @@ int cmd_export(int argc, char **argv) {
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !out || (!plan_path && !drop)) return err_set(ERR_USAGE, "export: --model, --plan (or --drop) and --out are required (see unetlab export --help)");
-    Dtype dt;
-    if (!strcmp(dtype_s, "fp16")) dt = DTYPE_F16;
-    else if (!strcmp(dtype_s, "bf16")) dt = DTYPE_BF16;
-    else if (!strcmp(dtype_s, "fp32")) dt = DTYPE_F32;
-    else return err_set(ERR_USAGE, "option '--dtype': '%s' is not one of fp16, bf16, fp32", dtype_s);
+    DType dt;
+    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
     long seed;
     if ((rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed))) return rc;
 

@@ -1,6 +1,6 @@
-/* unetlab forward: one CPU forward of a teacher or a student on the inputs of
- * an io.safetensors file; writes the output and, with --features, every
- * feature point. */
+/* unetlab forward: one forward of a teacher or a student on the inputs of an
+ * io.safetensors file, on the CPU (float32) or the GPU (--dtype); writes the
+ * output and, with --features, every feature point (float32, NCHW). */
 #include "cli.h"
 #include "device.h"
 #include "err.h"
@@ -8,6 +8,11 @@
 #include "forward.h"
 #include "plan.h"
 #include "safetensors.h"
+#include "backend.h"
+#include "dtype.h"
+#ifdef UNETLAB_CUDA
+#include "backend_cuda.h"
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +20,8 @@
 
 static const char USAGE[] =
     "usage: unetlab forward --model M --inputs IN.safetensors --out OUT.safetensors\n"
-    "                       [--features] [--plan P] [--drop NAME,...] [--seed S] [--device auto|cpu]\n"
+    "                       [--features] [--plan P] [--drop NAME,...] [--seed S]\n"
+    "                       [--device auto|cpu|cuda] [--dtype fp16|bf16|fp32]\n"
     "\n"
     "  --model M     preset, config.json, diffusers UNet directory or pipeline root\n"
     "  --inputs IN   input.sample [B,4,H,W], input.timestep [B], input.encoder_hidden_states\n"
@@ -27,7 +33,8 @@ static const char USAGE[] =
     "  --drop NAMES  run a student: the teacher without these transformer layers; its\n"
     "                features carry the names of the teacher modules they were copied from\n"
     "  --seed S      seed of the random weights of presets and bare configs (default 0)\n"
-    "  --device D    auto (default) or cpu; this build's forward runs on the CPU, in float32\n";
+    "  --device D    auto (default: the GPU when one answers, else the CPU), cpu or cuda\n"
+    "  --dtype T     on the GPU: fp16 (default), bf16 or fp32 (no TF32); the CPU runs float32\n";
 
 static double now(void) {
     struct timespec ts;
@@ -37,22 +44,23 @@ static double now(void) {
 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *features = NULL, *drop = NULL, *seed_s = "0",
-               *device = "auto", *plan_path = NULL;
+               *device = "auto", *plan_path = NULL, *dtype_s = "fp16";
     const Opt opts[] = {{"--model", 1, &model}, {"--inputs", 1, &inputs}, {"--out", 1, &out},
                         {"--features", 0, &features}, {"--drop", 1, &drop}, {"--seed", 1, &seed_s},
-                        {"--device", 1, &device}, {"--plan", 1, &plan_path}, {NULL, 0, NULL}};
+                        {"--device", 1, &device}, {"--plan", 1, &plan_path}, {"--dtype", 1, &dtype_s},
+                        {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !inputs || !out) return err_set(ERR_USAGE, "forward: --model, --inputs and --out are required (see unetlab forward --help)");
     long seed;
     if ((rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed))) return rc;
-    if (strcmp(device, "auto") && strcmp(device, "cpu"))
-        return err_set(ERR_USAGE, "option '--device': '%s' is not one of auto, cpu (this build's forward runs on the CPU)", device);
-    if (!strcmp(device, "auto") && device_cuda_built()) {
-        char desc[256];
-        if (device_probe(desc, sizeof desc) == 0) fprintf(stderr, "unetlab: %s; running on the CPU\n", desc);
-        else fprintf(stderr, "unetlab: GPU %s found; this build's forward runs on the CPU\n", desc);
-    }
+    DType dt;
+    int use_cuda;
+    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
+    if ((rc = cli_device("forward", device, &use_cuda))) return rc;
+#ifndef UNETLAB_CUDA
+    use_cuda = 0;
+#endif
 
     ModelSource m;
     Weights w = {0};
@@ -72,12 +80,27 @@ int cmd_forward(int argc, char **argv) {
     unet_tree_build(&teacher, &m.arch, &s);
     double t0 = now();
     if ((rc = weights_load(&w, &m, &teacher, (uint64_t)seed))) goto done;
-    double t1 = now();
-    rc = unet_forward(&student, &w, &in, &y, features ? features_keep : NULL, &feats);
-    double t2 = now();
+    double t1 = now(), t2;
+    char where[600] = "the CPU, float32";
+#ifdef UNETLAB_CUDA
+    if (use_cuda) {
+        CudaEngine *e;
+        if ((rc = cuda_engine_new(&e, &w, &teacher, dt))) goto done;
+        snprintf(where, sizeof where, "%s, %s", cuda_engine_describe(e), dtype_name(dt));
+        t1 = now();
+        rc = unet_forward_be(cuda_engine_backend(e), &student, &in, NULL, &y, features ? features_keep : NULL, &feats,
+                             NULL, NULL);
+        t2 = now();
+        cuda_engine_free(e);
+    } else
+#endif
+    {
+        rc = unet_forward(&student, &w, &in, &y, features ? features_keep : NULL, &feats);
+        t2 = now();
+    }
     if (rc) goto done;
-    fprintf(stderr, "unetlab: forward of %s%s on the CPU: batch %lld, latent %lldx%lld; weights %.2f s (%s), forward %.3f s\n",
-            model, drop || plan_path ? " (student)" : "", (long long)in.sample.shape[0], (long long)in.sample.shape[2],
+    fprintf(stderr, "unetlab: forward of %s%s on %s: batch %lld, latent %lldx%lld; weights %.2f s (%s), forward %.3f s\n",
+            model, drop || plan_path ? " (student)" : "", where, (long long)in.sample.shape[0], (long long)in.sample.shape[2],
             (long long)in.sample.shape[3], t1 - t0, w.origin, t2 - t1);
     StOut *all = xcalloc((size_t)(feats.n + 1), sizeof *all);
     for (int i = 0; i <= feats.n; i++) { /* the output, then each feature by module path */

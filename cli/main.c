@@ -112,6 +112,11 @@ int cli_format(const char *s, Format *f, int allow_csv) {
     return 0;
 }
 
+int cli_dtype(const char *s, DType *dt) {
+    if (dtype_parse(s, dt)) return err_set(ERR_USAGE, "option '--dtype': '%s' is not one of fp16, bf16, fp32", s);
+    return 0;
+}
+
 int cli_device(const char *cmd, const char *s, int *use_cuda) {
     *use_cuda = 0;
     if (strcmp(s, "auto") && strcmp(s, "cpu") && strcmp(s, "cuda"))

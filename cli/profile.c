@@ -1,13 +1,19 @@
 /* unetlab profile: what each module costs, measured on this machine, with the
- * parts checked against the whole. This build times the CPU forward (wall
- * clock per module, engine 'cpu'); the CUPTI engine comes with the CUDA forward. */
+ * parts checked against the whole. On a GPU: CUPTI kernel records attributed
+ * to modules (engine 'cupti'), or CUDA events per module where CUPTI cannot
+ * trace ('cuda-events'); without one, the CPU forward's wall clock per module
+ * ('cpu'). The engine labels every number printed and stored. */
 #include "cli.h"
 #include "err.h"
 #include "eval.h"
 #include "hash.h"
 #include "prof.h"
 #include "weights.h"
+#include "dtype.h"
 #include <cjson/cJSON.h>
+#ifdef UNETLAB_CUDA
+#include "backend_cuda.h"
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +22,7 @@
 static const char USAGE[] =
     "usage: unetlab profile --model M [--plan P] [--drop NAME,...] [--db DB]\n"
     "                       [--batch B --height H --width W --tokens L] [--warmup W --repeats R]\n"
+    "                       [--device auto|cuda|cpu] [--dtype fp16|bf16|fp32] [--graph]\n"
     "                       [--depth D] [--seed S] [--format text|json|csv]\n"
     "       unetlab profile --compare M1,M2,... [size and repeat options] [--db DB]\n"
     "\n"
@@ -25,10 +32,19 @@ static const char USAGE[] =
     "forward, the forward end to end, the part the top-level modules account for (the\n"
     "gap is reported), and the tracing overhead (the same forwards untraced). With --plan,\n"
     "the student is profiled too and its latency is shown measured and predicted (the\n"
-    "teacher's minus the removed modules' times), with the prediction error. This build\n"
-    "measures the CPU forward: numbers are wall clock, labelled engine 'cpu' here and in\n"
-    "the DB, and never mixed with GPU numbers. --compare profiles several models in one\n"
-    "run, so their ratios come from one machine in one run.\n";
+    "teacher's minus the removed modules' times), with the prediction error. --compare\n"
+    "profiles several models in one run, so their ratios come from one machine in one run.\n"
+    "\n"
+    "Engines, named wherever a number is printed or stored, never mixed:\n"
+    "  cupti        on a GPU (--device cuda, or auto when one answers): every kernel,\n"
+    "               memcpy and memset traced with CUPTI and attributed to the module that\n"
+    "               launched it; a module's time is its kernels' time; the forward is timed\n"
+    "               with CUDA events; with --graph one captured CUDA graph is replayed\n"
+    "               (graph nodes mapped to modules at capture). --db stores every kernel.\n"
+    "  cuda-events  on a GPU where CUPTI cannot trace (e.g. no profiling permission):\n"
+    "               an event pair around each module of eager forwards.\n"
+    "  cpu          without a GPU, or --device cpu: wall clock of the float32 CPU forward.\n"
+    "--dtype (GPU only, default fp16) is the run dtype; fp32 runs without TF32.\n";
 
 typedef struct {
     const char *model;
@@ -43,6 +59,11 @@ typedef struct {
     Plan plan;
     int has_student;
     char weights_hash[17], config_hash[17];
+    int use_cuda, graph;      /* on the GPU: engine cupti or cuda-events */
+    DType dt;
+    const char *engine;       /* "cpu", "cupti", "cuda-events" */
+    char device[512];         /* what ran it */
+    ProfKernels kern;         /* cupti: every record, both models */
 } Job;
 
 /* The root's children, down_blocks.i and up_blocks.i: modules that together run the whole forward. */
@@ -84,7 +105,17 @@ static int run_job(Job *j) {
     const Arch *a[2] = {&j->m.arch, &j->student};
     for (int k = 0; k < n; k++) prof_init(&p[k], j->repeats);
     if (j->has_student) unet_tree_build(&j->st, &j->student, &j->s);
-    rc = prof_forward(a, n, &w, &in, j->warmup, j->repeats, p, plain);
+#ifdef UNETLAB_CUDA
+    if (j->use_cuda) {
+        CudaEngine *e;
+        if (!(rc = cuda_engine_new(&e, &w, &j->tt, j->dt))) {
+            snprintf(j->device, sizeof j->device, "%s", cuda_engine_describe(e));
+            rc = prof_forward_cuda(e, a, n, &in, j->warmup, j->repeats, j->graph, 1, p, plain, &j->kern, &j->engine);
+            cuda_engine_free(e);
+        }
+    } else
+#endif
+        rc = prof_forward(a, n, &w, &in, j->warmup, j->repeats, p, plain);
     j->pt = p[0];
     j->plain_t = plain[0];
     if (n > 1) { j->ps = p[1]; j->plain_s = plain[1]; }
@@ -96,6 +127,7 @@ static int run_job(Job *j) {
 static void job_free(Job *j) {
     prof_free(&j->pt);
     prof_free(&j->ps);
+    prof_kernels_free(&j->kern);
     unet_tree_free(&j->tt);
     unet_tree_free(&j->st);
     plan_free(&j->plan);
@@ -146,8 +178,8 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
         rc = db_modules_put(db, model_id, label, mods, t1.n_modules);
         free(mods);
         unet_tree_free(&t1);
-        DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens, "fp32", prov->device, "cpu",
-                            j->warmup, j->repeats};
+        DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens,
+                            j->use_cuda ? dtype_name(j->dt) : "fp32", j->device, j->engine, j->warmup, j->repeats};
         for (int who = 0; who < 1 + j->has_student && !rc; who++) {
             const Prof *p = who ? &j->ps : &j->pt;
             const ModuleTree *t = who ? &j->tt : &j->tt; /* rows carry teacher names: a student's modules are the teacher's */
@@ -162,6 +194,18 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
             char **samples;
             DbLatency *r = rows_of(p, t, &n, &samples);
             rc = db_latency_put(db, run, model_id, who ? plan_id : 0, &key, r, n);
+            int nk = 0;
+            DbKernel *kr = xcalloc((size_t)j->kern.n + 1, sizeof *kr);
+            for (int i = 0; i < j->kern.n; i++) {
+                const ProfKernel *k = &j->kern.k[i];
+                if (k->model != who) continue;
+                kr[nk++] = (DbKernel){k->repeat, k->seq, k->kind, k->name, k->module, {k->grid[0], k->grid[1], k->grid[2]},
+                                      {k->block[0], k->block[1], k->block[2]}, k->registers, k->smem_static,
+                                      k->smem_dynamic, (int64_t)k->bytes, (int64_t)k->stream, (int64_t)k->start_ns,
+                                      (int64_t)k->duration_ns, (int64_t)k->graph_node};
+            }
+            if (!rc && nk) rc = db_kernels_put(db, run, model_id, who ? plan_id : 0, &key, kr, nk);
+            free(kr);
             for (int i = 0; i < n; i++) free(samples[i]);
             free(samples);
             free(r);
@@ -172,17 +216,22 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
     return rc;
 }
 
-static void print_text(const Job *j, int maxdepth, const char *device) {
+static const char *engine_what(const char *engine) {
+    return !strcmp(engine, "cupti") ? "kernel time from CUPTI records" : !strcmp(engine, "cuda-events") ? "CUDA events per module" : "wall clock";
+}
+
+static void print_text(const Job *j, int maxdepth) {
     const Prof *p = j->has_student ? &j->ps : &j->pt;
     const ProfEntry *fw = prof_find(p, PROF_FORWARD);
     double fmed, f10, f90;
     prof_stats(fw, p->repeats, &fmed, &f10, &f90);
     char b[32];
-    printf("profile: %s%s on %s (engine cpu: wall clock), batch %d, %dx%d px, %d tokens, median of %d after %d warm-up\n\n",
-           j->model, j->has_student ? " (student)" : "", device, j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens,
-           j->repeats, j->warmup);
+    printf("profile: %s%s on %s (engine %s: %s; %s%s), batch %d, %dx%d px, %d tokens, median of %d after %d warm-up\n\n",
+           j->model, j->has_student ? " (student)" : "", j->device, j->engine, engine_what(j->engine),
+           j->use_cuda ? dtype_name(j->dt) : "fp32", j->use_cuda ? (j->graph ? ", CUDA graph" : ", eager") : "",
+           j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens, j->repeats, j->warmup);
     printf("%-62s %-24s %14s %9s %10s %10s %10s %6s %6s\n", "module", "kind", "params", "GMACs", "ms", "p10", "p90",
-           "calls", "share");
+           strcmp(j->engine, "cupti") ? "calls" : "kernels", "share");
     for (int i = 1; i < j->tt.n_modules; i++) {
         const ProfEntry *e = prof_find(p, j->tt.m[i].name);
         if (!e) continue;
@@ -201,7 +250,15 @@ static void print_text(const Job *j, int maxdepth, const char *device) {
     const ModuleTree *t = j->has_student ? &j->st : &j->tt;
     printf("\nforward: %.3f ms median (p10 %.3f, p90 %.3f); %s params, %.3f GMACs\n", fmed, f10, f90,
            cli_commas(t->m[0].params, b, sizeof b), (double)t->m[0].macs / 1e9);
-    printf("attributed to the top-level modules: %.3f ms; gap %.3f ms (%.2f%%)\n", att, fmed - att, 100 * (fmed - att) / fmed);
+    printf("attributed to the top-level modules: %.3f ms; gap %.3f ms (%.2f%%)%s\n", att, fmed - att, 100 * (fmed - att) / fmed,
+           !strcmp(j->engine, "cupti") ? " (forward: CUDA events; modules: kernel time)" : "");
+    const ProfEntry *busy = prof_find(p, PROF_BUSY);
+    if (busy) {
+        double bmed, b10, b90;
+        prof_stats(busy, p->repeats, &bmed, &b10, &b90);
+        printf("kernels busy: %.3f ms (%.1f%% of the forward); a module's time includes the idle gap before each of its"
+               " records\n", bmed, 100 * bmed / fmed);
+    }
     printf("tracing overhead: untraced %.3f ms, traced %.3f ms: %+.3f ms (%+.2f%%)\n", plain, fmed, fmed - plain,
            100 * (fmed - plain) / plain);
     if (j->has_student) {
@@ -218,8 +275,9 @@ static void print_text(const Job *j, int maxdepth, const char *device) {
 int cmd_profile(int argc, char **argv) {
     const char *model = NULL, *compare = NULL, *plan_path = NULL, *drop = NULL, *dbpath = NULL, *batch = NULL,
                *height = NULL, *width = NULL, *tokens = NULL, *warm_s = "1", *rep_s = "5", *depth_s = "2",
-               *seed_s = "0", *fmt = "text";
+               *seed_s = "0", *fmt = "text", *device = "auto", *dtype_s = "fp16", *graph = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--compare", 1, &compare}, {"--plan", 1, &plan_path},
+                        {"--device", 1, &device}, {"--dtype", 1, &dtype_s}, {"--graph", 0, &graph},
                         {"--drop", 1, &drop}, {"--db", 1, &dbpath}, {"--batch", 1, &batch}, {"--height", 1, &height},
                         {"--width", 1, &width}, {"--tokens", 1, &tokens}, {"--warmup", 1, &warm_s},
                         {"--repeats", 1, &rep_s}, {"--depth", 1, &depth_s}, {"--seed", 1, &seed_s},
@@ -234,6 +292,14 @@ int cmd_profile(int argc, char **argv) {
         (rc = cli_int("--depth", depth_s, 0, 100, &depth)) || (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) ||
         (rc = cli_format(fmt, &f, 1)))
         return rc;
+    DType dt;
+    int use_cuda;
+    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
+    if ((rc = cli_device("profile", device, &use_cuda))) return rc;
+#ifndef UNETLAB_CUDA
+    use_cuda = 0;
+#endif
+    if (!use_cuda && graph) return err_set(ERR_USAGE, "profile: --graph needs a GPU (CUDA graphs); this run is on the CPU");
     CliProvenance prov;
     prov_fill(&prov, argc, argv, seed);
     char *list = xstrdup(model ? model : compare), *save = NULL;
@@ -246,6 +312,11 @@ int cmd_profile(int argc, char **argv) {
         j->warmup = (int)warm;
         j->repeats = (int)rep;
         j->seed = seed;
+        j->use_cuda = use_cuda;
+        j->graph = graph != NULL;
+        j->dt = dt;
+        j->engine = "cpu";
+        snprintf(j->device, sizeof j->device, "%s", prov.device);
         plan_init(&j->plan);
         if ((rc = model_resolve(&j->m, tok))) break;
         if ((rc = cli_shape(&j->m.arch, batch, height, width, tokens, &j->s))) break;
@@ -270,8 +341,10 @@ int cmd_profile(int argc, char **argv) {
                 cJSON *e = cJSON_CreateObject(), *mods = cJSON_CreateArray();
                 cJSON_AddStringToObject(e, "model", j->model);
                 cJSON_AddBoolToObject(e, "student", j->has_student);
-                cJSON_AddStringToObject(e, "engine", "cpu");
-                cJSON_AddStringToObject(e, "device", prov.device);
+                cJSON_AddStringToObject(e, "engine", j->engine);
+                cJSON_AddStringToObject(e, "device", j->device);
+                cJSON_AddStringToObject(e, "dtype", j->use_cuda ? dtype_name(j->dt) : "fp32");
+                cJSON_AddBoolToObject(e, "graph", j->graph);
                 cJSON_AddNumberToObject(e, "batch", j->s.batch);
                 cJSON_AddNumberToObject(e, "height", j->s.height * 8);
                 cJSON_AddNumberToObject(e, "width", j->s.width * 8);
@@ -289,6 +362,12 @@ int cmd_profile(int argc, char **argv) {
                         cJSON_AddNumberToObject(e, "forward_ms_p10", r[i].ms_p10);
                         cJSON_AddNumberToObject(e, "forward_ms_p90", r[i].ms_p90);
                         cJSON_AddNumberToObject(e, "attributed_ms", att);
+                        const ProfEntry *busy = prof_find(p, PROF_BUSY);
+                        if (busy) {
+                            double bmed, b10, b90;
+                            prof_stats(busy, p->repeats, &bmed, &b10, &b90);
+                            cJSON_AddNumberToObject(e, "kernels_busy_ms", bmed);
+                        }
                         cJSON_AddNumberToObject(e, "gap_ms", r[i].ms - att);
                         double plain = j->has_student ? j->plain_s : j->plain_t;
                         cJSON_AddNumberToObject(e, "untraced_ms", plain);
@@ -296,9 +375,9 @@ int cmd_profile(int argc, char **argv) {
                         continue;
                     }
                     if (f == FORMAT_CSV)
-                        printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,cpu\n", j->model, j->has_student, r[i].module,
+                        printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,%s\n", j->model, j->has_student, r[i].module,
                                r[i].kind, (long long)params, (long long)macs, r[i].ms, r[i].ms_p10, r[i].ms_p90,
-                               (long long)r[i].calls, r[i].share);
+                               (long long)r[i].calls, r[i].share, j->engine);
                     cJSON *m = cJSON_CreateObject();
                     cJSON_AddStringToObject(m, "name", r[i].module);
                     cJSON_AddStringToObject(m, "kind", r[i].kind);
@@ -331,8 +410,9 @@ int cmd_profile(int argc, char **argv) {
             cJSON_Delete(o);
         } else if (compare) {
             char b[32];
-            printf("%-20s %16s %12s %12s %10s %10s  (engine cpu, %s; batch %d, one run)\n", "model", "params", "GMACs", "ms", "p10",
-                   "p90", prov.device, jobs[0].s.batch);
+            printf("%-20s %16s %12s %12s %10s %10s  (engine %s, %s; batch %d, %s, one run)\n", "model", "params", "GMACs", "ms",
+                   "p10", "p90", jobs[0].engine, jobs[0].device, jobs[0].s.batch,
+                   jobs[0].use_cuda ? dtype_name(jobs[0].dt) : "fp32");
             double base = 0;
             for (int k = 0; k < nj; k++) {
                 double med, p10, p90;
@@ -343,7 +423,7 @@ int cmd_profile(int argc, char **argv) {
                        med / base, jobs[0].model);
             }
         } else {
-            print_text(&jobs[0], (int)depth, prov.device);
+            print_text(&jobs[0], (int)depth);
         }
     }
     for (int k = 0; k < nj; k++) job_free(&jobs[k]);

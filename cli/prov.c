@@ -3,6 +3,9 @@
 #include "cli.h"
 #include "device.h"
 #include "err.h"
+#ifdef UNETLAB_CUDA
+#include "cupti.h"
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +55,21 @@ void prov_fill(CliProvenance *p, int argc, char **argv, long seed) {
         if (device_probe(desc, sizeof desc) > 0) snprintf(p->gpu, sizeof p->gpu, "%s", desc);
         else snprintf(p->gpu, sizeof p->gpu, "none: %s", desc);
     } else snprintf(p->gpu, sizeof p->gpu, "none: CPU-only build");
+    device_versions(&p->v);
+    if (p->v.driver[0]) { /* "NVIDIA H100 ... (sm_90, ...); driver CUDA 13.0; peak sm 1980 MHz, memory 2619 MHz" */
+        size_t n = strlen(p->gpu);
+        snprintf(p->gpu + n, sizeof p->gpu - n, "; driver %s%s%s", p->v.driver, p->v.clocks[0] ? "; " : "", p->v.clocks);
+    }
     p->p.command_line = p->cmdline;
     p->p.git_commit = UNETLAB_GIT;
     p->p.build_flags = UNETLAB_BUILD_FLAGS;
     p->p.device = p->device;
     p->p.driver_version = p->gpu;
-    p->p.cuda_version = device_cuda_built() ? "linked (runtime static)" : NULL;
+    p->p.cuda_version = p->v.runtime[0] ? p->v.runtime : NULL;
+    p->p.cudnn_version = p->v.cudnn[0] ? p->v.cudnn : NULL;
+#ifdef UNETLAB_CUDA
+    p->p.cupti_version = cupti_version();
+#endif
     p->p.seed = seed;
 }
 

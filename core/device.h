@@ -10,4 +10,12 @@ int device_probe(char *desc, int desc_size);
 /* Whether this binary was built with CUDA. */
 int device_cuda_built(void);
 
+/* What a GPU run's numbers depend on, for the store's provenance: driver and
+ * runtime versions, device 0's peak clocks, the cuDNN loaded. Fields are ""
+ * where unknown (no GPU, CPU-only build). */
+typedef struct {
+    char driver[32], runtime[32], clocks[96], cudnn[32];
+} DeviceVersions;
+void device_versions(DeviceVersions *v);
+
 #endif

@@ -43,16 +43,7 @@ static int st_fail(int code, const char *label, const char *fmt, ...) {
 
 /* ---- dtypes ------------------------------------------------------------- */
 
-size_t dtype_size(Dtype d) {
-    switch (d) {
-    case DTYPE_F32: return 4;
-    case DTYPE_F16: return 2;
-    case DTYPE_BF16: return 2;
-    }
-    return 0;
-}
-
-const char *dtype_name(Dtype d) {
+const char *st_dtype_name(DType d) {
     switch (d) {
     case DTYPE_F32: return "F32";
     case DTYPE_F16: return "F16";
@@ -62,7 +53,7 @@ const char *dtype_name(Dtype d) {
 }
 
 /* 0 and *d set for a supported dtype, 1 for a known unsupported one, -1 unknown. */
-static int dtype_parse(const char *s, Dtype *d) {
+static int st_dtype_parse(const char *s, DType *d) {
     static const char *const unsupported[] = {
         "F64", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL",
         "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64",
@@ -118,7 +109,7 @@ static int parse_entry(StTensor *t, const cJSON *j, const unsigned char *data_be
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(j, "dtype");
     if (!cJSON_IsString(jd) || !jd->valuestring)
         return st_fail(errcode, label, "tensor '%s': missing or non-string \"dtype\"", name);
-    int k = dtype_parse(jd->valuestring, &t->dtype);
+    int k = st_dtype_parse(jd->valuestring, &t->dtype);
     if (k > 0)
         return st_fail(errcode, label, "tensor '%s': unsupported dtype '%.40s' (F32, F16, BF16 are)",
                        name, jd->valuestring);
@@ -171,7 +162,7 @@ static int parse_entry(StTensor *t, const cJSON *j, const unsigned char *data_be
         char sb[200];
         return st_fail(errcode, label,
                        "tensor '%s': shape %s dtype %s needs %zu bytes but data_offsets give %" PRId64,
-                       name, shape_str(t, sb, sizeof sb), dtype_name(t->dtype), t->nbytes, e - b);
+                       name, shape_str(t, sb, sizeof sb), st_dtype_name(t->dtype), t->nbytes, e - b);
     }
     t->data = data_begin + b;
     return 0;
@@ -445,7 +436,7 @@ static char *build_header(const char *path, const StOut *t, int n, size_t *total
             return NULL;
         }
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "dtype", dtype_name(t[i].dtype));
+        cJSON_AddStringToObject(e, "dtype", st_dtype_name(t[i].dtype));
         cJSON *shape = cJSON_CreateArray();
         for (int d = 0; d < t[i].ndim; d++) cJSON_AddItemToArray(shape, json_int(t[i].shape[d]));
         cJSON_AddItemToObject(e, "shape", shape);

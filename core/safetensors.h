@@ -4,16 +4,15 @@
  * test) and fuzzed by tests/fuzz_safetensors.c. */
 #ifndef UNETLAB_SAFETENSORS_H
 #define UNETLAB_SAFETENSORS_H
+#include "dtype.h"
 #include <stddef.h>
 #include <stdint.h>
-
-typedef enum { DTYPE_F32 = 0, DTYPE_F16, DTYPE_BF16 } Dtype;
 
 #define ST_MAX_DIMS 8
 
 typedef struct {
     char *name;
-    Dtype dtype;
+    DType dtype;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
@@ -37,8 +36,8 @@ int st_parse(SafeTensors *st, const void *buf, size_t size, const char *label, i
 void st_close(SafeTensors *st);
 
 const StTensor *st_find(const SafeTensors *st, const char *name);
-size_t dtype_size(Dtype d);
-const char *dtype_name(Dtype d);
+/* The dtype's name in safetensors headers: "F32", "F16", "BF16". */
+const char *st_dtype_name(DType d);
 /* Converts t's elements to float32 into out[t->numel]. */
 void st_to_f32(const StTensor *t, float *out);
 
@@ -49,7 +48,7 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     const float *data;
-    Dtype dtype;
+    DType dtype;
 } StOut;
 
 /* Writes n tensors to path (via a temporary file and rename, so a

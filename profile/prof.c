@@ -56,6 +56,11 @@ void prof_add(Prof *p, const char *name, double ms) {
     e->calls++;
 }
 
+void prof_set_calls(Prof *p, const char *name, int64_t calls) {
+    int s = find_slot(p, name);
+    if (p->n && p->slot[s] >= 0) p->e[p->slot[s]].calls = calls;
+}
+
 const ProfEntry *prof_find(const Prof *p, const char *name) {
     if (!p->n) return NULL;
     int s = find_slot(p, name);
@@ -135,4 +140,13 @@ int prof_forward(const Arch *const *a, int n, const Weights *w, const UnetInputs
     for (int k = 0; k < n; k++) plain_ms[k] = prof_quantile(plain + k * repeats, repeats, 0.5);
     free(plain);
     return rc;
+}
+
+void prof_kernels_free(ProfKernels *k) {
+    for (int i = 0; i < k->n; i++) {
+        free(k->k[i].name);
+        free(k->k[i].module);
+    }
+    free(k->k);
+    memset(k, 0, sizeof *k);
 }

@@ -31,6 +31,8 @@ void prof_free(Prof *p);
 double prof_now(void);                       /* milliseconds, monotonic */
 void prof_add(Prof *p, const char *name, double ms);
 const ProfEntry *prof_find(const Prof *p, const char *name);
+/* Sets an entry's count (the GPU engines count kernels, not calls). */
+void prof_set_calls(Prof *p, const char *name, int64_t calls);
 /* Median, p10 and p90 of an entry's samples. */
 void prof_stats(const ProfEntry *e, int repeats, double *median, double *p10, double *p90);
 /* Quantile q of n samples (sorted copy, linear interpolation). */
@@ -38,6 +40,8 @@ double prof_quantile(const double *x, int n, double q);
 
 /* The name the whole forward is recorded under. */
 #define PROF_FORWARD "(forward)"
+/* cupti engine: the traced records' own durations summed (the GPU busy time). */
+#define PROF_BUSY "(kernels busy)"
 
 /* Predicted forward time (median over repeats) of a student whose removed
  * teacher modules are marked in removed[] (unet_removed over the teacher's
@@ -52,5 +56,36 @@ double prof_predict(const Prof *teacher, const ModuleTree *tt, const char *remov
  * models take turns, so their numbers see the same machine. */
 int prof_forward(const Arch *const *a, int n, const Weights *w, const UnetInputs *in, int warmup, int repeats, Prof *p,
                  double *plain_ms);
+
+/* One CUPTI record of a profiled forward, for the store's per-kernel table. */
+typedef struct {
+    int model, repeat, seq;       /* which of a[], which timed forward, order in it */
+    const char *kind;             /* "kernel", "memcpy", "memset" */
+    char *name, *module;          /* module NULL when launched outside every module */
+    int grid[3], block[3], registers, smem_static, smem_dynamic;
+    uint64_t bytes, start_ns, duration_ns, graph_node; /* start_ns from the forward's first record */
+    uint32_t stream;                                    /* CUPTI stream id */
+} ProfKernel;
+typedef struct {
+    ProfKernel *k;
+    int n;
+} ProfKernels;
+void prof_kernels_free(ProfKernels *k);
+
+#ifdef UNETLAB_CUDA
+struct CudaEngine;
+/* prof_forward on the GPU (profile/prof_cuda.cu): a[0..n-1] on engine e, W
+ * eager warm-ups, then R untraced forwards (plain_ms[k]: their median), then
+ * R traced ones. use_cupti: kernel records attributed to modules (engine
+ * "cupti"; with graph, one captured graph replayed R times), every record in
+ * *kern; else, or when CUPTI cannot trace, an event pair around each module
+ * of eager forwards (engine "cuda-events"). The whole forward (PROF_FORWARD)
+ * is timed with CUDA events either way. *engine says which ran. In the cupti
+ * engine a module's time is its records' share of the GPU timeline (the idle
+ * gap before each record counts to it), its calls count kernels, and
+ * PROF_BUSY holds the records' own durations summed. */
+int prof_forward_cuda(struct CudaEngine *e, const Arch *const *a, int n, const UnetInputs *in, int warmup, int repeats,
+                      int graph, int use_cupti, Prof *p, double *plain_ms, ProfKernels *kern, const char **engine);
+#endif
 
 #endif

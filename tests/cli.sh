@@ -72,6 +72,25 @@ expect "inputs missing" 4 "'$T/none.safetensors'" -- "$BIN" forward --model $FX/
 expect "inputs wrong shape" 4 "'$FX/mini-ssd/io.safetensors': input 'input.encoder_hidden_states': expected shape [2, L, 64]" -- "$BIN" forward --model $FX/mini-public --inputs $FX/mini-ssd/io.safetensors --out "$T/x"
 expect "inputs missing tensor" 4 "missing tensor 'input.sample'" -- "$BIN" forward --model $FX/mini-ssd --inputs "$T/o.safetensors" --out "$T/x"
 
+# --- bench, devices and dtypes (this machine has no GPU) ---
+expect "bench cpu" 0 "engine cpu" -- "$BIN" bench --model $FX/mini-ssd --height 64 --width 64 --warmup 0 --repeats 2 --device cpu
+expect "bench json batches" 0 '"ms_median"' -- "$BIN" bench --model $FX/mini-ssd --height 64 --width 64 --warmup 0 --repeats 2 --batch 1,2 --format json
+n=$(grep -c '"ms_median"' "$T/out"); [ "$n" -eq 2 ] && ok || bad "bench --batch 1,2 --format json: $n results, expected 2"
+expect "bench csv" 0 "model,student,params,macs,batch" -- "$BIN" bench --model $FX/mini-ssd --height 64 --width 64 --warmup 0 --repeats 1 --format csv --drop up_blocks.0.attentions.0.transformer_blocks.1
+[ "$(grep -c '^' "$T/out")" -eq 2 ] && grep -q "^$FX/mini-ssd,1," "$T/out" && ok || bad "bench csv: expected a header and one student row: $(cat "$T/out")"
+expect "bench no model" 2 "--model is required" -- "$BIN" bench
+expect "bench bad batch" 2 "'--batch': 'x'" -- "$BIN" bench --model $FX/mini-ssd --batch 1,x
+expect "bench bad dtype" 2 "'--dtype': 'fp8'" -- "$BIN" bench --model $FX/mini-ssd --dtype fp8
+expect "bench graph on cpu" 2 "--graph needs a GPU" -- "$BIN" bench --model $FX/mini-ssd --device cpu --graph
+expect "profile graph on cpu" 2 "--graph needs a GPU" -- "$BIN" profile --model $FX/mini-ssd --device cpu --graph
+expect "profile bad device" 2 "'--device': 'tpu'" -- "$BIN" profile --model $FX/mini-ssd --device tpu
+if "$BIN" version | grep -q "CUDA-enabled"; then
+  expect "forward --device cuda, no GPU" 1 "forward: --device cuda: no CUDA device" -- "$BIN" forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --out "$T/x" --device cuda
+  expect "bench --device cuda, no GPU" 1 "bench: --device cuda: no CUDA device" -- "$BIN" bench --model $FX/mini-ssd --device cuda
+else
+  expect "forward --device cuda, CPU build" 1 "built without CUDA" -- "$BIN" forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --out "$T/x" --device cuda
+fi
+
 # --- bad weight files: a copy of mini-ssd with its weights replaced ---
 M=$T/m; mkdir -p "$M"; cp $FX/mini-ssd/config.json "$M/"
 W=$M/diffusion_pytorch_model.safetensors

@@ -226,8 +226,8 @@ static void test_half_files(void) {
     CHECK_EQ_LL(dtype_size(DTYPE_F32), 4);
     CHECK_EQ_LL(dtype_size(DTYPE_F16), 2);
     CHECK_EQ_LL(dtype_size(DTYPE_BF16), 2);
-    CHECK(!strcmp(dtype_name(DTYPE_F32), "F32") && !strcmp(dtype_name(DTYPE_F16), "F16") &&
-          !strcmp(dtype_name(DTYPE_BF16), "BF16"));
+    CHECK(!strcmp(st_dtype_name(DTYPE_F32), "F32") && !strcmp(st_dtype_name(DTYPE_F16), "F16") &&
+          !strcmp(st_dtype_name(DTYPE_BF16), "BF16"));
 
     /* zero-element tensors at the very end and at an interior offset are
      * legal and overlap nothing; a header padded with spaces is fine */
