@@ -61,7 +61,7 @@ endif
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab
-.PHONY: all deps test demo fuzz clean info
+.PHONY: all deps test demo fuzz clean info gpu-bundle
 
 info:
 	@echo "unetlab: CUDA=$(CUDA) ($(if $(NVCC),nvcc at $(NVCC),no nvcc found)), SAN=$(SAN), build dir $(BUILD)/"
@@ -100,10 +100,21 @@ $(BUILD)/presets.c: $(BUILD)/tools/embed $(sort $(wildcard presets/*.json))
 $(BUILD)/presets.o: $(BUILD)/presets.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(LIBOBJ)
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/featcache.h $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIBOBJ) -o $@ $(LDLIBS)
+
+# What a GPU machine needs, small enough to carry (the device tool's 64 MiB
+# covers the tracked tree too): the binary and the GPU test programs without
+# debug sections, and the shared libraries that machine lacks, in build/gpu/.
+# Run there: scripts/gpu-check.sh build/gpu
+gpu-bundle: $(BUILD)/unetlab $(TESTBIN)
+	@rm -rf $(BUILD)/gpu && mkdir -p $(BUILD)/gpu/tests
+	strip --strip-debug -o $(BUILD)/gpu/unetlab $(BUILD)/unetlab
+	for t in $(BUILD)/tests/test_cuda_*; do strip --strip-debug -o $(BUILD)/gpu/tests/$$(basename $$t) $$t; done
+	cp $(SHIPPED) $(BUILD)/gpu/
+	@du -sh $(BUILD)/gpu
 
 deps:
 	@scripts/setup.sh

@@ -71,7 +71,9 @@ static int bench_cuda(CudaEngine *e, const Arch *a, const UnetInputs *in, int wa
     cudaStream_t s = cuda_engine_stream(e);
     snprintf(r->device, sizeof r->device, "%s", cuda_engine_describe(e));
     r->engine = "cuda-events";
+    cuda_engine_trim(e); /* this size's memory only: the arena caches blocks by exact size */
     cuda_engine_reset_peak(e);
+    if (graph && warmup < 1) warmup = 1; /* caches fill in an eager forward: capture must not plan */
     for (int i = 0; i < warmup && !rc; i++) rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
     cudaGraph_t g = NULL;
     cudaGraphExec_t ge = NULL;
@@ -151,12 +153,7 @@ int cmd_bench(int argc, char **argv) {
         (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) || (rc = cli_format(fmt_s, &fmt, 1)) ||
         (rc = parse_batches(batch, batches, 16, &nb)))
         return rc;
-    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
-    if ((rc = cli_device("bench", device, &use_cuda))) return rc;
-#ifndef UNETLAB_CUDA
-    use_cuda = 0;
-#endif
-    if (!use_cuda && graph) return err_set(ERR_USAGE, "bench: --graph needs a GPU (CUDA graphs); this run is on the CPU");
+    if ((rc = cli_device("bench", device, dtype_s, graph != NULL, &use_cuda, &dt))) return rc;
 
     ModelSource m;
     Weights w = {0};

@@ -27,10 +27,12 @@ int cli_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_format(const char *s, Format *f, int allow_csv);
 /* --dtype fp16|bf16|fp32; ERR_USAGE naming the value otherwise. */
 int cli_dtype(const char *s, DType *dt);
-/* --device auto|cpu|cuda of command cmd: *use_cuda 1 for the GPU. auto takes
- * the GPU when this build has CUDA and a device answers, else the CPU with one
- * line on stderr saying why; cuda without a usable GPU is ERR_RUNTIME naming why. */
-int cli_device(const char *cmd, const char *s, int *use_cuda);
+/* --device auto|cpu|cuda, --dtype and --graph (graph: 1 when given) of command
+ * cmd: *use_cuda 1 for the GPU. auto takes the GPU when this build has CUDA and
+ * a device answers, else the CPU with one line on stderr saying why; cuda
+ * without a usable GPU is ERR_RUNTIME naming why; --graph on the CPU and a bad
+ * --dtype or --device are ERR_USAGE. */
+int cli_device(const char *cmd, const char *device, const char *dtype, int graph, int *use_cuda, DType *dt);
 /* 1234567 -> "1,234,567" into buf. */
 const char *cli_commas(int64_t v, char *buf, int size);
 

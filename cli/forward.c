@@ -56,11 +56,7 @@ int cmd_forward(int argc, char **argv) {
     if ((rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed))) return rc;
     DType dt;
     int use_cuda;
-    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
-    if ((rc = cli_device("forward", device, &use_cuda))) return rc;
-#ifndef UNETLAB_CUDA
-    use_cuda = 0;
-#endif
+    if ((rc = cli_device("forward", device, dtype_s, 0, &use_cuda, &dt))) return rc;
 
     ModelSource m;
     Weights w = {0};

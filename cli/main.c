@@ -117,7 +117,18 @@ int cli_dtype(const char *s, DType *dt) {
     return 0;
 }
 
-int cli_device(const char *cmd, const char *s, int *use_cuda) {
+static int pick_device(const char *cmd, const char *s, int *use_cuda);
+
+int cli_device(const char *cmd, const char *s, const char *dtype, int graph, int *use_cuda, DType *dt) {
+    *use_cuda = 0;
+    int rc = cli_dtype(dtype, dt);
+    if (rc) return rc;
+    if ((rc = pick_device(cmd, s, use_cuda))) return rc;
+    if (graph && !*use_cuda) return err_set(ERR_USAGE, "%s: --graph needs a GPU (CUDA graphs); this run is on the CPU", cmd);
+    return 0;
+}
+
+static int pick_device(const char *cmd, const char *s, int *use_cuda) {
     *use_cuda = 0;
     if (strcmp(s, "auto") && strcmp(s, "cpu") && strcmp(s, "cuda"))
         return err_set(ERR_USAGE, "option '--device': '%s' is not one of auto, cpu, cuda", s);

@@ -294,12 +294,7 @@ int cmd_profile(int argc, char **argv) {
         return rc;
     DType dt;
     int use_cuda;
-    if ((rc = cli_dtype(dtype_s, &dt))) return rc;
-    if ((rc = cli_device("profile", device, &use_cuda))) return rc;
-#ifndef UNETLAB_CUDA
-    use_cuda = 0;
-#endif
-    if (!use_cuda && graph) return err_set(ERR_USAGE, "profile: --graph needs a GPU (CUDA graphs); this run is on the CPU");
+    if ((rc = cli_device("profile", device, dtype_s, graph != NULL, &use_cuda, &dt))) return rc;
     CliProvenance prov;
     prov_fill(&prov, argc, argv, seed);
     char *list = xstrdup(model ? model : compare), *save = NULL;

@@ -482,3 +482,12 @@ extern "C" void cuda_engine_mem(const CudaEngine *e, CudaMemStats *m) {
 }
 
 extern "C" void cuda_engine_reset_peak(CudaEngine *e) { e->peak = e->live_bytes; }
+
+extern "C" void cuda_engine_trim(CudaEngine *e) {
+    CUDA_CHECK(cudaStreamSynchronize(e->s));
+    for (auto &kv : e->free_blocks) {
+        CUDA_CHECK(cudaFree(kv.second));
+        e->held -= kv.first;
+    }
+    e->free_blocks.clear();
+}

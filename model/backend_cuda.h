@@ -46,6 +46,10 @@ int cuda_engine_output(CudaEngine *e, Tensor *out);
 void cuda_engine_clear_output(CudaEngine *e);
 /* Forgets arena_peak (the next forwards set it again). */
 void cuda_engine_reset_peak(CudaEngine *e);
+/* Returns the arena's cached free blocks to the device (blocks are reused at
+ * their exact size only, so another input size would keep the old ones).
+ * Not while a captured graph that uses them is still to be replayed. */
+void cuda_engine_trim(CudaEngine *e);
 /* "NVIDIA H100 80GB HBM3, sm_90, driver 13.0, runtime 13.0, cuDNN 9.x, cuBLASLt 13.x" */
 const char *cuda_engine_describe(const CudaEngine *e);
 

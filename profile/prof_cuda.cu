@@ -149,6 +149,20 @@ int capture(CudaEngine *e, const Arch *a, const UnetInputs *in, const UnetTimer 
     return 0;
 }
 
+/* Kernel, memcpy and memset nodes of a graph: the records one replay should give. */
+size_t graph_activity_nodes(cudaGraph_t g) {
+    size_t n = 0, count = 0;
+    CUDA_CHECK(cudaGraphGetNodes(g, NULL, &n));
+    std::vector<cudaGraphNode_t> nodes(n);
+    if (n) CUDA_CHECK(cudaGraphGetNodes(g, nodes.data(), &n));
+    for (size_t i = 0; i < n; i++) {
+        cudaGraphNodeType t;
+        CUDA_CHECK(cudaGraphNodeGetType(nodes[i], &t));
+        count += t == cudaGraphNodeTypeKernel || t == cudaGraphNodeTypeMemcpy || t == cudaGraphNodeTypeMemset;
+    }
+    return count;
+}
+
 const char *kind_name(CuptiRecKind k) { return k == CUPTI_REC_KERNEL ? "kernel" : k == CUPTI_REC_MEMCPY ? "memcpy" : "memset"; }
 
 } // namespace
@@ -161,6 +175,8 @@ extern "C" int prof_forward_cuda(CudaEngine *e, const Arch *const *a, int n, con
     int rc = 0;
     std::vector<double> samp((size_t)repeats);
     *engine = "cupti";
+    const char *env = getenv("UNETLAB_CUPTI");
+    if (env && !strcmp(env, "0")) use_cupti = 0;
     if (use_cupti && cupti_trace_start() != 0) {
         fprintf(stderr, "profile: %s; timing modules with CUDA events instead (engine cuda-events)\n", err_msg());
         use_cupti = 0;
@@ -173,16 +189,18 @@ extern "C" int prof_forward_cuda(CudaEngine *e, const Arch *const *a, int n, con
     }
     if (!use_cupti) {
         *engine = "cuda-events";
-        if (graph) fprintf(stderr, "profile: CUDA events time modules of eager forwards only; --graph applies to the end-to-end time\n");
+        if (graph) fprintf(stderr, "profile: CUDA events time modules of eager forwards only: --graph is not used\n");
     }
     memset(kern, 0, sizeof *kern);
+    if (graph && warmup < 1) warmup = 1; /* caches fill in an eager forward: capture must not plan */
     for (int k = 0; k < n && !rc; k++) {
         for (int i = 0; i < warmup && !rc; i++) rc = forward(e, a[k], in, NULL);
         if (rc) break;
         /* untraced: the same forwards without tracing; the overhead is the difference */
         cudaGraph_t g0 = NULL;
         cudaGraphExec_t ge0 = NULL;
-        if (graph && (rc = capture(e, a[k], in, NULL, &g0, &ge0))) break;
+        /* the baseline runs as the traced forwards will: graph replays for cupti, eager for events */
+        if (graph && use_cupti && (rc = capture(e, a[k], in, NULL, &g0, &ge0))) break;
         for (int r = 0; r < repeats && !rc; r++) {
             tm.start();
             if (ge0) CUDA_CHECK(cudaGraphLaunch(ge0, s));
@@ -203,7 +221,15 @@ extern "C" int prof_forward_cuda(CudaEngine *e, const Arch *const *a, int n, con
             if ((rc = cupti_trace_start())) break;
             cudaGraph_t g = NULL;
             cudaGraphExec_t ge = NULL;
-            if (graph && (rc = capture(e, a[k], in, &t, &g, &ge))) break;
+            if (graph && (rc = capture(e, a[k], in, &t, &g, &ge))) {
+                CuptiRec *none = NULL;
+                int nn = 0;
+                uint64_t dr = 0;
+                cupti_trace_stop(&none, &nn, &dr);
+                cupti_recs_free(none, nn);
+                break;
+            }
+            size_t nodes = ge ? graph_activity_nodes(g) : 0;
             CUDA_CHECK(cudaStreamSynchronize(s));
             cupti_trace_discard(); /* capture and the upload launch are not timed */
             std::vector<double> fw((size_t)repeats);
@@ -216,18 +242,23 @@ extern "C" int prof_forward_cuda(CudaEngine *e, const Arch *const *a, int n, con
             CuptiRec *rec = NULL;
             int nrec = 0;
             uint64_t dropped = 0;
-            cupti_trace_stop(&rec, &nrec, &dropped);
+            int src = cupti_trace_stop(&rec, &nrec, &dropped);
             if (ge) {
                 CUDA_CHECK(cudaGraphExecDestroy(ge));
                 CUDA_CHECK(cudaGraphDestroy(g));
             }
-            if (rc) { cupti_recs_free(rec, nrec); break; }
+            if (rc || src) { cupti_recs_free(rec, nrec); rc = rc ? rc : src; break; }
             if (dropped) fprintf(stderr, "profile: CUPTI dropped %llu records: module times are short by those\n", (unsigned long long)dropped);
-            if (nrec % repeats) {
+            if (nrec == 0 || nrec % repeats) {
                 cupti_recs_free(rec, nrec);
-                rc = err_set(ERR_RUNTIME, "profile: %d CUPTI records over %d forwards: forwards differ in what they launch", nrec, repeats);
+                rc = err_set(ERR_RUNTIME, "profile: CUPTI gave %d records over %d forwards (%s); rerun with --device cuda"
+                             " and no CUPTI (UNETLAB_CUPTI=0) for CUDA-event timing", nrec, repeats,
+                             nrec ? "not the same number each forward" : "tracing delivered nothing");
                 break;
             }
+            if (ge && (size_t)(nrec / repeats) != nodes)
+                fprintf(stderr, "profile: %d CUPTI records per replay, the graph has %zu kernel, memcpy and memset nodes\n",
+                        nrec / repeats, nodes);
             int per = nrec / repeats; /* records are sorted by start: forward r owns [r*per, (r+1)*per) */
             size_t nm = mods.name.size();
             std::vector<std::vector<double>> ms(nm, std::vector<double>((size_t)repeats, 0.0));

@@ -7,6 +7,7 @@
  * replay, which must give the eager forward's output. Skipped (one line)
  * without a GPU. */
 #include "test.h"
+#include "featcache.h"
 #include "backend_cuda.h"
 #include "cuda_check.h"
 #include "device.h"
@@ -22,35 +23,6 @@
 #ifndef FIXTURES
 #define FIXTURES "tests/fixtures"
 #endif
-
-typedef struct {
-    char *name[256];
-    Tensor t[256];
-    int n;
-} Cache;
-
-static void keep(void *p, const char *name, const Tensor *t) {
-    Cache *c = p;
-    if (c->n < 256) { c->name[c->n] = strdup(name); c->t[c->n++] = tensor_copy(t); }
-}
-
-static const Tensor *lookup(void *p, const char *name) {
-    Cache *c = p;
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->name[i], name)) return &c->t[i];
-    return NULL;
-}
-
-static void cache_free(Cache *c) {
-    for (int i = 0; i < c->n; i++) { free(c->name[i]); tensor_free(&c->t[i]); }
-    c->n = 0;
-}
-
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) { double d = (double)a[i] - b[i]; num += d * d; den += (double)b[i] * b[i]; }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 /* GPU features compared as they arrive with the CPU's of the same name. */
 typedef struct {

@@ -5,6 +5,7 @@
  * must match its reference output, its parameter count, and every per-point MSE
  * against the teacher within 1e-4 relative (1e-9 absolute where it is 0). */
 #include "test.h"
+#include "featcache.h"
 #include "err.h"
 #include "forward.h"
 #include "plan.h"
@@ -35,12 +36,6 @@ static float *ref(const SafeTensors *io, const char *name, int64_t numel) {
     return d;
 }
 
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) { double d = (double)a[i] - b[i]; num += d * d; den += (double)b[i] * b[i]; }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 static void on_teacher_feature(void *p, const char *name, const Tensor *t) {
     Ctx *c = p;
     char key[300];
@@ -68,30 +63,6 @@ static void on_student_feature(void *p, const char *name, const Tensor *t) {
     for (int64_t i = 0; i < n; i++) { double d = (double)t->d[i] - r[i]; s += d * d; }
     cJSON_AddNumberToObject(c->mse, name, s / (double)n);
     free(r);
-}
-
-/* Teacher features kept by name, for prefix reuse. */
-typedef struct {
-    char *name[256];
-    Tensor t[256];
-    int n;
-} Cache;
-
-static void keep(void *p, const char *name, const Tensor *t) {
-    Cache *c = p;
-    if (c->n < 256) { c->name[c->n] = strdup(name); c->t[c->n++] = tensor_copy(t); }
-}
-
-static const Tensor *lookup(void *p, const char *name) {
-    Cache *c = p;
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->name[i], name)) return &c->t[i];
-    return NULL;
-}
-
-static void cache_free(Cache *c) {
-    for (int i = 0; i < c->n; i++) { free(c->name[i]); tensor_free(&c->t[i]); }
-    c->n = 0;
 }
 
 /* Prefix reuse gives bit-identical results: the student started from the
