@@ -7,7 +7,7 @@
  * replay, which must give the eager forward's output. Skipped (one line)
  * without a GPU. */
 #include "test.h"
-#include "featcache.h"
+#include "fixture.h"
 #include "backend_cuda.h"
 #include "cuda_check.h"
 #include "device.h"
@@ -20,9 +20,6 @@
 #include <cuda_runtime_api.h>
 #include <stdlib.h>
 
-#ifndef FIXTURES
-#define FIXTURES "tests/fixtures"
-#endif
 
 /* GPU features compared as they arrive with the CPU's of the same name. */
 typedef struct {
@@ -103,26 +100,15 @@ static void graph_replay(CudaEngine *e, const Arch *a, const UnetInputs *in, con
 }
 
 static void run_fixture(const char *name) {
-    char dir[256], io_path[300], exp_path[300], label[300];
-    snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
-    snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
-    snprintf(exp_path, sizeof exp_path, "%s/expected.json", dir);
-    ModelSource m;
-    int rc = model_resolve(&m, dir);
-    CHECK_MSG(rc == 0, "%s: %s", dir, err_msg());
-    if (rc) return;
-    UnetInputs in;
-    rc = unet_inputs_load(io_path, &m.arch, &in);
-    CHECK_MSG(rc == 0, "%s", err_msg());
-    if (rc) return;
-    Shape s = {(int)in.sample.shape[0], (int)in.sample.shape[2], (int)in.sample.shape[3],
-               (int)in.encoder_hidden_states.shape[1]};
-    ModuleTree tree;
-    unet_tree_build(&tree, &m.arch, &s);
-    Weights w;
-    rc = weights_load(&w, &m, &tree, 0);
-    CHECK_MSG(rc == 0, "%s", err_msg());
-    if (rc) return;
+    char label[300];
+    Fixture fx;
+    if (fixture_open(&fx, name)) return;
+    /* read-only views of what fx holds (fixture_close frees it) */
+    const ModelSource m = fx.m;
+    const UnetInputs in = fx.in;
+    const ModuleTree tree = fx.tree;
+    const Weights w = fx.w;
+    int rc;
     Cache cpu = {0};
     Tensor ycpu;
     CHECK(unet_forward(&m.arch, &w, &in, &ycpu, keep, &cpu) == 0);
@@ -145,14 +131,7 @@ static void run_fixture(const char *name) {
         if (dts[k] == DTYPE_F16) {
             graph_replay(e, &m.arch, &in, &y, label);
             /* students: from the start and with prefix reuse from the CPU teacher's features */
-            FILE *f = fopen(exp_path, "rb");
-            char *buf = calloc(1, 1 << 20);
-            size_t len = f ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-            if (f) fclose(f);
-            cJSON *exp = cJSON_ParseWithLength(buf, len);
-            free(buf);
-            CHECK(exp != NULL);
-            const cJSON *st, *students = exp ? cJSON_GetObjectItem(exp, "students") : NULL;
+            const cJSON *st, *students = cJSON_GetObjectItem(fx.expected, "students");
             cJSON_ArrayForEach(st, students) {
                 Arch a = m.arch;
                 const cJSON *d;
@@ -170,7 +149,6 @@ static void run_fixture(const char *name) {
                 tensor_free(&ys);
                 tensor_free(&yr);
             }
-            cJSON_Delete(exp);
         }
         CudaMemStats ms;
         cuda_engine_mem(e, &ms);
@@ -181,10 +159,7 @@ static void run_fixture(const char *name) {
     }
     cache_free(&cpu);
     tensor_free(&ycpu);
-    weights_free(&w);
-    unet_tree_free(&tree);
-    unet_inputs_free(&in);
-    model_source_free(&m);
+    fixture_close(&fx);
 }
 
 int main(void) {

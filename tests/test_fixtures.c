@@ -5,7 +5,7 @@
  * must match its reference output, its parameter count, and every per-point MSE
  * against the teacher within 1e-4 relative (1e-9 absolute where it is 0). */
 #include "test.h"
-#include "featcache.h"
+#include "fixture.h"
 #include "err.h"
 #include "forward.h"
 #include "plan.h"
@@ -16,9 +16,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#ifndef FIXTURES
-#define FIXTURES "tests/fixtures"
-#endif
 
 typedef struct {
     const SafeTensors *io;
@@ -91,25 +88,17 @@ static void prefix_reuse(const Arch *teacher, const Arch *student, const Weights
 }
 
 static void run_fixture(const char *name) {
-    char dir[256], io_path[300], exp_path[300];
-    snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
-    snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
-    snprintf(exp_path, sizeof exp_path, "%s/expected.json", dir);
-    ModelSource m;
-    int rc = model_resolve(&m, dir);
-    CHECK_MSG(rc == 0, "%s: %s", dir, err_msg());
-    if (rc) return;
+    Fixture fx;
+    if (fixture_open(&fx, name)) return;
+    /* read-only views of what fx holds (fixture_close frees it) */
+    const ModelSource m = fx.m;
+    const UnetInputs in = fx.in;
+    const Shape s = fx.s;
+    const ModuleTree tree = fx.tree;
+    const Weights w = fx.w;
+    const cJSON *exp = fx.expected;
     SafeTensors io;
-    rc = st_open(&io, io_path, ERR_INPUT);
-    CHECK_MSG(rc == 0, "%s", err_msg());
-    UnetInputs in;
-    rc = unet_inputs_load(io_path, &m.arch, &in);
-    CHECK_MSG(rc == 0, "%s", err_msg());
-    Shape s = {(int)in.sample.shape[0], (int)in.sample.shape[2], (int)in.sample.shape[3], (int)in.encoder_hidden_states.shape[1]};
-    ModuleTree tree;
-    unet_tree_build(&tree, &m.arch, &s);
-    Weights w;
-    rc = weights_load(&w, &m, &tree, 0);
+    int rc = st_open(&io, fx.io_path, ERR_INPUT);
     CHECK_MSG(rc == 0, "%s", err_msg());
 
     /* teacher: output and every feature point in io.safetensors */
@@ -129,14 +118,6 @@ static void run_fixture(const char *name) {
     tensor_free(&y);
 
     /* students */
-    FILE *f = fopen(exp_path, "rb");
-    CHECK(f != NULL);
-    char *buf = calloc(1, 1 << 20);
-    size_t len = f ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    if (f) fclose(f);
-    cJSON *exp = cJSON_ParseWithLength(buf, len);
-    free(buf);
-    CHECK(exp != NULL);
     CHECK_EQ_LL(tree.m[0].params, cJSON_GetObjectItem(exp, "total_params")->valuedouble);
     const cJSON *st;
     cJSON_ArrayForEach(st, cJSON_GetObjectItem(exp, "students")) {
@@ -182,12 +163,8 @@ static void run_fixture(const char *name) {
         fprintf(stderr, "%s student %s: output rel L2 %.2e, %d MSE points, worst relative error %.2e\n", name, st->string, e, n_pts, worst);
         cJSON_Delete(sc.mse);
     }
-    cJSON_Delete(exp);
-    unet_tree_free(&tree);
-    weights_free(&w);
-    unet_inputs_free(&in);
     st_close(&io);
-    model_source_free(&m);
+    fixture_close(&fx);
 }
 
 /* The same weights as one file, as the .fp16 variant name, and sharded with an
