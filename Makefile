@@ -10,6 +10,11 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ifeq ($(origin CUDA), undefined)
   CUDA := $(if $(NVCC),1,0)
 endif
+# The fast CPU engine needs oneDNN (libdnnl-dev); DNNL=0 builds without it
+# (the CPU then runs the reference engine), as for the GPU bundle.
+ifeq ($(origin DNNL), undefined)
+  DNNL := $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+endif
 SAN     ?= 0
 V       ?= 0
 Q        = $(if $(filter 1,$(V)),,@)
@@ -25,9 +30,14 @@ endif
 SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/forward.c model/backend_cpu.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
-      kernels/cpu/ops.c profile/prof.c \
+      kernels/cpu/ops.c model/backend_fast.c profile/prof.c \
       db/db.c reports/report.c \
       cli/main.c cli/bench.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c
+ifeq ($(DNNL),1)
+  SRC += kernels/cpu/fastops.c kernels/dnnl/dnn.c
+  CFLAGS += -DUNETLAB_DNNL=1 -Ikernels/dnnl
+  LDLIBS += -ldnnl
+endif
 ifeq ($(CUDA),1)
   # The CUDA engine: kernels/cuda (our kernels), kernels/cudnn and
   # kernels/cublas (library wrappers), the CUDA backend and the CUPTI tracer.
@@ -54,7 +64,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fixtures test_db test_eval test_schedule test_profile test_report
+TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report
 ifeq ($(CUDA),1)
   TESTS += $(basename $(notdir $(wildcard tests/test_cuda_*.c)))
 endif
@@ -64,20 +74,23 @@ all: $(BUILD)/unetlab
 .PHONY: all deps test demo fuzz clean info gpu-bundle
 
 info:
-	@echo "unetlab: CUDA=$(CUDA) ($(if $(NVCC),nvcc at $(NVCC),no nvcc found)), SAN=$(SAN), build dir $(BUILD)/"
+	@echo "unetlab: CUDA=$(CUDA) ($(if $(NVCC),nvcc at $(NVCC),no nvcc found)), DNNL=$(DNNL), SAN=$(SAN), build dir $(BUILD)/"
 
 $(BUILD)/unetlab: $(OBJ) | info $(SHIPPED)
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $(OBJ) $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h ablate/*.h profile/*.h db/*.h reports/*.h cli/*.h)
+$(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h kernels/dnnl/*.h ablate/*.h profile/*.h db/*.h reports/*.h cli/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# The fast kernels are written as plain loops for the vectoriser (-O3).
+$(BUILD)/kernels/cpu/fastops.o: CFLAGS += -O3
+
 # provenance: the commit and flags this binary was built from
 GIT_DESC := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-$(BUILD)/cli/prov.o: CFLAGS += -DUNETLAB_GIT='"$(GIT_DESC)"' -DUNETLAB_BUILD_FLAGS='"CUDA=$(CUDA) SAN=$(SAN) $(CC)"'
+$(BUILD)/cli/prov.o: CFLAGS += -DUNETLAB_GIT='"$(GIT_DESC)"' -DUNETLAB_BUILD_FLAGS='"CUDA=$(CUDA) DNNL=$(DNNL) SAN=$(SAN) $(CC)"'
 $(BUILD)/cli/prov.o: $(wildcard .git/index)
 
 $(BUILD)/%.o: %.cu $(wildcard core/*.h kernels/cuda/*.h kernels/cudnn/*.h kernels/cublas/*.h kernels/cpu/*.h model/*.h profile/*.h)
@@ -108,12 +121,15 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/fixture.h $(LIBOBJ)
 # What a GPU machine needs, small enough to carry (the device tool's 64 MiB
 # covers the tracked tree too): the binary and the GPU test programs without
 # debug sections, and the shared libraries that machine lacks, in build/gpu/.
+# Built with DNNL=0 in build-gpu/: that machine has no oneDNN (40 MB, too big
+# to carry), so its CPU runs the reference engine; the GPU is what it checks.
 # Run there: scripts/gpu-check.sh build/gpu
-gpu-bundle: $(BUILD)/unetlab $(TESTBIN)
+gpu-bundle:
+	@$(MAKE) --no-print-directory DNNL=0 BUILD=build-gpu build-gpu/unetlab $(addprefix build-gpu/tests/,$(TESTS))
 	@rm -rf $(BUILD)/gpu && mkdir -p $(BUILD)/gpu/tests
-	strip --strip-debug -o $(BUILD)/gpu/unetlab $(BUILD)/unetlab
-	for t in $(BUILD)/tests/test_cuda_*; do strip --strip-debug -o $(BUILD)/gpu/tests/$$(basename $$t) $$t; done
-	cp $(SHIPPED) $(BUILD)/gpu/
+	strip --strip-debug -o $(BUILD)/gpu/unetlab build-gpu/unetlab
+	for t in build-gpu/tests/test_cuda_*; do strip --strip-debug -o $(BUILD)/gpu/tests/$$(basename $$t) $$t; done
+	cp build-gpu/libcjson.so.1 build-gpu/libgomp.so.1 $(BUILD)/gpu/
 	@du -sh $(BUILD)/gpu
 
 deps:
@@ -139,4 +155,4 @@ fuzz: deps
 	build-fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-config
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-gpu

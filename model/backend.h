@@ -1,7 +1,10 @@
 /* backend: where the forward's arithmetic runs. model/forward.c walks the
  * UNet once, for every backend, and calls these ops; a backend holds the
  * weights in its own form and the activations in its own layout:
- *   cpu  float32, NCHW maps, the reference (model/backend_cpu.c over kernels/cpu);
+ *   cpu-ref  float32, NCHW maps, plain loops: the reference that judges the
+ *        others (model/backend_cpu.c over kernels/cpu/ops.c);
+ *   cpu  the fast CPU engine: fp32 or bf16 weights, NHWC maps, oneDNN and our
+ *        vectorised kernels (model/backend_fast.c);
  *   cuda fp16, bf16 or fp32, NHWC maps, so that a map [B, C, H, W] and its
  *        token sequence [B, H*W, C] are the same bytes (model/backend_cuda.cu).
  * An Act's shape is logical, in PyTorch order; only the backend reads d.
@@ -12,6 +15,7 @@
  * Ops returning Act return new memory the caller releases. */
 #ifndef UNETLAB_BACKEND_H
 #define UNETLAB_BACKEND_H
+#include "dtype.h"
 #include "tensor.h"
 #include "weights.h"
 #include <stdint.h>
@@ -76,5 +80,27 @@ struct Backend {
 
 /* The CPU reference backend over float32 weights w (borrowed). */
 Backend backend_cpu(const Weights *w);
+
+/* The fast CPU engine over w in dt (DTYPE_F32, or DTYPE_BF16 where
+ * cpu_bf16_native()): its reordered weights and primitives are kept with w
+ * (w->engine) and freed by weights_free. NULL when built without oneDNN. */
+Backend *backend_fast(const Weights *w, DType dt);
+int cpu_fast_built(void);
+/* 1 when the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX). */
+int cpu_bf16_native(void);
+
+/* The engine the CPU forward (unet_forward_from, and so eval, profile and
+ * schedule) runs in this process: the fast one by default, or the reference
+ * (--device ref). Built without oneDNN, always the reference. */
+typedef enum { CPU_FAST, CPU_REF } CpuEngine;
+void cpu_engine_set(CpuEngine e, DType dt);
+CpuEngine cpu_engine(void);
+DType cpu_engine_dtype(void);
+/* "cpu" (fast) or "cpu-ref": the engine label in profiles and the store. */
+const char *cpu_engine_name(void);
+/* For people: "CPU, fast engine (oneDNN 2.6.3, avx512_core), fp32". */
+const char *cpu_engine_describe(void);
+/* The selected engine's backend over w; ref is storage for the reference's. */
+Backend *cpu_backend(const Weights *w, Backend *ref);
 
 #endif

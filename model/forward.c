@@ -495,8 +495,8 @@ int unet_forward_be(Backend *be, const Arch *a, const UnetInputs *in, const Unet
 
 int unet_forward_from(const Arch *a, const Weights *w, const UnetInputs *in, const UnetResume *resume, Tensor *out,
                       FeatureFn fn, void *ctx, UnetRunStats *stats, const UnetTimer *timer) {
-    Backend be = backend_cpu(w);
-    return unet_forward_be(&be, a, in, resume, out, fn, ctx, stats, timer);
+    Backend ref;
+    return unet_forward_be(cpu_backend(w, &ref), a, in, resume, out, fn, ctx, stats, timer);
 }
 
 int unet_forward(const Arch *a, const Weights *w, const UnetInputs *in, Tensor *out, FeatureFn fn, void *ctx) {

@@ -218,6 +218,8 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
 }
 
 void weights_free(Weights *w) {
+    for (int i = 0; i < 3; i++)
+        if (w->engine[i]) w->engine_free(w->engine[i]);
     for (int i = 0; i < w->n; i++) {
         free(w->names[i]);
         free(w->data[i]);

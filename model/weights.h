@@ -29,6 +29,10 @@ typedef struct {
     float **data;
     int64_t *numel;
     char *origin;   /* "random (seed N)" or the weight file(s) */
+    /* The fast CPU engine's state per DType (model/backend_fast.c): these
+     * weights reordered for oneDNN, and its primitives; freed with them. */
+    void *engine[3];
+    void (*engine_free)(void *);
 } Weights;
 
 /* Loads (or, without a weights directory, draws with `seed`) every tensor of
