@@ -25,7 +25,7 @@
 
 static const char USAGE[] =
     "usage: unetlab bench --model M [--plan P] [--drop NAME,...] [--batch B[,B...] --height H --width W --tokens L]\n"
-    "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph] [--device auto|cuda|cpu]\n"
+    "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph] [--device auto|cuda|cpu|ref]\n"
     "                     [--seed S] [--format text|json|csv]\n"
     "\n"
     "Times R forwards (default 20) after W warm-ups (default 5) on seeded inputs of the\n"
@@ -34,8 +34,10 @@ static const char USAGE[] =
     "the forward / median) and, on a GPU, peak device memory. On a GPU (--device cuda,\n"
     "or auto when one answers) each forward is timed with CUDA events in the chosen\n"
     "--dtype (default fp16; fp32 runs without TF32); --graph captures one forward into\n"
-    "a CUDA graph and times its replays. Without a GPU the CPU forward (float32) is\n"
-    "timed with the wall clock and labelled engine 'cpu'. --batch 1,2 measures each\n"
+    "a CUDA graph and times its replays. Without a GPU (or --device cpu) the fast CPU\n"
+    "engine is timed with the wall clock, labelled engine 'cpu', in fp32 (default) or\n"
+    "bf16 (where the CPU has AVX512-BF16 or AMX); --device ref times the plain-loop\n"
+    "reference engine instead (engine 'cpu-ref', fp32). --batch 1,2 measures each\n"
     "batch size in turn on one upload of the weights. --format json prints an array\n"
     "with one object per batch size.\n";
 
@@ -50,12 +52,12 @@ typedef struct {
 } BenchResult;
 
 static int bench_cpu(const Arch *a, const Weights *w, const UnetInputs *in, int warmup, BenchResult *r) {
-    Backend be = backend_cpu(w);
-    snprintf(r->device, sizeof r->device, "CPU (float32)");
-    r->engine = "cpu";
+    Backend ref, *be = cpu_backend(w, &ref);
+    snprintf(r->device, sizeof r->device, "%s", cpu_engine_describe());
+    r->engine = cpu_engine_name();
     for (int i = 0; i < warmup + r->repeats; i++) {
         double t0 = prof_now();
-        int rc = unet_forward_be(&be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
+        int rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
         if (rc) return rc;
         if (i >= warmup) r->ms[i - warmup] = prof_now() - t0;
         fprintf(stderr, "\rbench: forward %d of %d (%s)", i + 1, warmup + r->repeats, i < warmup ? "warm-up" : "timed");
@@ -135,7 +137,7 @@ static int parse_batches(const char *list, int *b, int max, int *n) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *drop = NULL, *batch = NULL, *height = NULL, *width = NULL,
-               *tokens = NULL, *dtype_s = "fp16", *warmup_s = "5", *repeats_s = "20", *graph = NULL,
+               *tokens = NULL, *dtype_s = NULL, *warmup_s = "5", *repeats_s = "20", *graph = NULL,
                *device = "auto", *seed_s = "0", *fmt_s = "text";
     const Opt opts[] = {{"--model", 1, &model},   {"--plan", 1, &plan_path},   {"--drop", 1, &drop},
                         {"--batch", 1, &batch},   {"--height", 1, &height},    {"--width", 1, &width},
@@ -199,7 +201,7 @@ int cmd_bench(int argc, char **argv) {
         int64_t macs = st.m[0].macs, params = st.m[0].params;
         unet_tree_free(&st);
         double tflops = 2.0 * (double)macs / (r.med * 1e-3) / 1e12;
-        const char *dts = use_cuda ? dtype_name(dt) : "fp32";
+        const char *dts = dtype_name(dt);
         const char *mode = use_cuda ? (graph ? "graph" : "eager") : "cpu";
         char pb[32], mb[32];
         if (fmt == FORMAT_JSON) {

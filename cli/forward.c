@@ -1,5 +1,5 @@
 /* unetlab forward: one forward of a teacher or a student on the inputs of an
- * io.safetensors file, on the CPU (float32) or the GPU (--dtype); writes the
+ * io.safetensors file, on the CPU or the GPU (--device, --dtype); writes the
  * output and, with --features, every feature point (float32, NCHW). */
 #include "cli.h"
 #include "device.h"
@@ -21,7 +21,7 @@
 static const char USAGE[] =
     "usage: unetlab forward --model M --inputs IN.safetensors --out OUT.safetensors\n"
     "                       [--features] [--plan P] [--drop NAME,...] [--seed S]\n"
-    "                       [--device auto|cpu|cuda] [--dtype fp16|bf16|fp32]\n"
+    "                       [--device auto|cpu|ref|cuda] [--dtype fp16|bf16|fp32]\n"
     "\n"
     "  --model M     preset, config.json, diffusers UNet directory or pipeline root\n"
     "  --inputs IN   input.sample [B,4,H,W], input.timestep [B], input.encoder_hidden_states\n"
@@ -33,8 +33,10 @@ static const char USAGE[] =
     "  --drop NAMES  run a student: the teacher without these transformer layers; its\n"
     "                features carry the names of the teacher modules they were copied from\n"
     "  --seed S      seed of the random weights of presets and bare configs (default 0)\n"
-    "  --device D    auto (default: the GPU when one answers, else the CPU), cpu or cuda\n"
-    "  --dtype T     on the GPU: fp16 (default), bf16 or fp32 (no TF32); the CPU runs float32\n";
+    "  --device D    auto (default: the GPU when one answers, else the CPU), cpu (the fast\n"
+    "                CPU engine), ref (the plain-loop reference engine) or cuda\n"
+    "  --dtype T     on the GPU: fp16 (default), bf16 or fp32 (no TF32); on the CPU: fp32\n"
+    "                (default) or bf16 (AVX512-BF16 or AMX CPUs; the reference: fp32 only)\n";
 
 static double now(void) {
     struct timespec ts;
@@ -44,7 +46,7 @@ static double now(void) {
 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *features = NULL, *drop = NULL, *seed_s = "0",
-               *device = "auto", *plan_path = NULL, *dtype_s = "fp16";
+               *device = "auto", *plan_path = NULL, *dtype_s = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--inputs", 1, &inputs}, {"--out", 1, &out},
                         {"--features", 0, &features}, {"--drop", 1, &drop}, {"--seed", 1, &seed_s},
                         {"--device", 1, &device}, {"--plan", 1, &plan_path}, {"--dtype", 1, &dtype_s},
@@ -77,7 +79,8 @@ int cmd_forward(int argc, char **argv) {
     double t0 = now();
     if ((rc = weights_load(&w, &m, &teacher, (uint64_t)seed))) goto done;
     double t1 = now(), t2;
-    char where[600] = "the CPU, float32";
+    char where[600];
+    snprintf(where, sizeof where, "%s", cpu_engine_describe());
 #ifdef UNETLAB_CUDA
     if (use_cuda) {
         CudaEngine *e;

@@ -1,5 +1,6 @@
 /* unetlab: the command table. Every command returns an exit code (README.md,
  * "Exit codes"); errors print one line "unetlab: error: ..." on stderr. */
+#include "backend.h"
 #include "cli.h"
 #include "device.h"
 #include "err.h"
@@ -119,19 +120,40 @@ int cli_dtype(const char *s, DType *dt) {
 
 static int pick_device(const char *cmd, const char *s, int *use_cuda);
 
+/* --device and --dtype together: the GPU runs fp16 (default), bf16 or fp32;
+ * the CPU's fast engine fp32 (default) or bf16 where the CPU has it in
+ * hardware; the reference engine (--device ref) fp32 only. Selects the CPU
+ * engine that unet_forward_from runs in this process. */
 int cli_device(const char *cmd, const char *s, const char *dtype, int graph, int *use_cuda, DType *dt) {
     *use_cuda = 0;
-    int rc = cli_dtype(dtype, dt);
-    if (rc) return rc;
-    if ((rc = pick_device(cmd, s, use_cuda))) return rc;
+    int rc = 0, ref = !strcmp(s, "ref");
+    if (dtype && (rc = cli_dtype(dtype, dt))) return rc;
+    if ((rc = pick_device(cmd, ref ? "cpu" : s, use_cuda))) return rc;
     if (graph && !*use_cuda) return err_set(ERR_USAGE, "%s: --graph needs a GPU (CUDA graphs); this run is on the CPU", cmd);
+    if (*use_cuda) {
+        if (!dtype) *dt = DTYPE_F16;
+        return 0;
+    }
+    if (!dtype) *dt = DTYPE_F32;
+    if (*dt == DTYPE_F16)
+        return err_set(ERR_USAGE, "%s: --dtype fp16 runs on a GPU only; the CPU runs fp32, or bf16 where it has AVX512-BF16 or AMX", cmd);
+    if (ref && *dt != DTYPE_F32)
+        return err_set(ERR_USAGE, "%s: --device ref is the float32 reference engine; --dtype %s needs the fast engine (--device cpu)", cmd, dtype_name(*dt));
+    if (!ref && !cpu_fast_built())
+        fprintf(stderr, "unetlab: built without oneDNN: the CPU runs the reference engine\n");
+    else if (*dt == DTYPE_BF16 && !cpu_bf16_native()) {
+        fprintf(stderr, "unetlab: this CPU has neither AVX512-BF16 nor AMX: running fp32, not bf16\n");
+        *dt = DTYPE_F32;
+    }
+    if (!cpu_fast_built()) *dt = DTYPE_F32;
+    cpu_engine_set(ref ? CPU_REF : CPU_FAST, *dt);
     return 0;
 }
 
 static int pick_device(const char *cmd, const char *s, int *use_cuda) {
     *use_cuda = 0;
     if (strcmp(s, "auto") && strcmp(s, "cpu") && strcmp(s, "cuda"))
-        return err_set(ERR_USAGE, "option '--device': '%s' is not one of auto, cpu, cuda", s);
+        return err_set(ERR_USAGE, "option '--device': '%s' is not one of auto, cpu, ref, cuda", s);
     if (!strcmp(s, "cpu")) return 0;
     char desc[256];
     if (!device_cuda_built()) {

@@ -22,7 +22,7 @@
 static const char USAGE[] =
     "usage: unetlab profile --model M [--plan P] [--drop NAME,...] [--db DB]\n"
     "                       [--batch B --height H --width W --tokens L] [--warmup W --repeats R]\n"
-    "                       [--device auto|cuda|cpu] [--dtype fp16|bf16|fp32] [--graph]\n"
+    "                       [--device auto|cuda|cpu|ref] [--dtype fp16|bf16|fp32] [--graph]\n"
     "                       [--depth D] [--seed S] [--format text|json|csv]\n"
     "       unetlab profile --compare M1,M2,... [size and repeat options] [--db DB]\n"
     "\n"
@@ -43,8 +43,11 @@ static const char USAGE[] =
     "               (graph nodes mapped to modules at capture). --db stores every kernel.\n"
     "  cuda-events  on a GPU where CUPTI cannot trace (e.g. no profiling permission):\n"
     "               an event pair around each module of eager forwards.\n"
-    "  cpu          without a GPU, or --device cpu: wall clock of the float32 CPU forward.\n"
-    "--dtype (GPU only, default fp16) is the run dtype; fp32 runs without TF32.\n";
+    "  cpu          without a GPU, or --device cpu: wall clock of the fast CPU engine's\n"
+    "               forward (oneDNN and vectorised kernels).\n"
+    "  cpu-ref      --device ref: wall clock of the plain-loop reference engine (fp32).\n"
+    "--dtype is the run dtype: on a GPU fp16 (default), bf16 or fp32 (no TF32); on the\n"
+    "CPU fp32 (default) or bf16 where the CPU has AVX512-BF16 or AMX.\n";
 
 typedef struct {
     const char *model;
@@ -179,7 +182,7 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
         free(mods);
         unet_tree_free(&t1);
         DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens,
-                            j->use_cuda ? dtype_name(j->dt) : "fp32", j->device, j->engine, j->warmup, j->repeats};
+                            dtype_name(j->dt), j->device, j->engine, j->warmup, j->repeats};
         for (int who = 0; who < 1 + j->has_student && !rc; who++) {
             const Prof *p = who ? &j->ps : &j->pt;
             const ModuleTree *t = who ? &j->tt : &j->tt; /* rows carry teacher names: a student's modules are the teacher's */
@@ -228,7 +231,7 @@ static void print_text(const Job *j, int maxdepth) {
     char b[32];
     printf("profile: %s%s on %s (engine %s: %s; %s%s), batch %d, %dx%d px, %d tokens, median of %d after %d warm-up\n\n",
            j->model, j->has_student ? " (student)" : "", j->device, j->engine, engine_what(j->engine),
-           j->use_cuda ? dtype_name(j->dt) : "fp32", j->use_cuda ? (j->graph ? ", CUDA graph" : ", eager") : "",
+           dtype_name(j->dt), j->use_cuda ? (j->graph ? ", CUDA graph" : ", eager") : "",
            j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens, j->repeats, j->warmup);
     printf("%-62s %-24s %14s %9s %10s %10s %10s %6s %6s\n", "module", "kind", "params", "GMACs", "ms", "p10", "p90",
            strcmp(j->engine, "cupti") ? "calls" : "kernels", "share");
@@ -275,7 +278,7 @@ static void print_text(const Job *j, int maxdepth) {
 int cmd_profile(int argc, char **argv) {
     const char *model = NULL, *compare = NULL, *plan_path = NULL, *drop = NULL, *dbpath = NULL, *batch = NULL,
                *height = NULL, *width = NULL, *tokens = NULL, *warm_s = "1", *rep_s = "5", *depth_s = "2",
-               *seed_s = "0", *fmt = "text", *device = "auto", *dtype_s = "fp16", *graph = NULL;
+               *seed_s = "0", *fmt = "text", *device = "auto", *dtype_s = NULL, *graph = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--compare", 1, &compare}, {"--plan", 1, &plan_path},
                         {"--device", 1, &device}, {"--dtype", 1, &dtype_s}, {"--graph", 0, &graph},
                         {"--drop", 1, &drop}, {"--db", 1, &dbpath}, {"--batch", 1, &batch}, {"--height", 1, &height},
@@ -310,7 +313,7 @@ int cmd_profile(int argc, char **argv) {
         j->use_cuda = use_cuda;
         j->graph = graph != NULL;
         j->dt = dt;
-        j->engine = "cpu";
+        j->engine = cpu_engine_name();
         snprintf(j->device, sizeof j->device, "%s", prov.device);
         plan_init(&j->plan);
         if ((rc = model_resolve(&j->m, tok))) break;
@@ -338,7 +341,7 @@ int cmd_profile(int argc, char **argv) {
                 cJSON_AddBoolToObject(e, "student", j->has_student);
                 cJSON_AddStringToObject(e, "engine", j->engine);
                 cJSON_AddStringToObject(e, "device", j->device);
-                cJSON_AddStringToObject(e, "dtype", j->use_cuda ? dtype_name(j->dt) : "fp32");
+                cJSON_AddStringToObject(e, "dtype", dtype_name(j->dt));
                 cJSON_AddBoolToObject(e, "graph", j->graph);
                 cJSON_AddNumberToObject(e, "batch", j->s.batch);
                 cJSON_AddNumberToObject(e, "height", j->s.height * 8);
@@ -407,7 +410,7 @@ int cmd_profile(int argc, char **argv) {
             char b[32];
             printf("%-20s %16s %12s %12s %10s %10s  (engine %s, %s; batch %d, %s, one run)\n", "model", "params", "GMACs", "ms",
                    "p10", "p90", jobs[0].engine, jobs[0].device, jobs[0].s.batch,
-                   jobs[0].use_cuda ? dtype_name(jobs[0].dt) : "fp32");
+                   dtype_name(jobs[0].dt));
             double base = 0;
             for (int k = 0; k < nj; k++) {
                 double med, p10, p90;

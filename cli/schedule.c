@@ -4,6 +4,7 @@
  * touch different modules), and stores the stage; the same command continues
  * from the last stored stage. */
 #include "candidates.h"
+#include "backend.h"
 #include "cli.h"
 #include "err.h"
 #include "hash.h"
@@ -163,13 +164,14 @@ static char *profile_teacher(Session *S, int repeats) {
     prof_init(&p, repeats);
     double plain;
     const Arch *a[1] = {&S->m.arch};
-    fprintf(stderr, "schedule: profiling the teacher on this machine (engine cpu), %d repeats\n", repeats);
+    fprintf(stderr, "schedule: profiling the teacher on this machine (engine %s: %s), %d repeats\n", cpu_engine_name(),
+            cpu_engine_describe(), repeats);
     int rc = prof_forward(a, 1, &S->w, &one, 1, repeats, &p, &plain);
     unet_inputs_free(&one);
     char *txt = NULL;
     if (!rc) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "engine", "cpu");
+        cJSON_AddStringToObject(o, "engine", cpu_engine_name());
         cJSON *m = cJSON_AddObjectToObject(o, "ms");
         for (int i = 0; i < p.n; i++) {
             double med, p10, p90;
@@ -205,7 +207,7 @@ static double predict_ms(const Prof *teacher, const ModuleTree *tt, const Arch *
     return v;
 }
 
-/* The student's measured latency (median of `repeats` forwards, engine cpu). */
+/* The student's measured latency (median of `repeats` forwards on the CPU engine). */
 static double measure_ms(Session *S, const Arch *student, int repeats) {
     UnetInputs one;
     calib_slice(&S->in, 0, 1, &one);
