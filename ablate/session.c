@@ -40,6 +40,7 @@ int session_open(Session *s, const SessionOptions *o) {
     char chash[17], khash[17], label[64];
     hash_hex(hash_bytes(HASH_INIT, s->m.config_text, strlen(s->m.config_text)), chash);
     weights_hash(&s->w, s->weights_hash);
+    s->w.engine_owns = 1; /* hashed: from here on only forwards read the weights */
     calib_hash(&s->in, khash);
     if ((rc = db_open(&s->db, o->db)) || (rc = db_run_begin(s->db, o->prov, &s->run_id)) ||
         (rc = db_model_put(s->db, o->model, chash, s->weights_hash, s->tree.m[0].params, &s->model_id)) ||

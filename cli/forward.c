@@ -78,6 +78,7 @@ int cmd_forward(int argc, char **argv) {
     unet_tree_build(&teacher, &m.arch, &s);
     double t0 = now();
     if ((rc = weights_load(&w, &m, &teacher, (uint64_t)seed))) goto done;
+    w.engine_owns = 1; /* only the forward reads them */
     double t1 = now(), t2;
     char where[600];
     snprintf(where, sizeof where, "%s", cpu_engine_describe());

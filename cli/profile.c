@@ -99,6 +99,7 @@ static int run_job(Job *j) {
     Weights w;
     if ((rc = weights_load(&w, &j->m, &j->tt, (uint64_t)j->seed))) { unet_inputs_free(&in); return rc; }
     weights_hash(&w, j->weights_hash);
+    w.engine_owns = 1; /* hashed: from here on only forwards read the weights */
     hash_hex(hash_bytes(HASH_INIT, j->m.config_text, strlen(j->m.config_text)), j->config_hash);
     int n = 1 + j->has_student;
     fprintf(stderr, "profile: %s%s, %d warm-up + 2 x %d rounds\n", j->model, n > 1 ? " and the student" : "", j->warmup,

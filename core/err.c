@@ -63,6 +63,13 @@ void *xmalloc(size_t n) {
     return p;
 }
 
+void *xmalloc_big(size_t n) {
+    size_t align = 64, size = n ? (n + align - 1) / align * align : align;
+    void *p = NULL;
+    if (posix_memalign(&p, align, size)) die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
 void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) die("out of memory allocating %zu x %zu bytes", n, size);

@@ -31,6 +31,10 @@ void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
+/* For weights and activations: 64-byte aligned, so that vector loops and
+ * oneDNN see the same alignment on every run (their sums then round the same
+ * way: prefix reuse needs that). Freed with free(). */
+void *xmalloc_big(size_t n);
 char *xstrdup(const char *s);
 /* snprintf into a fresh buffer; caller frees. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), nonnull(1)));

@@ -38,9 +38,7 @@ static void *pool_get(Fast *f, size_t bytes) {
             f->n_free--;
             return p;
         }
-    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!p) die("out of memory: %zu bytes for an activation", bytes);
-    return p;
+    return xmalloc_big(bytes);
 }
 
 static void pool_put(Fast *f, void *p, size_t bytes) {
@@ -67,13 +65,43 @@ static void release(Backend *be, Act *x) {
     memset(x, 0, sizeof *x);
 }
 
-static const float *weight(Backend *be, const char *prefix, const char *leaf) {
+/* The index of weight `prefix.leaf`. */
+static int weight_at(Backend *be, const char *prefix, const char *leaf) {
     char name[512];
     int n = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
     if (n < 0 || n >= (int)sizeof name) die("internal: weight name '%s.%s' too long", prefix, leaf);
-    const float *p = weights_find(F(be)->w, name);
-    if (!p) die("internal: weight '%s' not loaded", name);
+    int i = weights_index(F(be)->w, name);
+    if (i < 0) die("internal: weight '%s' not loaded", name);
+    return i;
+}
+
+static const float *weight(Backend *be, const char *prefix, const char *leaf) {
+    const float *p = F(be)->w->data[weight_at(be, prefix, leaf)];
+    if (!p) die("internal: weight '%s.%s' was handed to the CPU engine", prefix, leaf);
     return p;
+}
+
+/* A matrix for oneDNN: its identity (its slot in the weights) and its data;
+ * release() frees the float32 data once oneDNN holds its copy, when the
+ * engine owns the weights. */
+typedef struct {
+    int i;
+    const void *key;
+    const float *data;
+} Mat;
+
+static Mat mat(Backend *be, const char *prefix) {
+    Weights *w = (Weights *)F(be)->w;
+    int i = weight_at(be, prefix, "weight");
+    return (Mat){i, &w->data[i], w->data[i]};
+}
+
+static void mat_done(Backend *be, const Mat *m) {
+    Weights *w = (Weights *)F(be)->w;
+    if (w->engine_owns && w->data[m->i]) {
+        free(w->data[m->i]);
+        w->data[m->i] = NULL;
+    }
 }
 
 static void begin(Backend *be) { (void)be; }
@@ -113,8 +141,10 @@ static Act linear(Backend *be, const char *prefix, const Act *x, int64_t N, int 
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = N;
     Act y = act_new(be, x->ndim, shape);
-    dnn_linear(F(be)->dnn, weight(be, prefix, "weight"), bias ? weight(be, prefix, "bias") : NULL, M, K, N, x->d,
-               res ? res->d : NULL, y.d);
+    Mat m = mat(be, prefix);
+    dnn_linear(F(be)->dnn, m.key, m.data, bias ? weight(be, prefix, "bias") : NULL, M, K, N, x->d, res ? res->d : NULL,
+               y.d);
+    mat_done(be, &m);
     return y;
 }
 
@@ -122,8 +152,10 @@ static Act conv(Backend *be, const char *prefix, const Act *x, int cout, int k, 
     int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], pad = (k - 1) / 2;
     int64_t shape[4] = {B, cout, (H + 2 * pad - k) / stride + 1, (W + 2 * pad - k) / stride + 1};
     Act y = act_new(be, 4, shape);
-    dnn_conv(F(be)->dnn, weight(be, prefix, "weight"), weight(be, prefix, "bias"), B, C, H, W, cout, k, stride, x->d,
+    Mat m = mat(be, prefix);
+    dnn_conv(F(be)->dnn, m.key, m.data, weight(be, prefix, "bias"), B, C, H, W, cout, k, stride, x->d,
              res ? res->d : NULL, y.d);
+    mat_done(be, &m);
     return y;
 }
 

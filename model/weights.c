@@ -158,7 +158,7 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
             const TensorSpec *s = spec[i];
             int64_t cnt = 1;
             for (int d = 0; d < s->ndim; d++) cnt *= s->shape[d];
-            float *buf = xmalloc((size_t)cnt * sizeof(float));
+            float *buf = xmalloc_big((size_t)cnt * sizeof(float));
             draw(s, seed, buf, cnt);
             char **slot = bsearch(&s->src, w->names, (size_t)n, sizeof(char *), cmp_str);
             w->data[slot - w->names] = buf;
@@ -199,7 +199,7 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
             break;
         }
         char **slot = bsearch(&s->src, w->names, (size_t)n, sizeof(char *), cmp_str);
-        float *buf = xmalloc((size_t)t->numel * sizeof(float));
+        float *buf = xmalloc_big((size_t)t->numel * sizeof(float));
         st_to_f32(t, buf);
         w->data[slot - w->names] = buf;
         w->numel[slot - w->names] = t->numel;
@@ -231,9 +231,14 @@ void weights_free(Weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-const float *weights_find(const Weights *w, const char *name) {
+int weights_index(const Weights *w, const char *name) {
     char **slot = bsearch(&name, w->names, (size_t)w->n, sizeof(char *), cmp_str);
-    return slot ? w->data[slot - w->names] : NULL;
+    return slot ? (int)(slot - w->names) : -1;
+}
+
+const float *weights_find(const Weights *w, const char *name) {
+    int i = weights_index(w, name);
+    return i >= 0 ? w->data[i] : NULL;
 }
 
 void weights_hash(const Weights *w, char out[17]) {

@@ -33,6 +33,10 @@ typedef struct {
      * weights reordered for oneDNN, and its primitives; freed with them. */
     void *engine[3];
     void (*engine_free)(void *);
+    /* Set by commands that only run forwards once the weights are hashed:
+     * the fast engine then frees each float32 weight as soon as it holds its
+     * own copy (data[i] becomes NULL), so a model is in memory once, not twice. */
+    int engine_owns;
 } Weights;
 
 /* Loads (or, without a weights directory, draws with `seed`) every tensor of
@@ -42,7 +46,9 @@ void weights_free(Weights *w);
 /* Content hash of the loaded weights (names and float32 values in name order),
  * 16 hex digits: the same for a checkpoint in F16 or F32 holding equal values. */
 void weights_hash(const Weights *w, char out[17]);
-/* The tensor of that name; NULL if there is none. */
+/* The tensor of that name; NULL if there is none (or the engine took it). */
 const float *weights_find(const Weights *w, const char *name);
+/* Its index in names/data; -1 if there is none. */
+int weights_index(const Weights *w, const char *name);
 
 #endif

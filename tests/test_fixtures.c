@@ -102,7 +102,7 @@ static void run_fixture(const char *name) {
     const UnetInputs in = fx.in;
     const Shape s = fx.s;
     const ModuleTree tree = fx.tree;
-    const Weights w = fx.w;
+    const Weights *w = &fx.w; /* not a copy: the fast engine keeps its state in it */
     const cJSON *exp = fx.expected;
     SafeTensors io;
     int rc = st_open(&io, fx.io_path, ERR_INPUT);
@@ -111,7 +111,7 @@ static void run_fixture(const char *name) {
     /* teacher: output and every feature point in io.safetensors */
     Ctx c = {.io = &io};
     Tensor y;
-    rc = unet_forward(&m.arch, &w, &in, &y, on_teacher_feature, &c);
+    rc = unet_forward(&m.arch, w, &in, &y, on_teacher_feature, &c);
     CHECK(rc == 0);
     float *r = ref(&io, "output", tensor_numel(&y));
     CHECK(r != NULL);
@@ -135,9 +135,9 @@ static void run_fixture(const char *name) {
         unet_tree_build(&stree, &a, &s);
         CHECK_EQ_LL(stree.m[0].params, cJSON_GetObjectItem(st, "total_params")->valuedouble);
         unet_tree_free(&stree);
-        prefix_reuse(&m.arch, &a, &w, &in, st->string);
+        prefix_reuse(&m.arch, &a, w, &in, st->string);
         Ctx sc = {.io = &io, .mse = cJSON_CreateObject()};
-        rc = unet_forward(&a, &w, &in, &y, on_student_feature, &sc);
+        rc = unet_forward(&a, w, &in, &y, on_student_feature, &sc);
         CHECK(rc == 0);
         char key[256];
         snprintf(key, sizeof key, "student.%s.output", st->string);

@@ -16,7 +16,7 @@
     } while (0)
 
 typedef struct WEnt { /* a weight in the layout some primitive wants */
-    const float *w;
+    const void *w;     /* the weight's identity (see dnn.h) */
     dnnl_memory_desc_t md;
     void *buf;
     struct WEnt *next;
@@ -24,7 +24,7 @@ typedef struct WEnt { /* a weight in the layout some primitive wants */
 
 enum { KEY_N = 8 };
 typedef struct PEnt { /* a primitive for one weight at one shape */
-    const float *w;
+    const void *w;
     int64_t key[KEY_N];
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst;
@@ -44,7 +44,7 @@ struct Dnn {
     size_t xb_n;
 };
 
-static size_t slot(const float *w, const int64_t *key) {
+static size_t slot(const void *w, const int64_t *key) {
     uint64_t h = (uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15ull;
     for (int i = 0; key && i < KEY_N; i++) h = (h ^ (uint64_t)key[i]) * 0x100000001B3ull;
     return (size_t)(h >> 40) % TAB;
@@ -112,21 +112,29 @@ int dnn_bf16_native(void) {
     return isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
 }
 
-/* w (user layout `user`) in layout `want`: found, or reordered now and kept. */
-static const WEnt *weight_as(Dnn *d, const float *w, const dnnl_memory_desc_t *user, const dnnl_memory_desc_t *want) {
+/* Weight w in layout `want`: found, or reordered now and kept; from data
+ * (layout `user`), or, once data has been released, from a copy already held. */
+static const WEnt *weight_as(Dnn *d, const void *w, const float *data, const dnnl_memory_desc_t *user,
+                             const dnnl_memory_desc_t *want) {
     size_t s = slot(w, NULL);
+    const WEnt *held = NULL;
     for (WEnt *e = d->weights[s]; e; e = e->next)
-        if (e->w == w && dnnl_memory_desc_equal(&e->md, want)) return e;
+        if (e->w == w) {
+            if (dnnl_memory_desc_equal(&e->md, want)) return e;
+            held = e;
+        }
+    if (!data && !held) die("internal: a weight was released before the CPU engine reordered it");
+    const void *src = data ? (const void *)data : held->buf;
+    if (!data) user = &held->md;
     WEnt *e = xcalloc(1, sizeof *e);
     e->w = w;
     e->md = *want;
     size_t bytes = dnnl_memory_desc_get_size(want);
-    e->buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!e->buf) die("out of memory: %zu bytes for a reordered weight", bytes);
+    e->buf = xmalloc_big(bytes);
     dnnl_memory_t from, to;
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t r;
-    DNN(dnnl_memory_create(&from, user, d->eng, (void *)w));
+    DNN(dnnl_memory_create(&from, user, d->eng, (void *)src));
     DNN(dnnl_memory_create(&to, want, d->eng, e->buf));
     DNN(dnnl_reorder_primitive_desc_create(&pd, user, d->eng, want, d->eng, NULL));
     DNN(dnnl_primitive_create(&r, pd));
@@ -143,7 +151,7 @@ static const WEnt *weight_as(Dnn *d, const float *w, const dnnl_memory_desc_t *u
     return e;
 }
 
-static PEnt *find(Dnn *d, const float *w, const int64_t *key) {
+static PEnt *find(Dnn *d, const void *w, const int64_t *key) {
     for (PEnt *p = d->prims[slot(w, key)]; p; p = p->next)
         if (p->w == w && !memcmp(p->key, key, sizeof p->key)) return p;
     return NULL;
@@ -151,8 +159,8 @@ static PEnt *find(Dnn *d, const float *w, const int64_t *key) {
 
 /* Finishes a primitive from its op descriptor: post-op sum when res, the
  * weights reordered from `user` into what the implementation chose. */
-static PEnt *make(Dnn *d, const float *w, const int64_t *key, const_dnnl_op_desc_t op, int res, int bias,
-                  const dnnl_memory_desc_t *user) {
+static PEnt *make(Dnn *d, const void *w, const float *data, const int64_t *key, const_dnnl_op_desc_t op, int res,
+                  int bias, const dnnl_memory_desc_t *user) {
     dnnl_primitive_attr_t attr;
     DNN(dnnl_primitive_attr_create(&attr));
     if (res) {
@@ -169,7 +177,7 @@ static PEnt *make(Dnn *d, const float *w, const int64_t *key, const_dnnl_op_desc
     p->w = w;
     memcpy(p->key, key, sizeof p->key);
     DNN(dnnl_primitive_create(&p->prim, pd));
-    p->wq = weight_as(d, w, user, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+    p->wq = weight_as(d, w, data, user, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
     DNN(dnnl_memory_create(&p->src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), d->eng, DNNL_MEMORY_NONE));
     DNN(dnnl_memory_create(&p->wei, &p->wq->md, d->eng, p->wq->buf));
     if (bias)
@@ -190,8 +198,7 @@ static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, cons
         if ((size_t)n > d->xb_n) {
             free(d->xb);
             d->xb_n = (size_t)n;
-            d->xb = aligned_alloc(64, ((size_t)n * 2 + 63) / 64 * 64);
-            if (!d->xb) die("out of memory: %lld bf16 values", (long long)n);
+            d->xb = xmalloc_big((size_t)n * 2);
         }
         fop_to_bf16(x, n, d->xb);
         src = d->xb;
@@ -211,8 +218,8 @@ static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, cons
 
 static dnnl_data_type_t run_type(const Dnn *d) { return d->dt == DTYPE_BF16 ? dnnl_bf16 : dnnl_f32; }
 
-void dnn_linear(Dnn *d, const float *w, const float *b, int64_t M, int64_t K, int64_t N, const float *x,
-                const float *res, float *y) {
+void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t N,
+                const float *x, const float *res, float *y) {
     int64_t key[KEY_N] = {1, M, K, N, res != NULL, b != NULL};
     PEnt *p = find(d, w, key);
     if (!p) {
@@ -225,13 +232,13 @@ void dnn_linear(Dnn *d, const float *w, const float *b, int64_t M, int64_t K, in
         DNN(dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab));
         dnnl_matmul_desc_t md;
         DNN(dnnl_matmul_desc_init(&md, &src, &wei, b ? &bias : NULL, &dst));
-        p = make(d, w, key, &md, res != NULL, b != NULL, &user);
+        p = make(d, w, data, key, &md, res != NULL, b != NULL, &user);
     }
     run(d, p, x, M * K, b, res, y, M * N);
 }
 
-void dnn_conv(Dnn *d, const float *w, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W, int cout, int k,
-              int stride, const float *x, const float *res, float *y) {
+void dnn_conv(Dnn *d, const void *w, const float *data, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
+              int cout, int k, int stride, const float *x, const float *res, float *y) {
     int64_t pad = (k - 1) / 2, Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     int64_t key[KEY_N] = {2, B, Cin, H, W, cout, k * 16 + stride, res != NULL};
     PEnt *p = find(d, w, key);
@@ -247,7 +254,7 @@ void dnn_conv(Dnn *d, const float *w, const float *b, int64_t B, int64_t Cin, in
         dnnl_convolution_desc_t cd;
         DNN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &bias,
                                                &dst, strides, pads, pads));
-        p = make(d, w, key, &cd, res != NULL, 1, &user);
+        p = make(d, w, data, key, &cd, res != NULL, 1, &user);
     }
     run(d, p, x, B * H * W * Cin, b, res, y, B * Ho * Wo * cout);
 }

@@ -26,12 +26,16 @@ const char *dnn_describe(void);
 /* 1 when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX). */
 int dnn_bf16_native(void);
 
-/* y[M, N] = x[M, K] w^T + b (+ res): torch.nn.Linear, w [N, K] row-major,
- * b [N] or NULL, res [M, N] or NULL. */
-void dnn_linear(Dnn *d, const float *w, const float *b, int64_t M, int64_t K, int64_t N, const float *x,
-                const float *res, float *y);
+/* A weight is named by w, any pointer unique to it, and handed over as data
+ * in PyTorch's layout; after the first call with it, data may be NULL (the
+ * caller has freed it): every later layout is reordered from the copy held.
+ *
+ * y[M, N] = x[M, K] data^T + b (+ res): torch.nn.Linear, data [N, K]
+ * row-major, b [N] or NULL, res [M, N] or NULL. */
+void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t N,
+                const float *x, const float *res, float *y);
 /* torch.nn.Conv2d on NHWC maps, padding (k - 1) / 2: x [B, H, W, Cin],
- * w [cout, Cin, k, k], b [cout], res [B, Ho, Wo, cout] or NULL -> y. */
-void dnn_conv(Dnn *d, const float *w, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W, int cout, int k,
-              int stride, const float *x, const float *res, float *y);
+ * data [cout, Cin, k, k], b [cout], res [B, Ho, Wo, cout] or NULL -> y. */
+void dnn_conv(Dnn *d, const void *w, const float *data, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
+              int cout, int k, int stride, const float *x, const float *res, float *y);
 #endif
