@@ -25,6 +25,7 @@
 
 static const char USAGE[] =
     "usage: unetlab bench --model M [--plan P] [--drop NAME,...] [--batch B[,B...] --height H --width W --tokens L]\n"
+    "                     [--inputs FILE]\n"
     "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph] [--device auto|cuda|cpu|ref]\n"
     "                     [--seed S] [--format text|json|csv]\n"
     "\n"
@@ -39,7 +40,8 @@ static const char USAGE[] =
     "bf16 (where the CPU has AVX512-BF16 or AMX); --device ref times the plain-loop\n"
     "reference engine instead (engine 'cpu-ref', fp32). --batch 1,2 measures each\n"
     "batch size in turn on one upload of the weights. --format json prints an array\n"
-    "with one object per batch size.\n";
+    "with one object per batch size. --inputs FILE times the forward on that inputs file\n"
+    "(as `unetlab forward` reads it) instead of seeded inputs; its shapes set the size.\n";
 
 typedef struct {
     const char *engine;       /* "cuda-events" or "cpu" */
@@ -138,15 +140,18 @@ static int parse_batches(const char *list, int *b, int max, int *n) {
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *drop = NULL, *batch = NULL, *height = NULL, *width = NULL,
                *tokens = NULL, *dtype_s = NULL, *warmup_s = "5", *repeats_s = "20", *graph = NULL,
-               *device = "auto", *seed_s = "0", *fmt_s = "text";
+               *device = "auto", *seed_s = "0", *fmt_s = "text", *inputs = NULL;
     const Opt opts[] = {{"--model", 1, &model},   {"--plan", 1, &plan_path},   {"--drop", 1, &drop},
                         {"--batch", 1, &batch},   {"--height", 1, &height},    {"--width", 1, &width},
                         {"--tokens", 1, &tokens}, {"--dtype", 1, &dtype_s},    {"--warmup", 1, &warmup_s},
                         {"--repeats", 1, &repeats_s}, {"--graph", 0, &graph},  {"--device", 1, &device},
-                        {"--seed", 1, &seed_s},   {"--format", 1, &fmt_s},     {NULL, 0, NULL}};
+                        {"--seed", 1, &seed_s},   {"--format", 1, &fmt_s},     {"--inputs", 1, &inputs},
+                        {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model) return err_set(ERR_USAGE, "bench: --model is required (see unetlab bench --help)");
+    if (inputs && (batch || height || width || tokens))
+        return err_set(ERR_USAGE, "bench: --inputs sets the size: give it without --batch, --height, --width, --tokens");
     long warmup, repeats, seed;
     Format fmt;
     DType dt;
@@ -163,6 +168,7 @@ int cmd_bench(int argc, char **argv) {
     Plan plan;
     Arch student;
     Shape s;
+    UnetInputs file_in = {0};
     cJSON *all = cJSON_CreateArray();
 #ifdef UNETLAB_CUDA
     CudaEngine *e = NULL;
@@ -171,10 +177,17 @@ int cmd_bench(int argc, char **argv) {
     rc = cli_student(&m.arch, plan_path, drop, &plan, &student);
     plan_free(&plan);
     if (rc) goto done;
-    if ((rc = cli_shape(&m.arch, NULL, height, width, tokens, &s))) goto done;
+    if (inputs) { /* its shapes set the size; one batch */
+        if ((rc = unet_inputs_load(inputs, &m.arch, &file_in))) goto done;
+        s = (Shape){(int)file_in.sample.shape[0], (int)file_in.sample.shape[2], (int)file_in.sample.shape[3],
+                    (int)file_in.encoder_hidden_states.shape[1]};
+        batches[0] = s.batch;
+        nb = 1;
+    } else if ((rc = cli_shape(&m.arch, NULL, height, width, tokens, &s))) goto done;
     unet_tree_build(&tt, &m.arch, &s);
     fprintf(stderr, "bench: loading %s (%s weights)\n", model, m.dir ? "checkpoint" : "seeded random");
     if ((rc = weights_load(&w, &m, &tt, (uint64_t)seed))) goto done;
+    w.engine_owns = 1; /* only forwards read them */
 #ifdef UNETLAB_CUDA
     if (use_cuda && (rc = cuda_engine_new(&e, &w, &tt, dt))) goto done;
 #endif
@@ -183,9 +196,9 @@ int cmd_bench(int argc, char **argv) {
                "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes\n");
     for (int bi = 0; bi < nb && !rc; bi++) {
         s.batch = batches[bi];
-        UnetInputs in;
-        calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
-        if ((rc = unet_check_inputs(&m.arch, &in))) { err_wrap(rc, "bench: "); unet_inputs_free(&in); break; }
+        UnetInputs in = file_in;
+        if (!inputs) calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
+        if ((rc = unet_check_inputs(&m.arch, &in))) { err_wrap(rc, "bench: "); if (!inputs) unet_inputs_free(&in); break; }
         BenchResult r = {.repeats = (int)repeats};
         r.ms = xcalloc((size_t)repeats, sizeof(double));
 #ifdef UNETLAB_CUDA
@@ -193,7 +206,7 @@ int cmd_bench(int argc, char **argv) {
         else
 #endif
             rc = bench_cpu(&student, &w, &in, (int)warmup, &r);
-        unet_inputs_free(&in);
+        if (!inputs) unet_inputs_free(&in);
         if (rc) { free(r.ms); break; }
         prof_stats(&(ProfEntry){.ms = r.ms}, r.repeats, &r.med, &r.p10, &r.p90);
         ModuleTree st;
@@ -266,6 +279,7 @@ done:
     cuda_engine_free(e);
 #endif
     cJSON_Delete(all);
+    unet_inputs_free(&file_in);
     weights_free(&w);
     unet_tree_free(&tt);
     model_source_free(&m);

@@ -82,6 +82,12 @@ expect "bench no model" 2 "--model is required" -- "$BIN" bench
 expect "bench bad batch" 2 "'--batch': 'x'" -- "$BIN" bench --model $FX/mini-ssd --batch 1,x
 expect "bench bad dtype" 2 "'--dtype': 'fp8'" -- "$BIN" bench --model $FX/mini-ssd --dtype fp8
 expect "bench graph on cpu" 2 "--graph needs a GPU" -- "$BIN" bench --model $FX/mini-ssd --device cpu --graph
+expect "bench --inputs" 0 "batch 2, 128x128" -- "$BIN" bench --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --warmup 0 --repeats 1
+expect "bench --inputs with a size" 2 "--inputs sets the size" -- "$BIN" bench --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --height 64
+expect "bench --inputs missing" 4 "nope.safetensors" -- "$BIN" bench --model $FX/mini-ssd --inputs "$T/nope.safetensors"
+expect "bench reference engine" 0 "engine cpu-ref" -- "$BIN" bench --model $FX/mini-ssd --height 64 --width 64 --warmup 0 --repeats 1 --device ref
+expect "forward fp16 on the cpu" 2 "--dtype fp16 runs on a GPU only" -- "$BIN" forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --out "$T/o.st" --device cpu --dtype fp16
+expect "forward ref in bf16" 2 "--device ref is the float32 reference engine" -- "$BIN" forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --out "$T/o.st" --device ref --dtype bf16
 expect "profile graph on cpu" 2 "--graph needs a GPU" -- "$BIN" profile --model $FX/mini-ssd --device cpu --graph
 expect "profile bad device" 2 "'--device': 'tpu'" -- "$BIN" profile --model $FX/mini-ssd --device tpu
 if "$BIN" version | grep -q "CUDA-enabled"; then
