@@ -1,6 +1,5 @@
 /* prov: the provenance every stored row ties to: git commit and build flags
  * (compiled in), device and library versions, seed, command line. */
-#include "backend.h"
 #include "cli.h"
 #include "device.h"
 #include "err.h"
@@ -51,8 +50,6 @@ void prov_fill(CliProvenance *p, int argc, char **argv, long seed) {
         if (quote) strcat(p->cmdline, "'");
     }
     cpu_name(p->device, sizeof p->device);
-    size_t dn = strlen(p->device); /* and the CPU engine that runs this process's CPU forwards */
-    snprintf(p->device + dn, sizeof p->device - dn, "; %s", cpu_engine_describe());
     char desc[256];
     if (device_cuda_built()) {
         if (device_probe(desc, sizeof desc) > 0) snprintf(p->gpu, sizeof p->gpu, "%s", desc);
