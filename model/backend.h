@@ -58,6 +58,8 @@ struct Backend {
     Act (*attention)(Backend *be, const Act *q, const Act *k, const Act *v, int heads);
     /* GEGLU gating: h [..., 2I] -> [..., I]. */
     Act (*geglu)(Backend *be, const Act *h);
+    /* May be NULL. linear `prefix` (weight [2I, K]) then geglu, as one op: x [..., K] -> [..., I]. */
+    Act (*linear_geglu)(Backend *be, const char *prefix, const Act *x, int64_t I);
     /* y = (y + x) / div, same shapes (div: a block's output_scale_factor, mostly 1). */
     void (*add)(Backend *be, Act *y, const Act *x, float div);
     void (*silu)(Backend *be, Act *x);

@@ -442,7 +442,7 @@ extern "C" int cuda_engine_new(CudaEngine **out, const Weights *w, const ModuleT
     snprintf(e->desc, sizeof e->desc, "%s, sm_%d%d, driver CUDA %d.%d, runtime %d.%d, %s", p.name, p.major, p.minor,
              drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10, cudnn_conv_version());
     e->be = Backend{"cuda", e, be_begin, be_from_host, be_to_host, be_copy, be_release, be_linear, be_conv,
-                    be_group_norm, be_layer_norm, be_attention, be_geglu, be_add, be_silu, be_affine, be_upsample2x,
+                    be_group_norm, be_layer_norm, be_attention, be_geglu, NULL, be_add, be_silu, be_affine, be_upsample2x,
                     be_concat, be_to_seq, be_to_map, be_timestep_embedding, be_keep_output};
     *out = e;
     return 0;

@@ -187,6 +187,17 @@ static Act geglu(Backend *be, const Act *h) {
     return y;
 }
 
+static Act linear_geglu(Backend *be, const char *prefix, const Act *x, int64_t I) {
+    int64_t K = x->shape[x->ndim - 1], M = act_numel(x) / K, shape[4];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = I;
+    Act y = act_new(be, x->ndim, shape);
+    Mat m = mat(be, prefix);
+    dnn_linear_geglu(F(be)->dnn, m.key, m.data, weight(be, prefix, "bias"), M, K, I, x->d, y.d);
+    mat_done(be, &m);
+    return y;
+}
+
 static void add(Backend *be, Act *y, const Act *x, float div) { (void)be; fop_add(y->d, x->d, act_numel(y), div); }
 static void silu(Backend *be, Act *x) { (void)be; fop_silu(x->d, act_numel(x)); }
 static void affine(Backend *be, Act *x, float alpha, float beta) { (void)be; fop_affine(x->d, act_numel(x), alpha, beta); }
@@ -245,8 +256,8 @@ Backend *backend_fast(const Weights *w, DType dt) {
         f->dt = dt;
         f->dnn = dnn_new(dt);
         f->be = (Backend){"cpu", f, begin, from_host, to_host, copy, release, linear, conv, group_norm, layer_norm,
-                          attention, geglu, add, silu, affine, upsample2x, concat, to_seq, to_map, timestep_embedding,
-                          NULL};
+                          attention, geglu, linear_geglu, add, silu, affine, upsample2x, concat, to_seq, to_map,
+                          timestep_embedding, NULL};
         mw->engine[dt] = f;
         mw->engine_free = fast_free;
     }

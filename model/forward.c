@@ -159,10 +159,17 @@ static void basic_transformer(const Fwd *f, const char *p, Act *h, const Block *
     char ff[NAME_LEN], g0[NAME_LEN];
     double tf = tic(f, nm(ff, "%s.ff", p));
     double tg = tic(f, nm(g0, "%s.ff.net.0", p)); /* GEGLU: its proj and the gating */
-    Act g = linear(f, nm(n, "%s.ff.net.0.proj", p), &t, 8 * C, 1, NULL); /* [B, N, 2 x 4C] */
+    Act gg;
+    if (f->be->linear_geglu) { /* fused: the proj's time is the whole GEGLU's */
+        double tp = tic(f, nm(n, "%s.ff.net.0.proj", p));
+        gg = f->be->linear_geglu(f->be, n, &t, 4 * C);
+        toc(f, n, tp);
+    } else {
+        Act g = linear(f, nm(n, "%s.ff.net.0.proj", p), &t, 8 * C, 1, NULL); /* [B, N, 2 x 4C] */
+        gg = f->be->geglu(f->be, &g);
+        release(f, &g);
+    }
     release(f, &t);
-    Act gg = f->be->geglu(f->be, &g);
-    release(f, &g);
     toc(f, g0, tg);
     take(f, h, linear(f, nm(n, "%s.ff.net.2", p), &gg, C, 1, h));
     release(f, &gg);

@@ -101,6 +101,20 @@ static void test_linear(const Eng *e, const char *name, int64_t rows, int64_t K,
     tensor_free(&x); tensor_free(&rs);
 }
 
+/* The fused projection + GEGLU against the reference's linear then geglu. */
+static void test_linear_geglu(const Eng *e, int64_t rows, int64_t K, int64_t I) {
+    char what[96];
+    snprintf(what, sizeof what, "linear_geglu %lldx%lld->%lld", (long long)rows, (long long)K, (long long)I);
+    int64_t xs[4] = {2, rows, K, 0};
+    Tensor x = rand_tensor(3, xs, what, 1.0f);
+    Act xa = e->be->from_host(e->be, &x), xr = refb.from_host(&refb, &x);
+    Act y = e->be->linear_geglu(e->be, "gg", &xa, I);
+    Act h = refb.linear(&refb, "gg", &xr, 2 * I, 1, NULL), r = refb.geglu(&refb, &h);
+    compare(e, &y, &r, 2e-6, what);
+    e->be->release(e->be, &xa); refb.release(&refb, &xr); refb.release(&refb, &h);
+    tensor_free(&x);
+}
+
 static void test_conv(const Eng *e, int64_t B, int64_t Cin, int64_t H, int64_t Wd, int cout, int k, int stride, int res) {
     char what[96];
     snprintf(what, sizeof what, "conv %lldx%lldx%lldx%lld->%d k%d s%d%s", (long long)B, (long long)Cin, (long long)H,
@@ -207,6 +221,8 @@ int main(void) {
     wadd("conv1.bias", COUT, 0.0f, 1.0f);
     wadd("gn.weight", 1280, 1.0f, 0.2f);
     wadd("gn.bias", 1280, 0.0f, 0.2f);
+    wadd("gg.weight", 2 * 333 * 160, 0.0f, 0.08f);
+    wadd("gg.bias", 2 * 333, 0.0f, 0.5f);
     wadd("ln.weight", CG, 1.0f, 0.2f);
     wadd("ln.bias", CG, 0.0f, 0.2f);
     wsort();
@@ -223,6 +239,8 @@ int main(void) {
             test_linear(e, "lin2", rows[r], K2, N2, r != 1, r % 2);
         }
         test_linear(e, "lin", 77, K, N, 1, 1); /* again: the cached primitive */
+        test_linear_geglu(e, 77, 160, 333);
+        test_linear_geglu(e, 1, 160, 333);
         /* conv: 3x3 stride 1 and 2, 1x1, odd sizes, batch 2, with and without the residual */
         test_conv(e, 1, CIN, 9, 13, COUT, 3, 1, 0);
         test_conv(e, 2, CIN, 16, 16, COUT, 3, 1, 1);

@@ -27,7 +27,7 @@ typedef struct PEnt { /* a primitive for one weight at one shape */
     const void *w;
     int64_t key[KEY_N];
     dnnl_primitive_t prim;
-    dnnl_memory_t src, wei, bias, dst;
+    dnnl_memory_t src, wei, bias, dst, src1; /* src1: a binary post-op's operand */
     const WEnt *wq;
     struct PEnt *next;
 } PEnt;
@@ -42,6 +42,8 @@ struct Dnn {
     size_t wbytes;
     uint16_t *xb; /* the input rounded to bf16 */
     size_t xb_n;
+    float *g; /* GEGLU's gate */
+    size_t g_n;
 };
 
 static size_t slot(const void *w, const int64_t *key) {
@@ -68,6 +70,7 @@ void dnn_free(Dnn *d) {
             dnnl_memory_destroy(p->src);
             dnnl_memory_destroy(p->wei);
             if (p->bias) dnnl_memory_destroy(p->bias);
+            if (p->src1) dnnl_memory_destroy(p->src1);
             dnnl_memory_destroy(p->dst);
             free(p);
         }
@@ -80,6 +83,7 @@ void dnn_free(Dnn *d) {
     dnnl_stream_destroy(d->st);
     dnnl_engine_destroy(d->eng);
     free(d->xb);
+    free(d->g);
     free(d);
 }
 
@@ -157,16 +161,23 @@ static PEnt *find(Dnn *d, const void *w, const int64_t *key) {
     return NULL;
 }
 
-/* Finishes a primitive from its op descriptor: post-op sum when res, the
- * weights reordered from `user` into what the implementation chose. */
-static PEnt *make(Dnn *d, const void *w, const float *data, const int64_t *key, const_dnnl_op_desc_t op, int res,
-                  int bias, const dnnl_memory_desc_t *user) {
+/* What is fused after the product: nothing, += the destination's old values
+ * (a residual), GELU (erf), or * an operand of the destination's shape. */
+enum { POST_NONE, POST_SUM, POST_GELU, POST_MUL };
+
+/* Finishes a primitive from its op descriptor and post-op (POST_MUL's operand
+ * has descriptor dst), the weights reordered from `user` into what the
+ * implementation chose. */
+static PEnt *make(Dnn *d, const void *w, const float *data, const int64_t *key, const_dnnl_op_desc_t op, int post,
+                  const dnnl_memory_desc_t *dst, int bias, const dnnl_memory_desc_t *user) {
     dnnl_primitive_attr_t attr;
     DNN(dnnl_primitive_attr_create(&attr));
-    if (res) {
+    if (post != POST_NONE) {
         dnnl_post_ops_t po;
         DNN(dnnl_post_ops_create(&po));
-        DNN(dnnl_post_ops_append_sum(po, 1.0f));
+        if (post == POST_SUM) DNN(dnnl_post_ops_append_sum(po, 1.0f));
+        if (post == POST_GELU) DNN(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_gelu_erf, 0.0f, 0.0f));
+        if (post == POST_MUL) DNN(dnnl_post_ops_append_binary(po, dnnl_binary_mul, dst));
         DNN(dnnl_primitive_attr_set_post_ops(attr, po));
         dnnl_post_ops_destroy(po);
     }
@@ -184,6 +195,7 @@ static PEnt *make(Dnn *d, const void *w, const float *data, const int64_t *key, 
         DNN(dnnl_memory_create(&p->bias, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1), d->eng,
                                DNNL_MEMORY_NONE));
     DNN(dnnl_memory_create(&p->dst, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), d->eng, DNNL_MEMORY_NONE));
+    if (post == POST_MUL) DNN(dnnl_memory_create(&p->src1, dst, d->eng, DNNL_MEMORY_NONE));
     dnnl_primitive_desc_destroy(pd);
     size_t s = slot(w, key);
     p->next = d->prims[s];
@@ -191,8 +203,10 @@ static PEnt *make(Dnn *d, const void *w, const float *data, const int64_t *key, 
     return p;
 }
 
-/* Runs p on x (n values: rounded to bf16 first in bf16 mode), b, y; y holds res when res. */
-static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, const float *res, float *y, int64_t ny) {
+/* Runs p on x (n values: rounded to bf16 first in bf16 mode), b, y; y holds
+ * res first when res; mul is POST_MUL's operand. */
+static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, const float *res, const float *mul, float *y,
+                int64_t ny) {
     const void *src = x;
     if (d->dt == DTYPE_BF16) {
         if ((size_t)n > d->xb_n) {
@@ -206,8 +220,12 @@ static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, cons
     if (res && res != y) memcpy(y, res, (size_t)ny * sizeof(float));
     DNN(dnnl_memory_set_data_handle(p->src, (void *)src));
     DNN(dnnl_memory_set_data_handle(p->dst, y));
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, p->wei}, {DNNL_ARG_DST, p->dst}};
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, p->wei}, {DNNL_ARG_DST, p->dst}};
     int na = 3;
+    if (mul) {
+        DNN(dnnl_memory_set_data_handle(p->src1, (void *)mul));
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, p->src1};
+    }
     if (b) {
         DNN(dnnl_memory_set_data_handle(p->bias, (void *)b));
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
@@ -218,9 +236,10 @@ static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, cons
 
 static dnnl_data_type_t run_type(const Dnn *d) { return d->dt == DTYPE_BF16 ? dnnl_bf16 : dnnl_f32; }
 
-void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t N,
-                const float *x, const float *res, float *y) {
-    int64_t key[KEY_N] = {1, M, K, N, res != NULL, b != NULL};
+/* y = x data^T + b, then the post-op (its operand: res for POST_SUM, mul for POST_MUL). */
+static void linear_post(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t N,
+                        const float *x, int post, const float *operand, float *y) {
+    int64_t key[KEY_N] = {1, M, K, N, post, b != NULL};
     PEnt *p = find(d, w, key);
     if (!p) {
         dnnl_memory_desc_t src, wei, user, bias, dst;
@@ -232,9 +251,26 @@ void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_
         DNN(dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab));
         dnnl_matmul_desc_t md;
         DNN(dnnl_matmul_desc_init(&md, &src, &wei, b ? &bias : NULL, &dst));
-        p = make(d, w, data, key, &md, res != NULL, b != NULL, &user);
+        p = make(d, w, data, key, &md, post, &dst, b != NULL, &user);
     }
-    run(d, p, x, M * K, b, res, y, M * N);
+    run(d, p, x, M * K, b, post == POST_SUM ? operand : NULL, post == POST_MUL ? operand : NULL, y, M * N);
+}
+
+void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t N,
+                const float *x, const float *res, float *y) {
+    linear_post(d, w, data, b, M, K, N, x, res ? POST_SUM : POST_NONE, res, y);
+}
+
+void dnn_linear_geglu(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t I,
+                      const float *x, float *y) {
+    if ((size_t)(M * I) > d->g_n) {
+        free(d->g);
+        d->g_n = (size_t)(M * I);
+        d->g = xmalloc_big(d->g_n * sizeof(float));
+    }
+    /* the gate half (rows I..2I of the weight) with GELU, then the value half times it */
+    linear_post(d, (const char *)w + 1, data ? data + I * K : NULL, b + I, M, K, I, x, POST_GELU, NULL, d->g);
+    linear_post(d, w, data, b, M, K, I, x, POST_MUL, d->g, y);
 }
 
 void dnn_conv(Dnn *d, const void *w, const float *data, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
@@ -254,7 +290,7 @@ void dnn_conv(Dnn *d, const void *w, const float *data, const float *b, int64_t 
         dnnl_convolution_desc_t cd;
         DNN(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei, &bias,
                                                &dst, strides, pads, pads));
-        p = make(d, w, data, key, &cd, res != NULL, 1, &user);
+        p = make(d, w, data, key, &cd, res ? POST_SUM : POST_NONE, &dst, 1, &user);
     }
-    run(d, p, x, B * H * W * Cin, b, res, y, B * Ho * Wo * cout);
+    run(d, p, x, B * H * W * Cin, b, res, NULL, y, B * Ho * Wo * cout);
 }

@@ -34,6 +34,12 @@ int dnn_bf16_native(void);
  * row-major, b [N] or NULL, res [M, N] or NULL. */
 void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t N,
                 const float *x, const float *res, float *y);
+/* diffusers' GEGLU as one op: h = x data^T + b with data [2I, K], then
+ * y[M, I] = h[:, :I] * gelu(h[:, I:]) (erf GELU), fused into the two halves'
+ * products as oneDNN post-ops: no [M, 2I] intermediate. w names the weight
+ * (w + 1 is taken for its second half). */
+void dnn_linear_geglu(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t I,
+                      const float *x, float *y);
 /* torch.nn.Conv2d on NHWC maps, padding (k - 1) / 2: x [B, H, W, Cin],
  * data [cout, Cin, k, k], b [cout], res [B, Ho, Wo, cout] or NULL -> y. */
 void dnn_conv(Dnn *d, const void *w, const float *data, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
