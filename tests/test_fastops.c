@@ -261,6 +261,7 @@ int main(void) {
         test_attention(e, 1, 31, 129, 40, 5);    /* head dim 8 */
         test_attention(e, 1, 1, 1, 24, 1);
         test_attention(e, 1, 100, 300, 120, 3);  /* head dim 40 (SD 1.5's) */
+        test_attention(e, 2, 70, 200, 1280, 10); /* head dim 128: P.V in two 64-wide tiles */
         test_small(e, 2, 160, 7, 5);
         test_small(e, 1, 37, 16, 16);
     }

@@ -220,19 +220,79 @@ void fop_affine(float *x, int64_t n, float alpha, float beta) { ELEMENTWISE(n, a
 
 /* ---- attention --------------------------------------------------------- */
 
-enum { QB = 32, KB = 128 }; /* query rows, key columns per block */
+/* Query rows per block, keys per block, query rows per register tile. The
+ * tiles are GCC vectors of 16 floats: one zmm on AVX-512, two ymm on AVX2. */
+enum { QB = 256, KB = 64, RB = 4, VW = 16, KV = KB / VW };
+typedef float v16 __attribute__((vector_size(VW * sizeof(float))));
+static inline __attribute__((always_inline)) v16 vload(const float *p) {
+    v16 r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+static inline __attribute__((always_inline)) void vstore(float *p, v16 x) { memcpy(p, &x, sizeof x); }
+typedef int32_t v16i __attribute__((vector_size(VW * sizeof(int32_t))));
+static inline __attribute__((always_inline)) v16 vmax(v16 a, v16 b) {
+    v16i m = a > b;
+    return (v16)(((v16i)a & m) | ((v16i)b & ~m));
+}
+static inline __attribute__((always_inline)) float hsum(v16 x) {
+    float s = 0;
+    for (int i = 0; i < VW; i++) s += x[i];
+    return s;
+}
+static inline __attribute__((always_inline)) float hmax(v16 x) {
+    float m = x[0];
+    for (int i = 1; i < VW; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
 
 typedef struct {
-    float *kt; /* [D, KB]: the key block, transposed */
+    float *kt; /* [D, KB]: the key block, transposed, zero past the last key */
     float *s;  /* [QB, KB]: scores, then probabilities */
     float *o;  /* [QB, D]: unnormalised output */
     float *m, *l; /* [QB]: running max and sum */
+    float *zero;  /* [D]: the query row of a tile's missing rows */
 } AttnBuf;
+
+/* s[r, :] = scale * q_r . k_j for RB rows (rows past rn read zeros, are not stored). */
+static inline __attribute__((always_inline)) void attn_scores(const float *const *qr, int64_t rn, const float *kt, int64_t D, float scale, float *s) {
+    v16 acc[RB][KV];
+    for (int r = 0; r < RB; r++)
+        for (int u = 0; u < KV; u++) acc[r][u] = (v16){0};
+    for (int64_t c = 0; c < D; c++) {
+        v16 kv[KV];
+        for (int u = 0; u < KV; u++) kv[u] = vload(kt + c * KB + u * VW);
+        for (int r = 0; r < RB; r++) {
+            float a = qr[r][c];
+            for (int u = 0; u < KV; u++) acc[r][u] += a * kv[u];
+        }
+    }
+    for (int r = 0; r < rn; r++)
+        for (int u = 0; u < KV; u++) vstore(s + r * KB + u * VW, acc[r][u] * scale);
+}
+
+/* o[r, dc..dc+64) += sum_j p[r, j] v[j, dc..dc+64) for RB rows (p rows past rn are zero). */
+static inline __attribute__((always_inline)) void attn_pv(const float *p, int64_t rn, const float *v, int64_t C, int64_t kn, float *o, int64_t D) {
+    v16 acc[RB][KV];
+    for (int r = 0; r < RB; r++)
+        for (int u = 0; u < KV; u++) acc[r][u] = r < rn ? vload(o + r * D + u * VW) : (v16){0};
+    for (int64_t j = 0; j < kn; j++) {
+        v16 vv[KV];
+        for (int u = 0; u < KV; u++) vv[u] = vload(v + j * C + u * VW);
+        for (int r = 0; r < RB; r++) {
+            float pr = r < rn ? p[r * KB + j] : 0.0f;
+            for (int u = 0; u < KV; u++) acc[r][u] += pr * vv[u];
+        }
+    }
+    for (int r = 0; r < rn; r++)
+        for (int u = 0; u < KV; u++) vstore(o + r * D + u * VW, acc[r][u]);
+}
 
 /* One block of QB (qn) query rows of one head against every key, online softmax. */
 CLONES static void attn_block(const float *q, const float *k, const float *v, int64_t Nk, int64_t C, int64_t D,
                               int64_t qn, float scale, AttnBuf *bf, float *out) {
     float *restrict kt = bf->kt, *restrict s = bf->s, *restrict o = bf->o, *m = bf->m, *l = bf->l;
+    int tiled_pv = D % KB == 0; /* head dims of 64, 128, ...: P.V in register tiles too */
     for (int64_t i = 0; i < qn; i++) {
         m[i] = -INFINITY;
         l[i] = 0;
@@ -240,35 +300,43 @@ CLONES static void attn_block(const float *q, const float *k, const float *v, in
     }
     for (int64_t j0 = 0; j0 < Nk; j0 += KB) {
         int64_t kn = Nk - j0 < KB ? Nk - j0 : KB;
-        for (int64_t j = 0; j < kn; j++)
-            for (int64_t c = 0; c < D; c++) kt[c * KB + j] = k[(j0 + j) * C + c];
-        for (int64_t i = 0; i < qn; i++) { /* s[i, :] = scale * q[i] . k[j] */
+        for (int64_t c = 0; c < D; c++) {
+            for (int64_t j = 0; j < kn; j++) kt[c * KB + j] = k[(j0 + j) * C + c];
+            for (int64_t j = kn; j < KB; j++) kt[c * KB + j] = 0;
+        }
+        for (int64_t i0 = 0; i0 < qn; i0 += RB) {
+            int64_t rn = qn - i0 < RB ? qn - i0 : RB;
+            const float *qr[RB];
+            for (int r = 0; r < RB; r++) qr[r] = r < rn ? q + (i0 + r) * C : bf->zero;
+            attn_scores(qr, rn, kt, D, scale, s + i0 * KB);
+        }
+        for (int64_t i = 0; i < qn; i++) { /* the online softmax over this block's kn scores */
             float *restrict si = s + i * KB;
-            const float *qi = q + i * C;
-            for (int64_t j = 0; j < kn; j++) si[j] = 0;
-            for (int64_t c = 0; c < D; c++) {
-                float qc = qi[c] * scale;
-                const float *restrict kc = kt + c * KB;
-                for (int64_t j = 0; j < kn; j++) si[j] += qc * kc[j];
-            }
-            float mx = m[i];
-            for (int64_t j = 0; j < kn; j++) mx = si[j] > mx ? si[j] : mx;
-            float corr = fexp(m[i] - mx), sum = 0; /* m[i] = -inf the first time: corr 0 */
-            if (m[i] == -INFINITY) corr = 0;
-            for (int64_t j = 0; j < kn; j++) {
-                si[j] = fexp(si[j] - mx);
-                sum += si[j];
-            }
-            l[i] = l[i] * corr + sum;
+            for (int64_t j = kn; j < KB; j++) si[j] = -INFINITY;
+            v16 vm = vload(si);
+            for (int u = 1; u < KV; u++) vm = vmax(vm, vload(si + u * VW));
+            float mx = hmax(vm);
+            mx = mx > m[i] ? mx : m[i];
+            float corr = m[i] == -INFINITY ? 0.0f : fexp(m[i] - mx);
+            for (int64_t j = 0; j < KB; j++) si[j] = fexp(si[j] - mx);
+            for (int64_t j = kn; j < KB; j++) si[j] = 0;
+            v16 vs = vload(si);
+            for (int u = 1; u < KV; u++) vs += vload(si + u * VW);
+            l[i] = l[i] * corr + hsum(vs);
             m[i] = mx;
             float *restrict oi = o + i * D;
             for (int64_t c = 0; c < D; c++) oi[c] *= corr;
-            for (int64_t j = 0; j < kn; j++) {
-                float p = si[j];
-                const float *restrict vj = v + (j0 + j) * C;
-                for (int64_t c = 0; c < D; c++) oi[c] += p * vj[c];
-            }
+            if (!tiled_pv)
+                for (int64_t j = 0; j < kn; j++) {
+                    float p = si[j];
+                    const float *restrict vj = v + (j0 + j) * C;
+                    for (int64_t c = 0; c < D; c++) oi[c] += p * vj[c];
+                }
         }
+        if (tiled_pv)
+            for (int64_t i0 = 0; i0 < qn; i0 += RB)
+                for (int64_t dc = 0; dc < D; dc += KB)
+                    attn_pv(s + i0 * KB, qn - i0 < RB ? qn - i0 : RB, v + j0 * C + dc, C, kn, o + i0 * D + dc, D);
     }
     for (int64_t i = 0; i < qn; i++) {
         float inv = 1.0f / l[i];
@@ -284,12 +352,14 @@ void fop_attention(const float *q, const float *k, const float *v, int64_t B, in
 #pragma omp parallel num_threads(nt)
     {
         AttnBuf bf;
-        float *mem = xmalloc(((size_t)D * KB + (size_t)QB * KB + (size_t)QB * (size_t)D + 2 * QB) * sizeof(float));
+        float *mem = xmalloc_big(((size_t)D * KB + (size_t)QB * KB + (size_t)QB * (size_t)D + 2 * QB + (size_t)D) * sizeof(float));
         bf.kt = mem;
         bf.s = bf.kt + D * KB;
         bf.o = bf.s + QB * KB;
         bf.m = bf.o + QB * D;
         bf.l = bf.m + QB;
+        bf.zero = bf.l + QB;
+        memset(bf.zero, 0, (size_t)D * sizeof(float));
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < tasks; t++) {
             int64_t b = t / (heads * nqb), h = t / nqb % heads, i0 = t % nqb * QB;
