@@ -107,6 +107,11 @@ $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -o $@ $<
 
+# The machine's GEMM ceiling through oneDNN (scripts/bench-cpu.sh runs it).
+$(BUILD)/tools/gemm-rate: tools/gemm-rate.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -fopenmp -o $@ $< -ldnnl
+
 $(BUILD)/presets.c: $(BUILD)/tools/embed $(sort $(wildcard presets/*.json))
 	$(BUILD)/tools/embed $@ $(sort $(wildcard presets/*.json))
 

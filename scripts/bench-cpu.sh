@@ -208,8 +208,17 @@ gemm() { # gemm start|end
             OTHER=-
             log "GEMM 2048^3 $d, $t threads ($1): $(jget "$f" 'round(d["gflops"], 1)') GFLOP/s"
         done
+        local g=$RUN/raw/dgemm-$1-t$t.json # the same through oneDNN, the library unetlab's engine uses
+        mark
+        OMP_NUM_THREADS=$t runq "$g" "$GEMMRATE" 2048 10
+        other
+        man "dgemm-$1" - - - - "$t" - "$g"
+        OTHER=-
+        log "oneDNN GEMM 2048^3, $t threads ($1): fp32 $(jget "$g" 'd["fp32_gflops"]'), bf16 $(jget "$g" 'd["bf16_gflops"]') GFLOP/s ($(jget "$g" 'd["bf16_impl"]'))"
     done
 }
+GEMMRATE=$ROOT/build/tools/gemm-rate
+[ -x "$GEMMRATE" ] || make -C "$ROOT" --no-print-directory build/tools/gemm-rate >&2 || die "cannot build build/tools/gemm-rate (make build/tools/gemm-rate)"
 gemm start
 
 for m in "${MODEL_L[@]}"; do

@@ -210,7 +210,7 @@ def cmd_report(a):
         meta[k] = v
     rows = [line.rstrip("\n").split("\t") for line in open(os.path.join(a.run, "manifest.tsv")) if line.strip()]
     load = lambda f: (lambda d: d[0] if isinstance(d, list) else d)(json.load(open(f)))
-    info, gemm, macs, checks, cases = {}, {}, {}, {}, {}
+    info, gemm, dgemm, macs, checks, cases = {}, {}, {}, {}, {}, {}
     loads = []
     for row in rows:
         kind, model, h, w, dt, th, rnd, f = row[:8]
@@ -220,6 +220,8 @@ def cmd_report(a):
             info = d
         elif kind.startswith("gemm-"):
             gemm[(kind[5:], dt, int(th))] = d["gflops"]
+        elif kind.startswith("dgemm-"):  # oneDNN's GEMM: what unetlab's engine can reach
+            dgemm[(kind[6:], int(th))] = d
         elif kind == "inspect":
             macs[(model, int(h), int(w))] = d["total_macs"]
         elif kind.startswith("check-"):
@@ -250,6 +252,8 @@ def cmd_report(a):
             "ratio_unetlab_over_torch": mu / mt, "unetlab_gflops": flop / mu / 1e9, "torch_gflops": flop / mt / 1e9,
             "gemm_fp32_gflops_start": gemm.get(("start", "fp32", th)), "gemm_fp32_gflops_end": gemm.get(("end", "fp32", th)),
             "gemm_bf16_gflops_start": gemm.get(("start", "bf16", th)), "gemm_bf16_gflops_end": gemm.get(("end", "bf16", th)),
+            "onednn_gemm_gflops_start": (dgemm.get(("start", th)) or {}).get(f"{dt}_gflops"),
+            "onednn_gemm_gflops_end": (dgemm.get(("end", th)) or {}).get(f"{dt}_gflops"),
             "rel_l2_unetlab_vs_torch_fp32": checks.get(("unetlab", model, dt)),
             "rel_l2_torch_vs_torch_fp32": checks.get(("torch", model, dt)) if dt != "fp32" else 0.0,
             "unetlab_device": c["udev"], "torch_attention": c.get("attention", ""), "other_cpu_s_unetlab": c["other_unetlab"], "other_cpu_s_torch": c["other_torch"],
@@ -273,25 +277,29 @@ def cmd_report(a):
     print(f"Each side: fresh process per round, {meta.get('warmup')} warm-up then 1 timed forward (load not counted); "
           f"{meta.get('rounds')} rounds alternating unetlab, torch; batch {meta.get('batch')}, {meta.get('tokens')} tokens, "
           f"seed {meta.get('seed')}; GFLOP/s = 2 x MACs (unetlab inspect) / median. GEMM: torch.matmul 2048^3, best of 10, "
-          f"at the start / end of the run.")
+          f"at the start / end of the run; oneDNN GEMM: build/tools/gemm-rate 2048^3 (dnnl_sgemm, or a bf16 matmul for bf16 rows), "
+          f"best of 10, the better of start and end; 'of GEMM' = unetlab GFLOP/s / that.")
     print()
     print("| date | commit | model | px | dtype | threads | unetlab s (median; samples) | torch s (median; samples) "
-          "| unetlab / torch | unetlab GFLOP/s | torch GFLOP/s | fp32 GEMM GFLOP/s (start/end) | rel L2 vs torch fp32 "
-          "| others' CPU s, max (unetlab / torch) |")
-    print("|---|---|---|---|---|---:|---|---|---:|---:|---:|---|---|---|")
+          "| unetlab / torch | unetlab GFLOP/s | torch GFLOP/s | torch fp32 GEMM GFLOP/s (start/end) "
+          "| oneDNN GEMM GFLOP/s, this dtype | unetlab of GEMM | rel L2 vs torch fp32 | others' CPU s, max (unetlab / torch) |")
+    print("|---|---|---|---|---|---:|---|---|---:|---:|---:|---|---:|---:|---|---|")
     f3 = lambda xs: ", ".join(f"{x:.3f}" for x in xs)
     mx = lambda xs: f"{max(xs):.1f}" if xs else "?"
     for r in out:
         dts = r["dtype"] + (f" (unetlab ran {r['unetlab_dtype']})" if r["unetlab_dtype"] and r["unetlab_dtype"] != r["dtype"] else "")
         g0, g1 = r["gemm_fp32_gflops_start"], r["gemm_fp32_gflops_end"]
         gs = f"{g0:.1f} / {g1:.1f}" if g0 is not None and g1 is not None else "?"
+        dg = [x for x in (r["onednn_gemm_gflops_start"], r["onednn_gemm_gflops_end"]) if x]
+        dgs = f"{max(dg):.1f}" if dg else "?"
+        share = f"{100 * r['unetlab_gflops'] / max(dg):.0f}%" if dg else "?"
         rl = r["rel_l2_unetlab_vs_torch_fp32"]
         rls = "not checked" if rl is None else f"{rl:.2g}"
         if r["dtype"] != "fp32" and r["rel_l2_torch_vs_torch_fp32"] is not None:
             rls += f" (torch {r['dtype']}: {r['rel_l2_torch_vs_torch_fp32']:.2g})"
         print(f"| {date} | {meta.get('commit')} | {r['model']} | {r['height']}x{r['width']} | {dts} | {r['threads']} "
               f"| {r['unetlab_median_s']:.3f} ({f3(r['unetlab_s'])}) | {r['torch_median_s']:.3f} ({f3(r['torch_s'])}) "
-              f"| {r['ratio_unetlab_over_torch']:.2f}x | {r['unetlab_gflops']:.1f} | {r['torch_gflops']:.1f} | {gs} | {rls} "
+              f"| {r['ratio_unetlab_over_torch']:.2f}x | {r['unetlab_gflops']:.1f} | {r['torch_gflops']:.1f} | {gs} | {dgs} | {share} | {rls} "
               f"| {mx(r['other_cpu_s_unetlab'])} / {mx(r['other_cpu_s_torch'])} |")
 
 
