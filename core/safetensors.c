@@ -332,6 +332,13 @@ const StTensor *st_find(const SafeTensors *st, const char *name) {
     return NULL;
 }
 
+void st_release(const SafeTensors *st, const StTensor *t) {
+    if (!st->map || !t->nbytes) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)t->data & ~(page - 1),
+              hi = ((uintptr_t)t->data + t->nbytes + page - 1) & ~(page - 1);
+    madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a read-only private mapping: pages refault from the file */
+}
+
 /* ---- conversion --------------------------------------------------------- */
 
 void st_to_f32(const StTensor *t, float *out) {

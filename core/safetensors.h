@@ -34,6 +34,10 @@ int st_open(SafeTensors *st, const char *path, int errcode);
 /* Validates a file image already in memory; `buf` must outlive *st. */
 int st_parse(SafeTensors *st, const void *buf, size_t size, const char *label, int errcode);
 void st_close(SafeTensors *st);
+/* Tells the kernel that t's bytes of a mapped file will not be read again:
+ * its pages leave this process's memory (they are read again from the file
+ * if touched). Nothing for a caller's buffer. */
+void st_release(const SafeTensors *st, const StTensor *t);
 
 const StTensor *st_find(const SafeTensors *st, const char *name);
 /* The dtype's name in safetensors headers: "F32", "F16", "BF16". */

@@ -182,7 +182,9 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
         if (f) strcat(w->origin, ", ");
         strcat(w->origin, files[f]);
     }
-    /* every tensor the config implies: present, of that shape */
+    const StTensor **src = xcalloc((size_t)n, sizeof *src); /* by index in names */
+    const SafeTensors **from = xcalloc((size_t)n, sizeof *from);
+    /* every tensor the config implies: present, of that shape (checked first) */
     for (int i = 0; i < n && !rc; i++) {
         const TensorSpec *s = spec[i];
         const StTensor *t = NULL;
@@ -199,9 +201,8 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
             break;
         }
         char **slot = bsearch(&s->src, w->names, (size_t)n, sizeof(char *), cmp_str);
-        float *buf = xmalloc_big((size_t)t->numel * sizeof(float));
-        st_to_f32(t, buf);
-        w->data[slot - w->names] = buf;
+        src[slot - w->names] = t;
+        from[slot - w->names] = &st[f - 1];
         w->numel[slot - w->names] = t->numel;
     }
     /* nothing in the files that the config does not describe */
@@ -209,7 +210,20 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
         for (int k = 0; k < st[f].n && !rc; k++)
             if (!bsearch(&st[f].t[k].name, w->names, (size_t)n, sizeof(char *), cmp_str))
                 rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
+    /* then convert, on every thread, each tensor's file pages dropped once it is
+     * converted: the file and its float32 copy are never both resident */
+    if (!rc) {
+#pragma omp parallel for schedule(dynamic)
+        for (int i = 0; i < n; i++) {
+            float *buf = xmalloc_big((size_t)src[i]->numel * sizeof(float));
+            st_to_f32(src[i], buf);
+            st_release(from[i], src[i]);
+            w->data[i] = buf;
+        }
+    }
     for (int f = 0; f < nf; f++) { st_close(&st[f]); free(files[f]); }
+    free(src);
+    free(from);
     free(st);
     free(files);
     free(spec);
