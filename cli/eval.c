@@ -18,7 +18,7 @@ static const char USAGE[] =
     "usage: unetlab eval --model T (--plan P | --candidates KINDS [--plan BASE]) [--drop NAME,...]\n"
     "                    (--calib IN.safetensors | --synthetic N [--latent S] [--tokens L])\n"
     "                    --db DB [--shard I/N] [--batch-size K] [--seed S] [--lease SEC]\n"
-    "                    [--no-reuse] [--format text|json]\n"
+    "                    [--no-reuse] [--device cpu|ref] [--format text|json]\n"
     "\n"
     "  --plan P         one student: the teacher minus plan P (with --candidates: the base)\n"
     "  --candidates K   every candidate of the kinds K (all, or transformer_layer,\n"
@@ -31,6 +31,8 @@ static const char USAGE[] =
     "  --batch-size K   calibration samples per forward (default 4)\n"
     "  --lease SEC      a claimed student is reclaimable after SEC seconds (default 600)\n"
     "  --no-reuse       run every student from the start (no prefix reuse)\n"
+    "  --device D       cpu: the fast CPU engine (default); ref: the plain-loop reference\n"
+    "                   engine (both float32; their losses agree to ~1e-6 relative)\n"
     "\n"
     "Per student, feature point (every block output, ResNet, attention, sampler and\n"
     "transformer layer the student has, and the output) and calibration sample: MSE,\n"
@@ -53,13 +55,13 @@ static int cmp_rank(const void *a, const void *b) {
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *cands = NULL, *drop = NULL, *calib = NULL, *synth = NULL,
                *dbpath = NULL, *fmt = "text", *shard = NULL, *bs_s = "4", *seed_s = "0", *lease_s = "600",
-               *latent_s = "0", *tokens_s = "77", *noreuse = NULL;
+               *latent_s = "0", *tokens_s = "77", *noreuse = NULL, *device = "cpu";
     const Opt opts[] = {{"--model", 1, &model}, {"--plan", 1, &plan_path}, {"--candidates", 1, &cands},
                         {"--drop", 1, &drop}, {"--calib", 1, &calib}, {"--synthetic", 1, &synth},
                         {"--db", 1, &dbpath}, {"--format", 1, &fmt}, {"--shard", 1, &shard},
                         {"--batch-size", 1, &bs_s}, {"--seed", 1, &seed_s}, {"--lease", 1, &lease_s},
                         {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s}, {"--no-reuse", 0, &noreuse},
-                        {NULL, 0, NULL}};
+                        {"--device", 1, &device}, {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !dbpath) return err_set(ERR_USAGE, "eval: --model and --db are required (see unetlab eval --help)");
@@ -73,6 +75,7 @@ int cmd_eval(int argc, char **argv) {
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
         (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (cands && (rc = cand_kinds_parse(cands, &mask))))
         return rc;
+    if ((rc = cli_cpu_engine("eval", device))) return rc;
     if (shard) {
         char *end;
         si = strtol(shard, &end, 10);

@@ -150,6 +150,14 @@ int cli_device(const char *cmd, const char *s, const char *dtype, int graph, int
     return 0;
 }
 
+int cli_cpu_engine(const char *cmd, const char *s) {
+    if (strcmp(s, "cpu") && strcmp(s, "ref"))
+        return err_set(ERR_USAGE, "option '--device': '%s' is not one of cpu, ref (%s runs on the CPU)", s, cmd);
+    cpu_engine_set(!strcmp(s, "ref") ? CPU_REF : CPU_FAST, DTYPE_F32);
+    if (!strcmp(s, "cpu") && !cpu_fast_built()) fprintf(stderr, "unetlab: built without oneDNN: the CPU runs the reference engine\n");
+    return 0;
+}
+
 static int pick_device(const char *cmd, const char *s, int *use_cuda) {
     *use_cuda = 0;
     if (strcmp(s, "auto") && strcmp(s, "cpu") && strcmp(s, "cuda"))

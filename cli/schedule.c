@@ -23,7 +23,7 @@ static const char USAGE[] =
     "                        (--calib IN | --synthetic N [--latent S] [--tokens L])\n"
     "                        [--score loss-per-ms|loss-per-param|loss] [--latency predicted|measured]\n"
     "                        [--repeats R] [--per-stage K] [--kinds K,...] [--plan BASE] [--plan-out P]\n"
-    "                        [--any-plan] [--format text|json]\n"
+    "                        [--any-plan] [--device cpu|ref] [--format text|json]\n"
     "\n"
     "Each stage scores every candidate valid for the current student (the loss is\n"
     "eval's block_nmse: NMSE summed over the down and up block outputs and the output,\n"
@@ -32,7 +32,8 @@ static const char USAGE[] =
     "target), or lowest loss increase (loss). Milliseconds come from `unetlab profile` of the\n"
     "teacher on this machine at the calibration size (R repeats, default 5): predicted\n"
     "(the teacher's time minus the removed modules'; default) or measured (each candidate\n"
-    "profiled). This build profiles the CPU forward (engine 'cpu'). --per-stage K removes\n"
+    "profiled), on the CPU engine that scores: --device cpu (the fast engine, default) or\n"
+    "ref (the plain-loop reference; engine 'cpu-ref'). --per-stage K removes\n"
     "the K best that share no module. Stops at --target-params N or --target-ms X (the\n"
     "student is at most that), or after --stages K in all. Stages are stored in DB as they\n"
     "finish; the same command continues from the last one. --plan-out writes the final\n"
@@ -239,7 +240,7 @@ int cmd_schedule(int argc, char **argv) {
     const char *model = NULL, *dbpath = NULL, *tparams = NULL, *tms = NULL, *stages_s = NULL, *calib = NULL,
                *synth = NULL, *score = NULL, *per_s = "1", *kinds = "all", *plan_path = NULL,
                *drop = NULL, *plan_out = NULL, *any = NULL, *latency = NULL, *fmt = "text", *seed_s = "0",
-               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5";
+               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5", *device = "cpu";
     const Opt opts[] = {{"--model", 1, &model}, {"--db", 1, &dbpath}, {"--target-params", 1, &tparams},
                         {"--target-ms", 1, &tms}, {"--stages", 1, &stages_s}, {"--calib", 1, &calib},
                         {"--synthetic", 1, &synth}, {"--score", 1, &score}, {"--per-stage", 1, &per_s},
@@ -247,7 +248,7 @@ int cmd_schedule(int argc, char **argv) {
                         {"--plan-out", 1, &plan_out}, {"--any-plan", 0, &any}, {"--latency", 1, &latency},
                         {"--format", 1, &fmt}, {"--seed", 1, &seed_s}, {"--batch-size", 1, &bs_s},
                         {"--lease", 1, &lease_s}, {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s},
-                        {"--repeats", 1, &rep_s}, {NULL, 0, NULL}};
+                        {"--repeats", 1, &rep_s}, {"--device", 1, &device}, {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !dbpath) return err_set(ERR_USAGE, "schedule: --model and --db are required (see unetlab schedule --help)");
@@ -277,7 +278,7 @@ int cmd_schedule(int argc, char **argv) {
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
         (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (rc = cand_kinds_parse(kinds, &mask)) ||
         (rc = cli_int("--repeats", rep_s, 1, 1000, &rep)) ||
-        (rc = cli_format(fmt, &f, 0)))
+        (rc = cli_format(fmt, &f, 0)) || (rc = cli_cpu_engine("schedule", device)))
         return rc;
 
     CliProvenance prov;
