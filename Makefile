@@ -87,6 +87,7 @@ $(BUILD)/%.o: %.c $(wildcard core/*.h model/*.h kernels/cpu/*.h kernels/dnnl/*.h
 
 # The fast kernels are written as plain loops for the vectoriser (-O3).
 $(BUILD)/kernels/cpu/fastops.o: CFLAGS += -O3 -Wno-psabi
+$(BUILD)/core/rng.o: CFLAGS += -O3 -fno-math-errno -Wno-psabi
 
 # provenance: the commit and flags this binary was built from
 GIT_DESC := $(shell git describe --always --dirty 2>/dev/null || echo unknown)

@@ -13,8 +13,9 @@ Rng rng_for(uint64_t seed, const char *name);
 uint64_t rng_next(Rng *r);                      /* splitmix64 */
 double rng_uniform(Rng *r);                     /* (0, 1) */
 /* n normal(mean, std) values, never exactly zero: one draw from r keys a
- * counter-based stream (value pairs are a pure function of key and index),
- * so it runs on every thread and gives the same bits on every x86-64. */
+ * counter-based stream (Box-Muller pairs, each a pure function of key and
+ * index), so it runs vectorised on every thread and gives the same bits on
+ * every x86-64 and thread count. */
 void rng_normal(Rng *r, float *out, int64_t n, float mean, float std);
 
 #endif

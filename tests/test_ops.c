@@ -6,6 +6,7 @@
 #include "err.h"
 #include "ops.h"
 #include "rng.h"
+#include <omp.h>
 #include "tensor.h"
 #include "test.h"
 
@@ -851,6 +852,23 @@ static void test_rng(void) {
     Rng r5 = rng_for(3, "odd");
     rng_normal(&r5, odd, 5, 0, 1);
     CHECK(all_finite(odd, 5));
+
+    /* counter-based: the same bits on 1 and 2 threads (n odd, above the threaded size),
+     * and the tails of a normal: P(|x| > 2) = 4.55%, P(|x| > 3) = 0.27% */
+    int64_t big = 400001;
+    float *x1 = fbuf(big), *x2 = fbuf(big);
+    Rng g1 = rng_for(9, "threads"), g2 = rng_for(9, "threads");
+    omp_set_num_threads(1);
+    rng_normal(&g1, x1, big, 0, 1);
+    omp_set_num_threads(2);
+    rng_normal(&g2, x2, big, 0, 1);
+    CHECK_MSG(memcmp(x1, x2, (size_t)big * sizeof(float)) == 0, "rng_normal differs between 1 and 2 threads");
+    int64_t t2 = 0, t3 = 0;
+    for (int64_t i = 0; i < big; i++) { t2 += fabsf(x1[i]) > 2.0f; t3 += fabsf(x1[i]) > 3.0f; }
+    CHECK_NEAR((double)t2 / (double)big, 0.0455, 0.0015);
+    CHECK_NEAR((double)t3 / (double)big, 0.0027, 0.0004);
+    free(x1);
+    free(x2);
 }
 
 int main(void) {
