@@ -20,7 +20,7 @@ V       ?= 0
 Q        = $(if $(filter 1,$(V)),,@)
 BUILD   ?= $(if $(filter 1,$(SAN)),build-san,build)
 
-CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -fopenmp -Icore -Imodel -Ikernels/cpu -Iablate -Iprofile -Idb -Ireports
+CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror=implicit-function-declaration -Werror=int-conversion -fopenmp -Icore -Imodel -Ikernels/cpu -Iablate -Iprofile -Idb -Ireports
 LDLIBS  = -lsqlite3 -lcjson -lm -fopenmp
 ifeq ($(SAN),1)
   CFLAGS += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -161,4 +161,4 @@ fuzz: deps
 	build-fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-config
 
 clean:
-	rm -rf build build-san build-fuzz build-gpu
+	rm -rf build build-san build-fuzz build-gpu build-cpu build-ref

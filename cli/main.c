@@ -140,7 +140,7 @@ int cli_device(const char *cmd, const char *s, const char *dtype, int graph, int
     if (ref && *dt != DTYPE_F32)
         return err_set(ERR_USAGE, "%s: --device ref is the float32 reference engine; --dtype %s needs the fast engine (--device cpu)", cmd, dtype_name(*dt));
     if (!ref && !cpu_fast_built())
-        fprintf(stderr, "unetlab: built without oneDNN: the CPU runs the reference engine\n");
+        fprintf(stderr, "unetlab: built without oneDNN: the CPU runs the reference engine, in fp32\n");
     else if (*dt == DTYPE_BF16 && !cpu_bf16_native()) {
         fprintf(stderr, "unetlab: this CPU has neither AVX512-BF16 nor AMX: running fp32, not bf16\n");
         *dt = DTYPE_F32;

@@ -3,6 +3,7 @@
  * to modules (engine 'cupti'), or CUDA events per module where CUPTI cannot
  * trace ('cuda-events'); without one, the CPU forward's wall clock per module
  * ('cpu'). The engine labels every number printed and stored. */
+#include "backend.h"
 #include "cli.h"
 #include "err.h"
 #include "eval.h"
