@@ -1,7 +1,10 @@
-/* forward: the UNet2DConditionModel forward on the CPU, in float32, for any
- * Arch (teacher or student), with a feature observer called at every feature
- * point: each resnet, attention (Transformer2DModel), transformer layer,
- * down/upsampler, block output and the mid block. Features are named after
+/* forward: the UNet2DConditionModel forward for any Arch (teacher or
+ * student), on any backend (model/backend.h); unet_forward and
+ * unet_forward_from run the CPU engine this process selected (cpu_engine_set:
+ * the fast one by default, or the float32 reference), with a feature
+ * observer called at every feature point: each resnet, attention
+ * (Transformer2DModel), transformer layer, down/upsampler, block output and
+ * the mid block. Features are named after
  * the teacher module the student's module was copied from, so teacher and
  * student features compare by name. Tested by tests/test_fixtures.c against
  * diffusers' float64 references. */
