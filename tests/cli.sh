@@ -161,6 +161,9 @@ EV="eval --model $FX/mini-ssd --plan $T/p5.json"
 expect "eval calib wrong shape" 4 "'$FX/mini-public/io.safetensors': input 'input.encoder_hidden_states'" -- "$BIN" $EV --calib $FX/mini-public/io.safetensors --db "$T/e.db"
 expect "eval needs one calib" 2 "exactly one of --calib and --synthetic" -- "$BIN" $EV --db "$T/e.db"
 expect "eval bad shard" 2 "'--shard': '2/2'" -- "$BIN" $EV --synthetic 1 --db "$T/e.db" --shard 2/2
+expect "eval bad device" 2 "'--device': 'cuda' is not one of cpu, ref" -- "$BIN" $EV --synthetic 1 --db "$T/e.db" --device cuda
+expect "eval on the reference engine" 0 "" -- "$BIN" $EV --synthetic 1 --latent 8 --tokens 4 --db "$T/eref.db" --device ref
+expect "schedule bad device" 2 "'--device': 'x' is not one of cpu, ref" -- "$BIN" schedule --model $FX/mini-ssd --db "$T/s.db" --stages 1 --synthetic 1 --device x
 expect "eval synthetic" 0 '"total_params":	6159204' -- "$BIN" $EV --synthetic 2 --latent 8 --tokens 5 --db "$T/e.db" --format json
 head -c 4096 /dev/urandom > "$T/corrupt.db"
 expect "corrupt db" 6 "'$T/corrupt.db'" -- "$BIN" $EV --synthetic 1 --latent 8 --db "$T/corrupt.db"
