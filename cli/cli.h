@@ -49,7 +49,7 @@ int cli_student(const Arch *teacher, const char *plan_path, const char *drop, Pl
 typedef struct {
     Provenance p;
     char *cmdline;
-    char device[512], gpu[320];
+    char device[256], gpu[320];
     DeviceVersions v;
 } CliProvenance;
 void prov_fill(CliProvenance *p, int argc, char **argv, long seed);

@@ -153,9 +153,9 @@ int cli_device(const char *cmd, const char *s, const char *dtype, int graph, int
 int cli_cpu_engine(const char *cmd, const char *s) {
     if (strcmp(s, "cpu") && strcmp(s, "ref"))
         return err_set(ERR_USAGE, "option '--device': '%s' is not one of cpu, ref (%s runs on the CPU)", s, cmd);
-    cpu_engine_set(!strcmp(s, "ref") ? CPU_REF : CPU_FAST, DTYPE_F32);
-    if (!strcmp(s, "cpu") && !cpu_fast_built()) fprintf(stderr, "unetlab: built without oneDNN: the CPU runs the reference engine\n");
-    return 0;
+    int use_cuda;
+    DType dt;
+    return cli_device(cmd, s, NULL, 0, &use_cuda, &dt); /* the CPU, in fp32 */
 }
 
 static int pick_device(const char *cmd, const char *s, int *use_cuda) {

@@ -1,5 +1,6 @@
 /* rng: see rng.h. */
 #include "rng.h"
+#include "clones.h"
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -10,12 +11,14 @@ uint64_t rng_hash(const char *s) {
     return h;
 }
 
-uint64_t rng_next(Rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+/* splitmix64's finaliser of x */
+static inline __attribute__((always_inline)) uint64_t mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
+
+uint64_t rng_next(Rng *r) { return mix(r->s += 0x9e3779b97f4a7c15ull); }
 
 Rng rng_for(uint64_t seed, const char *name) {
     Rng r = {seed ^ rng_hash(name)};
@@ -25,13 +28,6 @@ Rng rng_for(uint64_t seed, const char *name) {
 
 double rng_uniform(Rng *r) { return ((double)(rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-/* splitmix64's finaliser of x */
-static inline __attribute__((always_inline)) uint64_t mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* The generator of rng_normal: Box-Muller on a counter, pair j of stream
  * `key` from mix(key + golden * (j + 1)) alone: the high and low 24 bits are
  * the two uniforms. ln, sin and cos are our own polynomials (to ~1e-7), all
@@ -39,8 +35,6 @@ static inline __attribute__((always_inline)) uint64_t mix(uint64_t z) {
  * the loop; C11 mode never contracts a * b + c into an FMA, and nothing is
  * summed across lanes, so the AVX-512, AVX2 and baseline builds of it give
  * the same bits, whatever the thread count. */
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-
 /* ln x for normal x > 0: x = 2^e m, m in [0.707, 1.414), ln m = 2 atanh(t / (2 + t)), t = m - 1. */
 static inline __attribute__((always_inline)) float ln(float x) {
     uint32_t b;

@@ -96,8 +96,6 @@ int cpu_bf16_native(void);
  * (--device ref). Built without oneDNN, always the reference. */
 typedef enum { CPU_FAST, CPU_REF } CpuEngine;
 void cpu_engine_set(CpuEngine e, DType dt);
-CpuEngine cpu_engine(void);
-DType cpu_engine_dtype(void);
 /* "cpu" (fast) or "cpu-ref": the engine label in profiles and the store. */
 const char *cpu_engine_name(void);
 /* For people: "CPU, fast engine (oneDNN 2.6.3, avx512_core), fp32". */

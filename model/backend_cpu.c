@@ -9,11 +9,9 @@
 #include <string.h>
 
 static const float *weight(const Backend *be, const char *prefix, const char *leaf) {
-    char name[512];
-    int n = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
-    if (n < 0 || n >= (int)sizeof name) die("internal: weight name '%s.%s' too long", prefix, leaf);
-    const float *p = weights_find(be->ctx, name);
-    if (!p) die("internal: weight '%s' not loaded", name);
+    const Weights *w = be->ctx;
+    const float *p = w->data[weights_slot(w, prefix, leaf)];
+    if (!p) die("internal: weight '%s.%s' was handed to the fast CPU engine", prefix, leaf);
     return p;
 }
 

@@ -132,19 +132,7 @@ void *upload(CudaEngine *e, const void *host, size_t bytes) {
     return d;
 }
 
-int weight_index(const CudaEngine *e, const char *prefix, const char *leaf) {
-    char name[512];
-    int n = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
-    if (n < 0 || n >= (int)sizeof name) die("internal: weight name '%s.%s' too long", prefix, leaf);
-    int lo = 0, hi = e->w->n - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2, c = strcmp(e->w->names[mid], name);
-        if (!c) return mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    die("internal: weight '%s' not loaded", name);
-}
+int weight_index(const CudaEngine *e, const char *prefix, const char *leaf) { return weights_slot(e->w, prefix, leaf); }
 
 const void *W(const CudaEngine *e, const char *prefix, const char *leaf) { return e->dw[weight_index(e, prefix, leaf)]; }
 

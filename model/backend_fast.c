@@ -23,7 +23,6 @@ static DType g_dtype = DTYPE_F32;
 enum { POOL_MAX = 96 }; /* free blocks kept; beyond that the oldest is freed */
 typedef struct {
     const Weights *w;
-    DType dt;
     Dnn *dnn;
     struct { void *p; size_t bytes; } free[POOL_MAX];
     int n_free;
@@ -65,18 +64,16 @@ static void release(Backend *be, Act *x) {
     memset(x, 0, sizeof *x);
 }
 
-/* The index of weight `prefix.leaf`. */
-static int weight_at(Backend *be, const char *prefix, const char *leaf) {
-    char name[512];
-    int n = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
-    if (n < 0 || n >= (int)sizeof name) die("internal: weight name '%s.%s' too long", prefix, leaf);
-    int i = weights_index(F(be)->w, name);
-    if (i < 0) die("internal: weight '%s' not loaded", name);
-    return i;
+/* x's shape with the last dim n: a new act (linear, GEGLU). */
+static Act act_last(Backend *be, const Act *x, int64_t n) {
+    int64_t shape[4];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = n;
+    return act_new(be, x->ndim, shape);
 }
 
 static const float *weight(Backend *be, const char *prefix, const char *leaf) {
-    const float *p = F(be)->w->data[weight_at(be, prefix, leaf)];
+    const float *p = F(be)->w->data[weights_slot(F(be)->w, prefix, leaf)];
     if (!p) die("internal: weight '%s.%s' was handed to the CPU engine", prefix, leaf);
     return p;
 }
@@ -92,7 +89,7 @@ typedef struct {
 
 static Mat mat(Backend *be, const char *prefix) {
     Weights *w = (Weights *)F(be)->w;
-    int i = weight_at(be, prefix, "weight");
+    int i = weights_slot(w, prefix, "weight");
     return (Mat){i, &w->data[i], w->data[i]};
 }
 
@@ -137,10 +134,8 @@ static Act copy(Backend *be, const Act *x) {
 
 /* res of a linear is a tensor of y's shape or the NHWC map of y's sequence: the same bytes either way. */
 static Act linear(Backend *be, const char *prefix, const Act *x, int64_t N, int bias, const Act *res) {
-    int64_t K = x->shape[x->ndim - 1], M = act_numel(x) / K, shape[4];
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = N;
-    Act y = act_new(be, x->ndim, shape);
+    int64_t K = x->shape[x->ndim - 1], M = act_numel(x) / K;
+    Act y = act_last(be, x, N);
     Mat m = mat(be, prefix);
     dnn_linear(F(be)->dnn, m.key, m.data, bias ? weight(be, prefix, "bias") : NULL, M, K, N, x->d, res ? res->d : NULL,
                y.d);
@@ -179,19 +174,15 @@ static Act attention(Backend *be, const Act *q, const Act *k, const Act *v, int 
 }
 
 static Act geglu(Backend *be, const Act *h) {
-    int64_t shape[4], I2 = h->shape[h->ndim - 1];
-    memcpy(shape, h->shape, sizeof shape);
-    shape[h->ndim - 1] = I2 / 2;
-    Act y = act_new(be, h->ndim, shape);
+    int64_t I2 = h->shape[h->ndim - 1];
+    Act y = act_last(be, h, I2 / 2);
     fop_geglu(h->d, act_numel(h) / I2, I2 / 2, y.d);
     return y;
 }
 
 static Act linear_geglu(Backend *be, const char *prefix, const Act *x, int64_t I) {
-    int64_t K = x->shape[x->ndim - 1], M = act_numel(x) / K, shape[4];
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = I;
-    Act y = act_new(be, x->ndim, shape);
+    int64_t K = x->shape[x->ndim - 1], M = act_numel(x) / K;
+    Act y = act_last(be, x, I);
     Mat m = mat(be, prefix);
     dnn_linear_geglu(F(be)->dnn, m.key, m.data, weight(be, prefix, "bias"), M, K, I, x->d, y.d);
     mat_done(be, &m);
@@ -253,7 +244,6 @@ Backend *backend_fast(const Weights *w, DType dt) {
     if (!mw->engine[dt]) {
         Fast *f = xcalloc(1, sizeof *f);
         f->w = w;
-        f->dt = dt;
         f->dnn = dnn_new(dt);
         f->be = (Backend){"cpu", f, begin, from_host, to_host, copy, release, linear, conv, group_norm, layer_norm,
                           attention, geglu, linear_geglu, add, silu, affine, upsample2x, concat, to_seq, to_map,
@@ -279,8 +269,6 @@ void cpu_engine_set(CpuEngine e, DType dt) {
     g_dtype = g_engine == CPU_REF ? DTYPE_F32 : dt;
 }
 
-CpuEngine cpu_engine(void) { return g_engine; }
-DType cpu_engine_dtype(void) { return g_dtype; }
 const char *cpu_engine_name(void) { return g_engine == CPU_FAST ? "cpu" : "cpu-ref"; }
 
 const char *cpu_engine_describe(void) {

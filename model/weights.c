@@ -250,6 +250,15 @@ int weights_index(const Weights *w, const char *name) {
     return slot ? (int)(slot - w->names) : -1;
 }
 
+int weights_slot(const Weights *w, const char *prefix, const char *leaf) {
+    char name[512];
+    int n = snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", leaf);
+    if (n < 0 || n >= (int)sizeof name) die("internal: weight name '%s.%s' too long", prefix, leaf);
+    int i = weights_index(w, name);
+    if (i < 0) die("internal: weight '%s' not loaded", name);
+    return i;
+}
+
 const float *weights_find(const Weights *w, const char *name) {
     int i = weights_index(w, name);
     return i >= 0 ? w->data[i] : NULL;

@@ -50,5 +50,8 @@ void weights_hash(const Weights *w, char out[17]);
 const float *weights_find(const Weights *w, const char *name);
 /* Its index in names/data; -1 if there is none. */
 int weights_index(const Weights *w, const char *name);
+/* The index of "prefix.leaf" (leaf alone for an empty prefix): what the
+ * backends look up; a missing one is an internal error (die). */
+int weights_slot(const Weights *w, const char *prefix, const char *leaf);
 
 #endif

@@ -5,13 +5,13 @@
  * Reductions keep a fixed order for a fixed thread count, so a forward is
  * deterministic: prefix reuse depends on that. */
 #include "fastops.h"
+#include "clones.h"
 #include "err.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define PAR_MIN (1 << 15) /* below this many values one thread does it all */
 
 /* expf to ~2 ulp on [-87, 88] (Cephes' range reduction and polynomial),
@@ -50,6 +50,19 @@ static void split(int64_t n, int nt, int t, int64_t *lo, int64_t *hi) {
     *lo = n * t / nt;
     *hi = n * (t + 1) / nt;
 }
+
+/* Runs body over [lo, hi) slices of n items (rows or values) on the threads;
+ * one thread when the whole job is `work` values or fewer than PAR_MIN. */
+#define SPLIT(n, work, body)                                                      \
+    do {                                                                          \
+        int nt_ = (work) > PAR_MIN ? omp_get_max_threads() : 1;                   \
+        _Pragma("omp parallel num_threads(nt_)") {                                \
+            int64_t lo, hi;                                                       \
+            split((n), omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);    \
+            body;                                                                 \
+        }                                                                         \
+    } while (0)
+#define ELEMENTWISE(n, body) SPLIT(n, n, body)
 
 /* ---- GroupNorm on NHWC ------------------------------------------------- */
 
@@ -163,13 +176,7 @@ CLONES static void ln_rows(const float *x, int64_t M, int64_t C, const float *ga
 }
 
 void fop_layer_norm(const float *x, int64_t M, int64_t C, const float *gamma, const float *beta, float eps, float *y) {
-    int nt = M * C > PAR_MIN ? omp_get_max_threads() : 1;
-#pragma omp parallel num_threads(nt)
-    {
-        int64_t lo, hi;
-        split(M, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
-        ln_rows(x + lo * C, hi - lo, C, gamma, beta, eps, y + lo * C);
-    }
+    SPLIT(M, M * C, ln_rows(x + lo * C, hi - lo, C, gamma, beta, eps, y + lo * C));
 }
 
 CLONES static void geglu_rows(const float *h, int64_t M, int64_t I, float *out) {
@@ -181,13 +188,7 @@ CLONES static void geglu_rows(const float *h, int64_t M, int64_t I, float *out) 
 }
 
 void fop_geglu(const float *h, int64_t M, int64_t I, float *out) {
-    int nt = M * I > PAR_MIN ? omp_get_max_threads() : 1;
-#pragma omp parallel num_threads(nt)
-    {
-        int64_t lo, hi;
-        split(M, omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);
-        geglu_rows(h + lo * 2 * I, hi - lo, I, out + lo * I);
-    }
+    SPLIT(M, M * I, geglu_rows(h + lo * 2 * I, hi - lo, I, out + lo * I));
 }
 
 CLONES static void silu_n(float *x, int64_t n) {
@@ -203,16 +204,6 @@ CLONES static void affine_n(float *x, int64_t n, float alpha, float beta) {
     for (int64_t i = 0; i < n; i++) x[i] = alpha * x[i] + beta;
 }
 
-/* Runs body over [lo, hi) slices of n values on the threads. */
-#define ELEMENTWISE(n, body)                                                      \
-    do {                                                                          \
-        int nt_ = (n) > PAR_MIN ? omp_get_max_threads() : 1;                      \
-        _Pragma("omp parallel num_threads(nt_)") {                                \
-            int64_t lo, hi;                                                       \
-            split((n), omp_get_num_threads(), omp_get_thread_num(), &lo, &hi);    \
-            body;                                                                 \
-        }                                                                         \
-    } while (0)
 
 void fop_silu(float *x, int64_t n) { ELEMENTWISE(n, silu_n(x + lo, hi - lo)); }
 void fop_add(float *y, const float *x, int64_t n, float div) { ELEMENTWISE(n, add_n(y + lo, x + lo, hi - lo, div)); }

@@ -40,11 +40,21 @@ struct Dnn {
     PEnt *prims[TAB];
     WEnt *weights[TAB];
     size_t wbytes;
-    uint16_t *xb; /* the input rounded to bf16 */
-    size_t xb_n;
-    float *g; /* GEGLU's gate */
-    size_t g_n;
+    void *xb; /* the input rounded to bf16 */
+    size_t xb_bytes;
+    void *g; /* GEGLU's gate */
+    size_t g_bytes;
 };
+
+/* A scratch buffer of at least `bytes`, kept and grown as needed. */
+static void *scratch(void **p, size_t *have, size_t bytes) {
+    if (bytes > *have) {
+        free(*p);
+        *p = xmalloc_big(bytes);
+        *have = bytes;
+    }
+    return *p;
+}
 
 static size_t slot(const void *w, const int64_t *key) {
     uint64_t h = (uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15ull;
@@ -209,13 +219,9 @@ static void run(Dnn *d, PEnt *p, const float *x, int64_t n, const float *b, cons
                 int64_t ny) {
     const void *src = x;
     if (d->dt == DTYPE_BF16) {
-        if ((size_t)n > d->xb_n) {
-            free(d->xb);
-            d->xb_n = (size_t)n;
-            d->xb = xmalloc_big((size_t)n * 2);
-        }
-        fop_to_bf16(x, n, d->xb);
-        src = d->xb;
+        uint16_t *xb = scratch(&d->xb, &d->xb_bytes, (size_t)n * sizeof(uint16_t));
+        fop_to_bf16(x, n, xb);
+        src = xb;
     }
     if (res && res != y) memcpy(y, res, (size_t)ny * sizeof(float));
     DNN(dnnl_memory_set_data_handle(p->src, (void *)src));
@@ -263,14 +269,10 @@ void dnn_linear(Dnn *d, const void *w, const float *data, const float *b, int64_
 
 void dnn_linear_geglu(Dnn *d, const void *w, const float *data, const float *b, int64_t M, int64_t K, int64_t I,
                       const float *x, float *y) {
-    if ((size_t)(M * I) > d->g_n) {
-        free(d->g);
-        d->g_n = (size_t)(M * I);
-        d->g = xmalloc_big(d->g_n * sizeof(float));
-    }
+    float *g = scratch(&d->g, &d->g_bytes, (size_t)(M * I) * sizeof(float));
     /* the gate half (rows I..2I of the weight) with GELU, then the value half times it */
-    linear_post(d, (const char *)w + 1, data ? data + I * K : NULL, b + I, M, K, I, x, POST_GELU, NULL, d->g);
-    linear_post(d, w, data, b, M, K, I, x, POST_MUL, d->g, y);
+    linear_post(d, (const char *)w + 1, data ? data + I * K : NULL, b + I, M, K, I, x, POST_GELU, NULL, g);
+    linear_post(d, w, data, b, M, K, I, x, POST_MUL, g, y);
 }
 
 void dnn_conv(Dnn *d, const void *w, const float *data, const float *b, int64_t B, int64_t Cin, int64_t H, int64_t W,
