@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef UNETLAB_VERSION
 #define UNETLAB_VERSION "0.1.0"
@@ -17,21 +18,43 @@ typedef struct {
     const char *name;
     int (*fn)(int, char **);
     const char *summary;
+    int forwards; /* runs forwards: OpenMP's waiting matters (bounded_spin) */
 } Command;
 
+#define UNETLAB_SPINCOUNT "10000"
+
 static const Command COMMANDS[] = {
-    {"inspect", cmd_inspect, "module tree with exact parameter counts and MACs"},
-    {"bench", cmd_bench, "forward latency (median, p10, p90), peak memory and TFLOP/s; CUDA events on a GPU"},
-    {"forward", cmd_forward, "CPU forward of a teacher or a student; output and per-layer features"},
-    {"candidates", cmd_candidates, "removable units of a model or a student, with what each removes"},
-    {"eval", cmd_eval, "layer-level losses of students vs the teacher, stored in SQLite"},
-    {"profile", cmd_profile, "per-module latency of a model or student, measured here, parts checked against the whole"},
-    {"schedule", cmd_schedule, "progressive removal to a parameter target, stage by stage, resumable"},
-    {"export", cmd_export, "a student as a diffusers checkpoint (config, weights, removal manifest)"},
-    {"db", cmd_db, "db query SQL / db merge A.db B.db -o OUT.db: the SQLite store"},
-    {"plan", cmd_plan, "plan show P: the diffusers config of the student a plan defines"},
-    {"report", cmd_report, "plots (gnuplot), tables (Markdown, LaTeX, CSV) and index.html from the store"},
+    {"inspect", cmd_inspect, "module tree with exact parameter counts and MACs", 0},
+    {"bench", cmd_bench, "forward latency (median, p10, p90), peak memory and TFLOP/s; CUDA events on a GPU", 1},
+    {"forward", cmd_forward, "CPU forward of a teacher or a student; output and per-layer features", 1},
+    {"candidates", cmd_candidates, "removable units of a model or a student, with what each removes", 0},
+    {"eval", cmd_eval, "layer-level losses of students vs the teacher, stored in SQLite", 1},
+    {"profile", cmd_profile, "per-module latency of a model or student, measured here, parts checked against the whole", 1},
+    {"schedule", cmd_schedule, "progressive removal to a parameter target, stage by stage, resumable", 1},
+    {"export", cmd_export, "a student as a diffusers checkpoint (config, weights, removal manifest)", 0},
+    {"db", cmd_db, "db query SQL / db merge A.db B.db -o OUT.db: the SQLite store", 0},
+    {"plan", cmd_plan, "plan show P: the diffusers config of the student a plan defines", 0},
+    {"report", cmd_report, "plots (gnuplot), tables (Markdown, LaTeX, CSV) and index.html from the store", 0},
 };
+
+/* OpenMP threads that wait for work spin before they sleep: libgomp spins
+ * 300,000 times by default, which on a machine shared with other jobs takes
+ * the CPUs from them and from our own descheduled threads (a 2-core machine
+ * with two busy neighbours made the mini fixture's forward 2-8x slower, with
+ * p90 up to 8x the median). Passive waiting costs 2x on a quiet machine (a
+ * forward opens hundreds of short parallel regions), so the spin is bounded
+ * instead: 10,000 spins, as fast as the default when quiet, steady when
+ * loaded (docs/perf.md, issue 12). A user's OMP_WAIT_POLICY or
+ * GOMP_SPINCOUNT wins. libgomp reads its environment once, in its
+ * constructor, before main runs (and before libc itself has an environment
+ * that setenv could change), so the commands that run forwards re-execute
+ * themselves once with the variable set (about 0.1 s, the cost of loading
+ * the libraries again). Without /proc they run with libgomp's default. */
+static void bounded_spin(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || setenv("GOMP_SPINCOUNT", UNETLAB_SPINCOUNT, 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT");
+}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: unetlab <command> [options]   (unetlab <command> --help for its options)\n\ncommands:\n");
@@ -61,6 +84,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++) {
         if (strcmp(argv[1], COMMANDS[i].name)) continue;
+        if (COMMANDS[i].forwards) bounded_spin(argv);
         int rc = COMMANDS[i].fn(argc - 1, argv + 1);
         if (rc < 0) return 0; /* --help */
         if (rc) fprintf(stderr, "unetlab: error: %s\n", err_msg());

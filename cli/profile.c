@@ -184,7 +184,7 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
         free(mods);
         unet_tree_free(&t1);
         DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens,
-                            dtype_name(j->dt), j->device, j->engine, j->warmup, j->repeats};
+                            dtype_name(j->dt), j->device, j->engine, j->warmup, j->repeats, NAN, 0};
         for (int who = 0; who < 1 + j->has_student && !rc; who++) {
             const Prof *p = who ? &j->ps : &j->pt;
             const ModuleTree *t = who ? &j->tt : &j->tt; /* rows carry teacher names: a student's modules are the teacher's */

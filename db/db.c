@@ -174,6 +174,11 @@ static const char *const MIGRATIONS[] = {
     "  registers INTEGER, smem_static INTEGER, smem_dynamic INTEGER, bytes INTEGER, stream INTEGER,"
     "  start_ns INTEGER, duration_ns INTEGER NOT NULL, graph_node INTEGER, created_at TEXT NOT NULL);"
     "CREATE INDEX kernels_run ON kernels(run_id);",
+    /* 3: noise (issue 12): per latency row, the share of its CPUs' time other
+     * processes (and the hypervisor) took while it was measured, and whether
+     * the measurement was judged unstable (profile/noise.h says when). */
+    "ALTER TABLE latency ADD COLUMN others_load REAL;"
+    "ALTER TABLE latency ADD COLUMN unstable INTEGER NOT NULL DEFAULT 0 CHECK (unstable IN (0, 1));",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
 
@@ -808,9 +813,10 @@ static const char *const MERGE_STEPS[] = {
     " LEFT JOIN map_runs mr ON mr.src = s.src AND mr.old = s.run_id) AS x WHERE j.id = x.id",
 
     "INSERT INTO main.latency(run_id, model_id, plan_id, module, kind, batch, height, width, tokens, dtype, device,"
-    " engine, warmup, repeats, calls, ms, ms_p10, ms_p90, share, samples, created_at)"
+    " engine, warmup, repeats, calls, ms, ms_p10, ms_p90, share, samples, others_load, unstable, created_at)"
     " SELECT mr.new, mm.new, mp.new, x.module, x.kind, x.batch, x.height, x.width, x.tokens, x.dtype, x.device,"
-    " x.engine, x.warmup, x.repeats, x.calls, x.ms, x.ms_p10, x.ms_p90, x.share, x.samples, x.created_at"
+    " x.engine, x.warmup, x.repeats, x.calls, x.ms, x.ms_p10, x.ms_p90, x.share, x.samples, x.others_load,"
+    " x.unstable, x.created_at"
     " FROM in_latency x JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id AND mr.fresh"
     " LEFT JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
     " LEFT JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id ORDER BY x.src, x.id",
@@ -968,12 +974,14 @@ int db_latency_put(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, co
     if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
     int rc = PREP(db, &st,
                   "INSERT INTO latency(run_id, model_id, plan_id, module, kind, batch, height, width, tokens, dtype,"
-                  " device, engine, warmup, repeats, calls, ms, ms_p10, ms_p90, share, samples, created_at)"
-                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, " NOW ")") ||
+                  " device, engine, warmup, repeats, calls, ms, ms_p10, ms_p90, share, samples, others_load, unstable,"
+                  " created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,"
+                  " ?19, ?20, ?21, ?22, " NOW ")") ||
              bind_i64(db, st, 1, run_id) || bind_id(db, st, 2, model_id) || bind_id(db, st, 3, plan_id) ||
              bind_i64(db, st, 6, k->batch) || bind_i64(db, st, 7, k->height) || bind_i64(db, st, 8, k->width) ||
              bind_i64(db, st, 9, k->tokens) || bind_text(db, st, 10, k->dtype) || bind_text(db, st, 11, k->device) ||
-             bind_text(db, st, 12, k->engine) || bind_i64(db, st, 13, k->warmup) || bind_i64(db, st, 14, k->repeats);
+             bind_text(db, st, 12, k->engine) || bind_i64(db, st, 13, k->warmup) || bind_i64(db, st, 14, k->repeats) ||
+             bind_f64(db, st, 21, k->others_load) || bind_i64(db, st, 22, k->unstable != 0);
     for (int i = 0; !rc && i < n; i++)
         rc = bind_text(db, st, 4, r[i].module) || bind_text(db, st, 5, r[i].kind) || bind_i64(db, st, 15, r[i].calls) ||
              bind_f64(db, st, 16, r[i].ms) || bind_f64(db, st, 17, r[i].ms_p10) || bind_f64(db, st, 18, r[i].ms_p90) ||
@@ -1037,6 +1045,14 @@ int db_schedule_latency(Db *db, int64_t schedule_id, const char *json, char **st
     fin(up);
     fin(sel);
     return r < 0 ? ERR_DB : 0;
+}
+
+int db_schedule_latency_set(Db *db, int64_t schedule_id, const char *json) {
+    sqlite3_stmt *up = NULL;
+    int rc = PREP(db, &up, "UPDATE schedules SET latency = ?1 WHERE id = ?2") || bind_text(db, up, 1, json) ||
+             bind_i64(db, up, 2, schedule_id) || STEP(db, up) < 0;
+    fin(up);
+    return rc ? ERR_DB : 0;
 }
 
 /* ---- reads for reports ----------------------------------------------------
@@ -1104,8 +1120,13 @@ int db_forwards(Db *db, DbForwardFn fn, void *ctx) {
     if (PREP(db, &st,
              "SELECT l.id, l.run_id, l.model_id, l.plan_id, coalesce(p.total_params, 0), coalesce(m.params, 0), m.spec,"
              " l.batch, l.height, l.width, coalesce(l.tokens, 0), l.dtype, l.device, l.engine, l.ms, l.ms_p10, l.ms_p90,"
-             " coalesce(l.repeats, 0), l.created_at FROM latency l LEFT JOIN models m ON m.id = l.model_id"
-             " LEFT JOIN plans p ON p.id = l.plan_id WHERE l.module = '(forward)' ORDER BY l.created_at, l.id"))
+             " coalesce(l.repeats, 0), l.created_at, u.ms, u.ms_p10, u.ms_p90, l.others_load, l.unstable"
+             " FROM latency l LEFT JOIN models m ON m.id = l.model_id LEFT JOIN plans p ON p.id = l.plan_id"
+             /* the untraced forwards of the same measurement */
+             " LEFT JOIN latency u ON u.module = '(untraced)' AND u.run_id = l.run_id AND u.model_id IS l.model_id"
+             " AND u.plan_id IS l.plan_id AND u.batch = l.batch AND u.height = l.height AND u.width = l.width"
+             " AND u.tokens IS l.tokens AND u.dtype = l.dtype AND u.engine = l.engine"
+             " WHERE l.module = '(forward)' ORDER BY l.created_at, l.id"))
         return ERR_DB;
     int r;
     while ((r = STEP(db, st)) == SQLITE_ROW) {
@@ -1113,7 +1134,9 @@ int db_forwards(Db *db, DbForwardFn fn, void *ctx) {
                        sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5),
                        col_text(st, 6), sqlite3_column_int(st, 7), sqlite3_column_int(st, 8), sqlite3_column_int(st, 9),
                        sqlite3_column_int(st, 10), col_text(st, 11), col_text(st, 12), col_text(st, 13),
-                       col_f64(st, 14), col_f64(st, 15), col_f64(st, 16), sqlite3_column_int(st, 17), col_text(st, 18)};
+                       col_f64(st, 14), col_f64(st, 15), col_f64(st, 16), col_f64(st, 19), col_f64(st, 20),
+                       col_f64(st, 21), col_f64(st, 22), sqlite3_column_int(st, 23), sqlite3_column_int(st, 17),
+                       col_text(st, 18)};
         fn(ctx, &x);
     }
     fin(st);

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 typedef struct Db Db;
 
@@ -109,6 +109,8 @@ typedef struct {
     int batch, height, width, tokens;   /* height, width: image pixels */
     const char *dtype, *device, *engine; /* engine: "cpu" (wall clock), "cuda-events", "cupti" */
     int warmup, repeats;
+    double others_load;                 /* share of its CPUs' time other processes took while it ran (0..1), NaN unknown */
+    int unstable;                       /* judged too noisy to trust (profile/noise.h) */
 } DbLatencyKey;
 
 typedef struct {
@@ -156,6 +158,8 @@ int db_schedule_put(Db *db, int64_t model_id, int64_t calib_id, const char *key,
  * first json given wins) so a resumed schedule uses the same numbers;
  * *stored gets the stored text (caller frees) or NULL. json NULL only reads. */
 int db_schedule_latency(Db *db, int64_t schedule_id, const char *json, char **stored);
+/* Replaces it (a re-measured profile, when the stored one was unstable). */
+int db_schedule_latency_set(Db *db, int64_t schedule_id, const char *json);
 
 typedef struct {
     int stage;                   /* 1, 2, ... */
@@ -225,7 +229,10 @@ typedef struct {
     const char *spec;
     int batch, height, width, tokens;      /* height, width: image pixels */
     const char *dtype, *device, *engine;
-    double ms, ms_p10, ms_p90;
+    double ms, ms_p10, ms_p90;             /* the traced forward (module '(forward)') */
+    double untraced_ms, untraced_p10, untraced_p90; /* the same forwards untraced ('(untraced)'); NaN when not stored */
+    double others_load;                    /* NaN when not measured (stores older than schema 3) */
+    int unstable;
     int repeats;
     const char *created_at;
 } DbForward;

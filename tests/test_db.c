@@ -253,13 +253,69 @@ static void make_kernels(DbKernel *k) {
 static const DbLatencyKey KERNEL_KEY = {.batch = 1, .height = 1024, .width = 1024, .tokens = 77, .dtype = "f16",
                                         .device = "NVIDIA H100", .engine = "cupti", .warmup = 3, .repeats = 2};
 
-/* Makes a schema version 1 DB at path: today's schema less what migration 2 adds. */
-static int make_v1(const char *path) {
+/* Makes a schema version 2 DB at path: today's schema less what migration 3 adds. */
+static int make_v2(const char *path) {
     Db *db;
     if (db_open(&db, path)) return 1;
     db_close(db);
-    return raw_exec(path, "DROP INDEX kernels_run; DROP TABLE kernels;"
-                          " UPDATE meta SET value = '1' WHERE key = 'schema_version'") != SQLITE_OK;
+    return raw_exec(path, "ALTER TABLE latency DROP COLUMN unstable; ALTER TABLE latency DROP COLUMN others_load;"
+                          " UPDATE meta SET value = '2' WHERE key = 'schema_version'") != SQLITE_OK;
+}
+
+/* Makes a schema version 1 DB at path: version 2 less what migration 2 adds. */
+static int make_v1(const char *path) {
+    return make_v2(path) || raw_exec(path, "DROP INDEX kernels_run; DROP TABLE kernels;"
+                                           " UPDATE meta SET value = '1' WHERE key = 'schema_version'") != SQLITE_OK;
+}
+
+typedef struct {
+    int n;
+    DbForward f[4];
+} Fwds;
+static void keep_fwd(void *ctx, const DbForward *f) {
+    Fwds *x = ctx;
+    if (x->n < 4) x->f[x->n++] = *f;
+}
+
+/* Latency rows carry their measurement's noise (others' load, unstable), the
+ * untraced forward comes back beside the traced one, a merge keeps both, and a
+ * version 2 store is migrated with its rows kept and their noise unknown. */
+static void latency_noise(void) {
+    const char *path = tpath("noise.db");
+    Db *db;
+    CHECK(db_open(&db, path) == 0);
+    int64_t run = begin_run(db, "unetlab profile --model m"), model;
+    CHECK(db_model_put(db, "m", "c1", "w1", 10, &model) == 0);
+    DbLatencyKey key = KERNEL_KEY;
+    key.engine = "cpu", key.others_load = 0.375, key.unstable = 1;
+    DbLatency rows[3] = {{"down_blocks.0", "CrossAttnDownBlock2D", 1, 2.0, 1.5, 2.5, 0.2, "[2]"},
+                         {"(forward)", "UNet2DConditionModel", 1, 10.0, 9.0, 12.0, 1.0, "[10]"},
+                         {"(untraced)", "UNet2DConditionModel", 1, 8.0, 7.5, 8.5, 0.8, "[8]"}};
+    CHECK_MSG(db_latency_put(db, run, model, 0, &key, rows, 3) == 0, "%s", err_msg());
+    key.others_load = NAN, key.unstable = 0;
+    CHECK(db_latency_put(db, begin_run(db, "older"), model, 0, &key, rows + 1, 1) == 0); /* no untraced row */
+    Fwds fw = {0};
+    CHECK(db_forwards(db, keep_fwd, &fw) == 0);
+    CHECK_EQ_LL(fw.n, 2);
+    CHECK(fw.f[0].ms == 10.0 && fw.f[0].untraced_ms == 8.0 && fw.f[0].untraced_p10 == 7.5 && fw.f[0].untraced_p90 == 8.5);
+    CHECK(fw.f[0].others_load == 0.375 && fw.f[0].unstable == 1);
+    CHECK(fw.f[1].ms == 10.0 && isnan(fw.f[1].untraced_ms) && isnan(fw.f[1].others_load) && fw.f[1].unstable == 0);
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM latency WHERE unstable = 1 AND others_load = 0.375"), 3);
+    CHECK(raw_exec(path, "UPDATE latency SET unstable = 2") == SQLITE_CONSTRAINT);
+    db_close(db);
+    CHECK_MSG(db_merge(tpath("noise-out.db"), &path, 1) == 0, "%s", err_msg());
+    CHECK_EQ_LL(q1(tpath("noise-out.db"), "SELECT count(*) FROM latency WHERE unstable = 1 AND others_load = 0.375"), 3);
+    CHECK_EQ_LL(q1(tpath("noise-out.db"), "SELECT count(*) FROM latency WHERE unstable = 0 AND others_load IS NULL"), 1);
+
+    const char *v2 = tpath("v2.db");
+    CHECK(make_v2(v2) == 0);
+    CHECK(raw_exec(v2, "INSERT INTO runs(uid, host, pid, started_at, status) VALUES('u', 'h', 1, 'then', 'done');"
+                       " INSERT INTO latency(run_id, module, batch, height, width, dtype, device, engine, ms, created_at)"
+                       " VALUES(1, '(forward)', 1, 8, 8, 'fp32', 'cpu', 'cpu', 3.5, 'then')") == SQLITE_OK);
+    CHECK(db_open(&db, v2) == 0);
+    db_close(db);
+    CHECK_EQ_LL(q1(v2, "SELECT value FROM meta WHERE key = 'schema_version'"), DB_SCHEMA_VERSION);
+    CHECK_EQ_LL(q1(v2, "SELECT count(*) FROM latency WHERE ms = 3.5 AND unstable = 0 AND others_load IS NULL"), 1);
 }
 
 static void kernels(void) {
@@ -309,7 +365,9 @@ static void kernels(void) {
     CHECK_EQ_LL(q1(v1, "SELECT count(*) FROM sqlite_schema WHERE name = 'kernels'"), 0);
     const char *v1b = tpath("v1b.db");
     CHECK(make_v1(v1b) == 0);
-    CHECK_ERR(db_merge(tpath("v1out.db"), &v1b, 1), ERR_DB, "schema version 1 is older than this unetlab's 2");
+    char older[64];
+    snprintf(older, sizeof older, "schema version 1 is older than this unetlab's %d", DB_SCHEMA_VERSION);
+    CHECK_ERR(db_merge(tpath("v1out.db"), &v1b, 1), ERR_DB, older);
     CHECK(db_open(&db, v1) == 0);
     CHECK_EQ_LL(q1(v1, "SELECT value FROM meta WHERE key = 'schema_version'"), DB_SCHEMA_VERSION);
     CHECK_EQ_LL(q1(v1, "SELECT count(*) FROM sqlite_schema WHERE name IN ('kernels', 'kernels_run')"), 2);
@@ -769,6 +827,7 @@ int main(void) {
     sigkill();
     merge();
     kernels();
+    latency_noise();
     query();
     nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     TEST_MAIN_END("test_db");
