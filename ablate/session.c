@@ -1,5 +1,6 @@
 /* session: see session.h. */
 #include "session.h"
+#include "numfmt.h"
 #include "err.h"
 #include "hash.h"
 #include <math.h>
@@ -12,13 +13,6 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fmt_eta(double s, char *buf, size_t n) {
-    if (!isfinite(s)) snprintf(buf, n, "?");
-    else if (s < 60) snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
 }
 
 int session_open(Session *s, const SessionOptions *o) {
@@ -155,7 +149,7 @@ int session_score(Session *s, Student *st, int n, const char *what) {
         for (int i = 0; i < n; i++) left += !st[i].done;
         double el = now() - t0;
         char eta[32];
-        fmt_eta(left * el / mine, eta, sizeof eta);
+        num_duration(left * el / mine, eta, sizeof eta);
         fprintf(stderr, "%s: [%d/%d] %s  %.2f s/student, ETA %s\n", what, n - left, n, st[k].name, el / mine, eta);
     }
     /* every summary from the store: the same numbers whoever computed them */

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "eval.h"
 #include "forward.h"
+#include "noise.h"
 #include "numfmt.h"
 #include "prof.h"
 #include "weights.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef UNETLAB_CUDA
 #include "backend_cuda.h"
 #include <cuda_runtime_api.h>
@@ -41,7 +43,11 @@ static const char USAGE[] =
     "reference engine instead (engine 'cpu-ref', fp32). --batch 1,2 measures each\n"
     "batch size in turn on one upload of the weights. --format json prints an array\n"
     "with one object per batch size. --inputs FILE times the forward on that inputs file\n"
-    "(as `unetlab forward` reads it) instead of seeded inputs; its shapes set the size.\n";
+    "(as `unetlab forward` reads it) instead of seeded inputs; its shapes set the size.\n"
+    "Noise: the share of the CPUs' time other processes took while the forwards ran\n"
+    "(/proc/stat) and the spread p90/p10 are printed with each result (JSON: others_load,\n"
+    "spread, unstable); above 10%% of the CPUs or a spread of 1.5 the result is marked\n"
+    "unstable and one warning line says how to get a clean one.\n";
 
 typedef struct {
     const char *engine;       /* "cuda-events" or "cpu" */
@@ -51,20 +57,25 @@ typedef struct {
     int repeats;
     int have_mem;
     double mem_weights, mem_arena_peak, mem_arena, mem_workspace, mem_device_used; /* bytes */
+    Noise noise;              /* of the timed forwards */
 } BenchResult;
 
 static int bench_cpu(const Arch *a, const Weights *w, const UnetInputs *in, int warmup, BenchResult *r) {
     Backend ref, *be = cpu_backend(w, &ref);
     snprintf(r->device, sizeof r->device, "%s", cpu_engine_describe());
     r->engine = cpu_engine_name();
+    int tty = isatty(2); /* a progress line redrawn in place on a terminal; none in a log */
+    NoiseProbe probe;
     for (int i = 0; i < warmup + r->repeats; i++) {
+        if (i == warmup) noise_start(&probe);
         double t0 = prof_now();
         int rc = unet_forward_be(be, a, in, NULL, NULL, NULL, NULL, NULL, NULL);
         if (rc) return rc;
         if (i >= warmup) r->ms[i - warmup] = prof_now() - t0;
-        fprintf(stderr, "\rbench: forward %d of %d (%s)", i + 1, warmup + r->repeats, i < warmup ? "warm-up" : "timed");
+        if (tty) fprintf(stderr, "\rbench: forward %d of %d (%s)", i + 1, warmup + r->repeats, i < warmup ? "warm-up" : "timed");
     }
-    fprintf(stderr, "\n");
+    r->noise = noise_stop(&probe, r->ms, r->repeats);
+    if (tty) fprintf(stderr, "\n");
     return 0;
 }
 
@@ -95,6 +106,8 @@ static int bench_cuda(CudaEngine *e, const Arch *a, const UnetInputs *in, int wa
     CUDA_CHECK(cudaEventCreate(&ev[0]));
     CUDA_CHECK(cudaEventCreate(&ev[1]));
     CUDA_CHECK(cudaStreamSynchronize(s));
+    NoiseProbe probe;
+    noise_start(&probe);
     for (int i = 0; i < r->repeats && !rc; i++) {
         CUDA_CHECK(cudaEventRecord(ev[0], s));
         if (ge) CUDA_CHECK(cudaGraphLaunch(ge, s));
@@ -105,6 +118,7 @@ static int bench_cuda(CudaEngine *e, const Arch *a, const UnetInputs *in, int wa
         CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
         r->ms[i] = ms;
     }
+    r->noise = noise_stop(&probe, r->ms, r->repeats);
     CudaMemStats m;
     cuda_engine_mem(e, &m);
     r->have_mem = 1;
@@ -193,7 +207,7 @@ int cmd_bench(int argc, char **argv) {
 #endif
     if (fmt == FORMAT_CSV)
         printf("model,student,params,macs,batch,height,width,dtype,mode,engine,repeats,ms_median,ms_p10,ms_p90,tflops,"
-               "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes\n");
+               "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes,others_load,spread,unstable\n");
     for (int bi = 0; bi < nb && !rc; bi++) {
         s.batch = batches[bi];
         UnetInputs in = file_in;
@@ -209,6 +223,9 @@ int cmd_bench(int argc, char **argv) {
         if (!inputs) unet_inputs_free(&in);
         if (rc) { free(r.ms); break; }
         prof_stats(&(ProfEntry){.ms = r.ms}, r.repeats, &r.med, &r.p10, &r.p90);
+        char what[256];
+        snprintf(what, sizeof what, "the bench of %s at batch %d", model, s.batch);
+        noise_warn(&r.noise, what);
         ModuleTree st;
         unet_tree_build(&st, &student, &s);
         int64_t macs = st.m[0].macs, params = st.m[0].params;
@@ -238,6 +255,10 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "ms_p90", r.p90);
             cJSON_AddItemToObject(o, "ms_samples", cJSON_CreateDoubleArray(r.ms, r.repeats));
             cJSON_AddNumberToObject(o, "tflops", tflops);
+            if (isnan(r.noise.others_load)) cJSON_AddNullToObject(o, "others_load");
+            else cJSON_AddNumberToObject(o, "others_load", r.noise.others_load);
+            cJSON_AddNumberToObject(o, "spread", r.noise.spread);
+            cJSON_AddBoolToObject(o, "unstable", r.noise.unstable);
             if (r.have_mem) {
                 cJSON *mm = cJSON_AddObjectToObject(o, "memory_bytes");
                 cJSON_AddNumberToObject(mm, "weights", r.mem_weights);
@@ -251,8 +272,9 @@ int cmd_bench(int argc, char **argv) {
             printf("%s,%d,%lld,%lld,%d,%d,%d,%s,%s,%s,%d,%.4f,%.4f,%.4f,%.4g,", model, plan_path || drop,
                    (long long)params, (long long)macs, s.batch, s.height * 8, s.width * 8, dts, mode, r.engine,
                    r.repeats, r.med, r.p10, r.p90, tflops);
-            if (r.have_mem) printf("%.0f,%.0f,%.0f,%.0f\n", r.mem_weights, r.mem_arena_peak, r.mem_workspace, r.mem_device_used);
-            else printf(",,,\n");
+            if (r.have_mem) printf("%.0f,%.0f,%.0f,%.0f,", r.mem_weights, r.mem_arena_peak, r.mem_workspace, r.mem_device_used);
+            else printf(",,,,");
+            printf("%.4g,%.4g,%d\n", r.noise.others_load, r.noise.spread, r.noise.unstable);
         } else {
             printf("%s%s: %s params, %s MACs per forward; batch %d, %dx%d, %s, %s\n", model,
                    plan_path || drop ? " (student)" : "", num_commas(params, pb, sizeof pb),
@@ -260,6 +282,9 @@ int cmd_bench(int argc, char **argv) {
             printf("device: %s (engine %s)\n", r.device, r.engine);
             printf("forward: median %.3f ms, p10 %.3f, p90 %.3f over %d repeats after %ld warm-ups; %.4g TFLOP/s\n",
                    r.med, r.p10, r.p90, r.repeats, warmup, tflops);
+            char nd[96];
+            noise_describe(&r.noise, nd, sizeof nd);
+            printf("noise: %s while timed%s\n", nd, r.noise.unstable ? ": UNSTABLE" : "");
             if (r.have_mem)
                 printf("memory: weights %.2f GiB + activations peak %.2f GiB (arena holds %.2f) + workspace %.2f GiB;"
                        " device in use %.2f GiB (cudaMemGetInfo, context included)\n",

@@ -63,7 +63,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", "version", "version and build configuration");
     fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad model (config/weights),\n"
                "            4 bad input tensors, 5 output not writable, 6 database, 7 plan,\n"
-               "            8 report drawn without pictures (gnuplot missing)\n");
+               "            8 report drawn without pictures (gnuplot missing), 9 timing too noisy to use,\n"
+               "            10 schedule target not reachable\n");
 }
 
 int main(int argc, char **argv) {

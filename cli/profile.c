@@ -8,6 +8,7 @@
 #include "err.h"
 #include "eval.h"
 #include "hash.h"
+#include "noise.h"
 #include "prof.h"
 #include "weights.h"
 #include "dtype.h"
@@ -34,7 +35,14 @@ static const char USAGE[] =
     "gap is reported), and the tracing overhead (the same forwards untraced). With --plan,\n"
     "the student is profiled too and its latency is shown measured and predicted (the\n"
     "teacher's minus the removed modules' times), with the prediction error. --compare\n"
-    "profiles several models in one run, so their ratios come from one machine in one run.\n"
+    "profiles several models in one run: on the CPU all are loaded and take turns within\n"
+    "each repeat (A, B, C, A, B, C, ...), so a slow moment of the machine hits them alike\n"
+    "(their weights must fit in memory together); on a GPU they run one after another.\n"
+    "\n"
+    "Noise: the share of the CPUs' time other processes took during the run (from\n"
+    "/proc/stat) and the spread of the forwards (p90/p10) are printed and stored with\n"
+    "every row; above 10%% of the CPUs or a spread of 1.5 the rows are marked unstable\n"
+    "and one warning line says so (exit status unchanged).\n"
     "\n"
     "Engines, named wherever a number is printed or stored, never mixed:\n"
     "  cupti        on a GPU (--device cuda, or auto when one answers): every kernel,\n"
@@ -68,6 +76,11 @@ typedef struct {
     const char *engine;       /* "cpu", "cupti", "cuda-events" */
     char device[512];         /* what ran it */
     ProfKernels kern;         /* cupti: every record, both models */
+    Weights w;                /* loaded by job_load, freed by job_unload */
+    UnetInputs in;
+    int loaded;
+    Noise noise;              /* of the run that measured it (a compare's models share one) */
+    int64_t params0;          /* the model's parameters, before it is loaded */
 } Job;
 
 /* The root's children, down_blocks.i and up_blocks.i: modules that together run the whole forward. */
@@ -90,46 +103,115 @@ static double attributed(const Prof *p, const ModuleTree *t) {
     return m;
 }
 
-static int run_job(Job *j) {
+/* Resolves the model, makes its inputs and loads its weights (hashed, then handed to the engine). */
+static int job_load(Job *j) {
     int rc = model_resolve(&j->m, j->model);
     if (rc) return rc;
-    UnetInputs in;
-    calib_synthetic(&j->m.arch, j->s.batch, j->s.height, j->s.width, j->s.tokens, (uint64_t)j->seed, &in);
-    if ((rc = unet_check_inputs(&j->m.arch, &in))) { unet_inputs_free(&in); return err_wrap(rc, "profile: "); }
+    calib_synthetic(&j->m.arch, j->s.batch, j->s.height, j->s.width, j->s.tokens, (uint64_t)j->seed, &j->in);
+    if ((rc = unet_check_inputs(&j->m.arch, &j->in))) { unet_inputs_free(&j->in); return err_wrap(rc, "profile: "); }
     unet_tree_build(&j->tt, &j->m.arch, &j->s);
-    Weights w;
-    if ((rc = weights_load(&w, &j->m, &j->tt, (uint64_t)j->seed))) { unet_inputs_free(&in); return rc; }
-    weights_hash(&w, j->weights_hash);
-    w.engine_owns = 1; /* hashed: from here on only forwards read the weights */
+    if ((rc = weights_load(&j->w, &j->m, &j->tt, (uint64_t)j->seed))) { unet_inputs_free(&j->in); return rc; }
+    j->loaded = 1;
+    weights_hash(&j->w, j->weights_hash);
+    j->w.engine_owns = 1; /* hashed: from here on only forwards read the weights */
     hash_hex(hash_bytes(HASH_INIT, j->m.config_text, strlen(j->m.config_text)), j->config_hash);
-    int n = 1 + j->has_student;
-    fprintf(stderr, "profile: %s%s, %d warm-up + 2 x %d rounds\n", j->model, n > 1 ? " and the student" : "", j->warmup,
-            j->repeats);
-    Prof p[2];
-    double plain[2];
-    const Arch *a[2] = {&j->m.arch, &j->student};
-    for (int k = 0; k < n; k++) prof_init(&p[k], j->repeats);
     if (j->has_student) unet_tree_build(&j->st, &j->student, &j->s);
-#ifdef UNETLAB_CUDA
-    if (j->use_cuda) {
-        CudaEngine *e;
-        if (!(rc = cuda_engine_new(&e, &w, &j->tt, j->dt))) {
-            snprintf(j->device, sizeof j->device, "%s", cuda_engine_describe(e));
-            rc = prof_forward_cuda(e, a, n, &in, j->warmup, j->repeats, j->graph, 1, p, plain, &j->kern, &j->engine);
-            cuda_engine_free(e);
+    for (int k = 0; k < 1 + j->has_student; k++) prof_init(k ? &j->ps : &j->pt, j->repeats);
+    return 0;
+}
+
+static void job_unload(Job *j) {
+    if (!j->loaded) return;
+    weights_free(&j->w);
+    unet_inputs_free(&j->in);
+    j->loaded = 0;
+}
+
+/* The spread of every forward measured (traced and untraced) widens the run's noise. */
+static void judge_job(Job *j, Noise *n) {
+    for (int who = 0; who < 1 + j->has_student; who++) {
+        const Prof *p = who ? &j->ps : &j->pt;
+        const char *names[] = {PROF_FORWARD, PROF_PLAIN};
+        for (int k = 0; k < 2; k++) {
+            const ProfEntry *e = prof_find(p, names[k]);
+            if (e) noise_judge(n, e->ms, p->repeats);
         }
-    } else
-#endif
-        rc = prof_forward(a, n, &w, &in, j->warmup, j->repeats, p, plain);
-    j->pt = p[0];
-    j->plain_t = plain[0];
-    if (n > 1) { j->ps = p[1]; j->plain_s = plain[1]; }
-    weights_free(&w);
-    unet_inputs_free(&in);
+    }
+}
+
+/* Measures jobs[0..nj-1], loaded, on the CPU in one run: every model (and
+ * student) takes its turn in every repeat, and they share one noise reading. */
+static int measure_cpu(Job *jobs, int nj) {
+    ProfSubject sub[32];
+    Prof *p[32];
+    double plain[32];
+    int n = 0;
+    for (int k = 0; k < nj; k++)
+        for (int who = 0; who < 1 + jobs[k].has_student && n < 32; who++) {
+            sub[n] = (ProfSubject){who ? &jobs[k].student : &jobs[k].m.arch, &jobs[k].w, &jobs[k].in};
+            p[n++] = who ? &jobs[k].ps : &jobs[k].pt;
+        }
+    Prof *pp = xcalloc((size_t)n, sizeof *pp);
+    for (int i = 0; i < n; i++) pp[i] = *p[i];
+    NoiseProbe probe;
+    noise_start(&probe);
+    int rc = prof_forward(sub, n, jobs[0].warmup, jobs[0].repeats, pp, plain);
+    Noise noise = noise_stop(&probe, NULL, 0);
+    for (int i = 0; i < n; i++) *p[i] = pp[i]; /* the entries moved into pp; hand them back */
+    free(pp);
+    int i = 0;
+    for (int k = 0; k < nj; k++) {
+        jobs[k].plain_t = plain[i++];
+        if (jobs[k].has_student) jobs[k].plain_s = plain[i++];
+        judge_job(&jobs[k], &noise);
+    }
+    for (int k = 0; k < nj; k++) jobs[k].noise = noise;
     return rc;
 }
 
+#ifdef UNETLAB_CUDA
+/* One loaded job on the GPU: the engine uploads its weights, the teacher and student are traced in turn. */
+static int measure_cuda(Job *j) {
+    CudaEngine *e;
+    int rc = cuda_engine_new(&e, &j->w, &j->tt, j->dt);
+    if (rc) return rc;
+    snprintf(j->device, sizeof j->device, "%s", cuda_engine_describe(e));
+    const Arch *a[2] = {&j->m.arch, &j->student};
+    Prof p[2] = {j->pt, j->ps};
+    double plain[2] = {NAN, NAN};
+    NoiseProbe probe;
+    noise_start(&probe);
+    rc = prof_forward_cuda(e, a, 1 + j->has_student, &j->in, j->warmup, j->repeats, j->graph, 1, p, plain, &j->kern,
+                           &j->engine);
+    j->noise = noise_stop(&probe, NULL, 0);
+    j->pt = p[0], j->ps = p[1], j->plain_t = plain[0], j->plain_s = plain[1];
+    judge_job(j, &j->noise);
+    cuda_engine_free(e);
+    return rc;
+}
+#endif
+
+/* Whether n models' weights fit in memory together (a CPU --compare loads them all). */
+static int check_memory(const Job *jobs, int nj) {
+    double need = 0;
+    for (int k = 0; k < nj; k++) need += 4.0 * (double)jobs[k].params0; /* fp32 on the CPU engines */
+    FILE *f = fopen("/proc/meminfo", "r");
+    double avail = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        long long kb;
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) avail = 1024.0 * (double)kb;
+    }
+    if (f) fclose(f);
+    if (avail < 0 || need <= 0.9 * avail) return 0;
+    return err_set(ERR_RUNTIME,
+                   "profile --compare: the %d models take turns within each repeat, so their weights are held together:"
+                   " %.1f GB, and this machine has %.1f GB available; compare fewer models per run", nj, need / 1e9,
+                   avail / 1e9);
+}
+
 static void job_free(Job *j) {
+    job_unload(j);
     prof_free(&j->pt);
     prof_free(&j->ps);
     prof_kernels_free(&j->kern);
@@ -139,24 +221,25 @@ static void job_free(Job *j) {
     model_source_free(&j->m);
 }
 
-/* Latency rows of one profile: every module with a time, then the forward. */
+/* Latency rows of one profile: every module with a time, then the forward
+ * (traced: its modules timed) and the same forwards untraced. */
 static DbLatency *rows_of(const Prof *p, const ModuleTree *t, int *n, char ***samples_out) {
-    DbLatency *r = xcalloc((size_t)t->n_modules + 1, sizeof *r);
-    char **samples = xcalloc((size_t)t->n_modules + 1, sizeof *samples);
-    const ProfEntry *fw = prof_find(p, PROF_FORWARD);
-    double fmed, f10, f90;
-    prof_stats(fw, p->repeats, &fmed, &f10, &f90);
+    DbLatency *r = xcalloc((size_t)t->n_modules + 2, sizeof *r);
+    char **samples = xcalloc((size_t)t->n_modules + 2, sizeof *samples);
+    double fmed = prof_median(p, PROF_FORWARD);
     int k = 0;
-    for (int i = 0; i <= t->n_modules; i++) {
-        const ProfEntry *e = i < t->n_modules ? (i ? prof_find(p, t->m[i].name) : NULL) : fw;
+    for (int i = 1; i <= t->n_modules + 1; i++) {
+        int whole = i >= t->n_modules;
+        const char *name = !whole ? t->m[i].name : i == t->n_modules ? PROF_FORWARD : PROF_PLAIN;
+        const ProfEntry *e = prof_find(p, name);
         if (!e) continue;
         double med, p10, p90;
         prof_stats(e, p->repeats, &med, &p10, &p90);
         cJSON *a = cJSON_CreateDoubleArray(e->ms, p->repeats);
         samples[k] = cJSON_PrintUnformatted(a);
         cJSON_Delete(a);
-        r[k] = (DbLatency){i < t->n_modules ? t->m[i].name : PROF_FORWARD, i < t->n_modules ? t->m[i].kind : "UNet2DConditionModel",
-                           e->calls / p->repeats, med, p10, p90, fmed > 0 ? med / fmed : NAN, samples[k]};
+        r[k] = (DbLatency){name, whole ? "UNet2DConditionModel" : t->m[i].kind, e->calls / p->repeats, med, p10, p90,
+                           fmed > 0 && strcmp(name, PROF_PLAIN) ? med / fmed : NAN, samples[k]};
         k++;
     }
     *n = k;
@@ -184,7 +267,8 @@ static int store(Job *j, const char *dbpath, const CliProvenance *prov) {
         free(mods);
         unet_tree_free(&t1);
         DbLatencyKey key = {j->s.batch, j->s.height * 8, j->s.width * 8, j->s.tokens,
-                            dtype_name(j->dt), j->device, j->engine, j->warmup, j->repeats, NAN, 0};
+                            dtype_name(j->dt), j->device, j->engine, j->warmup, j->repeats,
+                            j->noise.others_load, j->noise.unstable};
         for (int who = 0; who < 1 + j->has_student && !rc; who++) {
             const Prof *p = who ? &j->ps : &j->pt;
             const ModuleTree *t = who ? &j->tt : &j->tt; /* rows carry teacher names: a student's modules are the teacher's */
@@ -266,6 +350,9 @@ static void print_text(const Job *j, int maxdepth) {
     }
     printf("tracing overhead: untraced %.3f ms, traced %.3f ms: %+.3f ms (%+.2f%%)\n", plain, fmed, fmed - plain,
            100 * (fmed - plain) / plain);
+    char nd[96];
+    noise_describe(&j->noise, nd, sizeof nd);
+    printf("noise: %s during the run%s\n", nd, j->noise.unstable ? ": UNSTABLE, rows marked so" : "");
     if (j->has_student) {
         char *removed = xcalloc((size_t)j->tt.n_modules, 1);
         unet_removed(&j->tt, &j->st, removed);
@@ -324,14 +411,41 @@ int cmd_profile(int argc, char **argv) {
             if ((rc = cli_student(&j->m.arch, plan_path, drop, &j->plan, &j->student))) break;
             j->has_student = 1;
         }
-        model_source_free(&j->m); /* run_job resolves it again, with the weights */
-        if ((rc = run_job(j))) break;
-        if (dbpath && (rc = store(j, dbpath, &prov))) break;
+        ModuleTree t;
+        unet_tree_build(&t, &j->m.arch, &j->s);
+        j->params0 = t.m[0].params;
+        unet_tree_free(&t);
+        model_source_free(&j->m); /* job_load resolves it again, with the weights */
+    }
+    if (!rc && save && *save) rc = err_set(ERR_USAGE, "option '--compare': more than 16 models");
+    if (!rc && !use_cuda && nj > 1) rc = check_memory(jobs, nj);
+    fprintf(stderr, "profile: %s%s, %d warm-up + 2 x %d rounds%s\n", model ? model : compare,
+            plan_path || drop ? " and the student" : "", (int)warm, (int)rep,
+            nj > 1 && !use_cuda ? ", the models taking turns" : "");
+#ifdef UNETLAB_CUDA
+    for (int k = 0; k < nj && !rc && use_cuda; k++) { /* each model on its own engine, one after another */
+        if (!(rc = job_load(&jobs[k]))) rc = measure_cuda(&jobs[k]);
+        job_unload(&jobs[k]);
+    }
+#endif
+    if (!use_cuda) {
+        for (int k = 0; k < nj && !rc; k++) rc = job_load(&jobs[k]);
+        if (!rc) rc = measure_cpu(jobs, nj);
+        for (int k = 0; k < nj; k++) job_unload(&jobs[k]);
+    }
+    for (int k = 0; k < nj && !rc && dbpath; k++) rc = store(&jobs[k], dbpath, &prov);
+    for (int k = 0; k < nj && !rc; k++) {
+        char what[256];
+        snprintf(what, sizeof what, "the profile of %s%s", jobs[k].model, jobs[k].has_student ? " and its student" : "");
+        if (!use_cuda && nj > 1) snprintf(what, sizeof what, "the profile --compare of %s", compare);
+        noise_warn(&jobs[k].noise, what);
+        if (!use_cuda && nj > 1) break; /* one reading for the whole run */
     }
     if (!rc) {
         if (f == FORMAT_JSON || f == FORMAT_CSV) {
             cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "profiles");
-            if (f == FORMAT_CSV) printf("model,student,module,kind,params,macs,ms,ms_p10,ms_p90,calls,share,engine\n");
+            if (f == FORMAT_CSV)
+                printf("model,student,module,kind,params,macs,ms,ms_p10,ms_p90,calls,share,engine,others_load,unstable\n");
             for (int k = 0; k < nj; k++) {
                 Job *j = &jobs[k];
                 const Prof *p = j->has_student ? &j->ps : &j->pt;
@@ -349,6 +463,10 @@ int cmd_profile(int argc, char **argv) {
                 cJSON_AddNumberToObject(e, "height", j->s.height * 8);
                 cJSON_AddNumberToObject(e, "width", j->s.width * 8);
                 cJSON_AddNumberToObject(e, "repeats", j->repeats);
+                if (isnan(j->noise.others_load)) cJSON_AddNullToObject(e, "others_load");
+                else cJSON_AddNumberToObject(e, "others_load", j->noise.others_load);
+                cJSON_AddNumberToObject(e, "spread", j->noise.spread);
+                cJSON_AddBoolToObject(e, "unstable", j->noise.unstable);
                 const ModuleTree *t = j->has_student ? &j->st : &j->tt;
                 cJSON_AddNumberToObject(e, "params", (double)t->m[0].params);
                 cJSON_AddNumberToObject(e, "macs", (double)t->m[0].macs);
@@ -370,14 +488,20 @@ int cmd_profile(int argc, char **argv) {
                         }
                         cJSON_AddNumberToObject(e, "gap_ms", r[i].ms - att);
                         double plain = j->has_student ? j->plain_s : j->plain_t;
-                        cJSON_AddNumberToObject(e, "untraced_ms", plain);
                         cJSON_AddNumberToObject(e, "overhead_ms", r[i].ms - plain);
                         continue;
                     }
+                    if (!strcmp(r[i].module, PROF_PLAIN)) {
+                        cJSON_AddNumberToObject(e, "untraced_ms", r[i].ms);
+                        cJSON_AddNumberToObject(e, "untraced_ms_p10", r[i].ms_p10);
+                        cJSON_AddNumberToObject(e, "untraced_ms_p90", r[i].ms_p90);
+                        continue;
+                    }
                     if (f == FORMAT_CSV)
-                        printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,%s\n", j->model, j->has_student, r[i].module,
-                               r[i].kind, (long long)params, (long long)macs, r[i].ms, r[i].ms_p10, r[i].ms_p90,
-                               (long long)r[i].calls, r[i].share, j->engine);
+                        printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,%s,%.4g,%d\n", j->model, j->has_student,
+                               r[i].module, r[i].kind, (long long)params, (long long)macs, r[i].ms, r[i].ms_p10,
+                               r[i].ms_p90, (long long)r[i].calls, r[i].share, j->engine, j->noise.others_load,
+                               j->noise.unstable);
                     cJSON *m = cJSON_CreateObject();
                     cJSON_AddStringToObject(m, "name", r[i].module);
                     cJSON_AddStringToObject(m, "kind", r[i].kind);
@@ -409,18 +533,22 @@ int cmd_profile(int argc, char **argv) {
             }
             cJSON_Delete(o);
         } else if (compare) {
-            char b[32];
-            printf("%-20s %16s %12s %12s %10s %10s  (engine %s, %s; batch %d, %s, one run)\n", "model", "params", "GMACs", "ms",
-                   "p10", "p90", jobs[0].engine, jobs[0].device, jobs[0].s.batch,
-                   dtype_name(jobs[0].dt));
+            char b[32], nd[96];
+            printf("%-20s %16s %12s %12s %10s %10s  (untraced forwards; engine %s, %s; batch %d, %s; %s)\n", "model",
+                   "params", "GMACs", "ms", "p10", "p90", jobs[0].engine, jobs[0].device, jobs[0].s.batch,
+                   dtype_name(jobs[0].dt), use_cuda ? "one after another" : "the models took turns in each repeat");
             double base = 0;
             for (int k = 0; k < nj; k++) {
                 double med, p10, p90;
-                prof_stats(prof_find(&jobs[k].pt, PROF_FORWARD), jobs[k].repeats, &med, &p10, &p90);
+                prof_stats(prof_find(&jobs[k].pt, PROF_PLAIN), jobs[k].repeats, &med, &p10, &p90);
                 if (!k) base = med;
-                printf("%-20s %16s %12.3f %12.3f %10.3f %10.3f  x%.3f of %s\n", jobs[k].model,
+                printf("%-20s %16s %12.3f %12.3f %10.3f %10.3f  x%.3f of %s%s\n", jobs[k].model,
                        cli_commas(jobs[k].tt.m[0].params, b, sizeof b), (double)jobs[k].tt.m[0].macs / 1e9, med, p10, p90,
-                       med / base, jobs[0].model);
+                       med / base, jobs[0].model, jobs[k].noise.unstable ? "  UNSTABLE" : "");
+                if (use_cuda || k == nj - 1) {
+                    noise_describe(&jobs[k].noise, nd, sizeof nd);
+                    printf("%s%s%s\n", use_cuda ? "  noise: " : "noise: ", nd, jobs[k].noise.unstable ? " (unstable)" : "");
+                }
             }
         } else {
             print_text(&jobs[0], (int)depth);

@@ -8,6 +8,8 @@
 #include "cli.h"
 #include "err.h"
 #include "hash.h"
+#include "noise.h"
+#include "numfmt.h"
 #include "prof.h"
 #include "session.h"
 #include <cjson/cJSON.h>
@@ -23,7 +25,7 @@ static const char USAGE[] =
     "                        (--calib IN | --synthetic N [--latent S] [--tokens L])\n"
     "                        [--score loss-per-ms|loss-per-param|loss] [--latency predicted|measured]\n"
     "                        [--repeats R] [--per-stage K] [--kinds K,...] [--plan BASE] [--plan-out P]\n"
-    "                        [--any-plan] [--device cpu|ref] [--format text|json]\n"
+    "                        [--any-plan] [--allow-unstable] [--device cpu|ref] [--format text|json]\n"
     "\n"
     "Each stage scores every candidate valid for the current student (the loss is\n"
     "eval's block_nmse: NMSE summed over the down and up block outputs and the output,\n"
@@ -38,7 +40,14 @@ static const char USAGE[] =
     "student is at most that), or after --stages K in all. Stages are stored in DB as they\n"
     "finish; the same command continues from the last one. --plan-out writes the final\n"
     "plan. Only students a diffusers config can describe are chosen (so that export\n"
-    "works); --any-plan lifts that.\n";
+    "works); --any-plan lifts that.\n"
+    "\n"
+    "The teacher's profile is measured once and kept in DB with its noise (the share of\n"
+    "the CPUs other processes took, the spread of the forwards; see `unetlab profile\n"
+    "--help`). An unstable one is not scored with: the schedule stops with exit status 9\n"
+    "unless --allow-unstable, and a resumed schedule whose stored profile is unstable\n"
+    "measures it again. A target that no student reaches (nothing left to remove) stores\n"
+    "every stage, writes the plan and exits with status 10, saying how far it got.\n";
 
 typedef struct {
     int n;
@@ -157,35 +166,53 @@ static void compare_with_paper(const Arch *teacher, const Arch *student, const S
 }
 
 /* Per-module latency of the teacher (medians by module name), the whole
- * forward under PROF_FORWARD, as JSON text: what the schedule scores with. */
-static char *profile_teacher(Session *S, int repeats) {
+ * forward under PROF_FORWARD, as JSON text: what the schedule scores with,
+ * with the noise of its measurement and how stages get their milliseconds. */
+static char *profile_teacher(Session *S, int repeats, int measured) {
     UnetInputs one;
     calib_slice(&S->in, 0, 1, &one);
     Prof p;
     prof_init(&p, repeats);
     double plain;
-    const Arch *a[1] = {&S->m.arch};
+    ProfSubject sub = {&S->m.arch, &S->w, &one};
     fprintf(stderr, "schedule: profiling the teacher on this machine (engine %s: %s), %d repeats\n", cpu_engine_name(),
             cpu_engine_describe(), repeats);
-    int rc = prof_forward(a, 1, &S->w, &one, 1, repeats, &p, &plain);
+    NoiseProbe probe;
+    noise_start(&probe);
+    int rc = prof_forward(&sub, 1, 1, repeats, &p, &plain);
+    Noise n = noise_stop(&probe, NULL, 0);
     unet_inputs_free(&one);
     char *txt = NULL;
     if (!rc) {
+        for (int k = 0; k < 2; k++) {
+            const ProfEntry *e = prof_find(&p, k ? PROF_PLAIN : PROF_FORWARD);
+            if (e) noise_judge(&n, e->ms, repeats);
+        }
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "engine", cpu_engine_name());
+        cJSON_AddStringToObject(o, "stage_ms", measured ? "measured" : "predicted");
+        cJSON_AddBoolToObject(o, "unstable", n.unstable);
+        if (isnan(n.others_load)) cJSON_AddNullToObject(o, "others_load");
+        else cJSON_AddNumberToObject(o, "others_load", n.others_load);
+        cJSON_AddNumberToObject(o, "spread", n.spread);
         cJSON *m = cJSON_AddObjectToObject(o, "ms");
-        for (int i = 0; i < p.n; i++) {
-            double med, p10, p90;
-            prof_stats(&p.e[i], repeats, &med, &p10, &p90);
-            cJSON_AddNumberToObject(m, p.e[i].name, med);
-        }
+        for (int i = 0; i < p.n; i++) cJSON_AddNumberToObject(m, p.e[i].name, prof_median(&p, p.e[i].name));
         char *t = cJSON_PrintUnformatted(o);
         txt = xstrdup(t);
         free(t);
         cJSON_Delete(o);
+        noise_warn(&n, "the schedule's teacher profile");
     }
     prof_free(&p);
     return txt;
+}
+
+/* Whether a stored teacher profile was judged unstable. */
+static int profile_unstable(const char *json) {
+    cJSON *o = cJSON_Parse(json);
+    int u = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "unstable"));
+    cJSON_Delete(o);
+    return u;
 }
 
 /* The stored per-module medians as a one-sample profile, so prof_predict serves here too. */
@@ -215,8 +242,8 @@ static double measure_ms(Session *S, const Arch *student, int repeats) {
     Prof p;
     prof_init(&p, repeats);
     double plain = NAN;
-    const Arch *a[1] = {student};
-    prof_forward(a, 1, &S->w, &one, 0, repeats, &p, &plain);
+    ProfSubject sub = {student, &S->w, &one};
+    prof_forward(&sub, 1, 0, repeats, &p, &plain);
     unet_inputs_free(&one);
     prof_free(&p);
     return plain;
@@ -240,7 +267,8 @@ int cmd_schedule(int argc, char **argv) {
     const char *model = NULL, *dbpath = NULL, *tparams = NULL, *tms = NULL, *stages_s = NULL, *calib = NULL,
                *synth = NULL, *score = NULL, *per_s = "1", *kinds = "all", *plan_path = NULL,
                *drop = NULL, *plan_out = NULL, *any = NULL, *latency = NULL, *fmt = "text", *seed_s = "0",
-               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5", *device = "cpu";
+               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5", *device = "cpu",
+               *allow_unstable = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--db", 1, &dbpath}, {"--target-params", 1, &tparams},
                         {"--target-ms", 1, &tms}, {"--stages", 1, &stages_s}, {"--calib", 1, &calib},
                         {"--synthetic", 1, &synth}, {"--score", 1, &score}, {"--per-stage", 1, &per_s},
@@ -248,7 +276,8 @@ int cmd_schedule(int argc, char **argv) {
                         {"--plan-out", 1, &plan_out}, {"--any-plan", 0, &any}, {"--latency", 1, &latency},
                         {"--format", 1, &fmt}, {"--seed", 1, &seed_s}, {"--batch-size", 1, &bs_s},
                         {"--lease", 1, &lease_s}, {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s},
-                        {"--repeats", 1, &rep_s}, {"--device", 1, &device}, {NULL, 0, NULL}};
+                        {"--repeats", 1, &rep_s}, {"--device", 1, &device}, {"--allow-unstable", 0, &allow_unstable},
+                        {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !dbpath) return err_set(ERR_USAGE, "schedule: --model and --db are required (see unetlab schedule --help)");
@@ -310,11 +339,25 @@ int cmd_schedule(int argc, char **argv) {
     if (need_ms) { /* the teacher's profile, measured once per schedule and kept in the DB */
         char *have = NULL;
         if ((rc = db_schedule_latency(S.db, sched_id, NULL, &have))) goto done;
+        if (have && profile_unstable(have)) { /* stored unstable: measure again, keep the new one */
+            fprintf(stderr, "schedule: the stored teacher profile is marked unstable: measuring it again\n");
+            char *mine = profile_teacher(&S, (int)rep, measured);
+            rc = mine ? db_schedule_latency_set(S.db, sched_id, mine) : ERR_RUNTIME;
+            if (!rc) { free(have); have = mine; } else free(mine);
+            if (rc) { free(have); goto done; }
+        }
         if (!have) {
-            char *mine = profile_teacher(&S, (int)rep);
+            char *mine = profile_teacher(&S, (int)rep, measured);
+            if (!mine) { rc = ERR_RUNTIME; goto done; }
             rc = db_schedule_latency(S.db, sched_id, mine, &have);
             free(mine);
             if (rc) goto done;
+        }
+        if (profile_unstable(have) && !allow_unstable) {
+            free(have);
+            rc = err_set(ERR_UNSTABLE, "schedule: the teacher profile is unstable (stored so in '%s'): not scoring with it;"
+                         " rerun on a quiet machine (the same command measures it again) or pass --allow-unstable", dbpath);
+            goto done;
         }
         cJSON *lat = cJSON_Parse(have);
         free(have);
@@ -322,13 +365,14 @@ int cmd_schedule(int argc, char **argv) {
         cJSON_Delete(lat);
         unet_tree_build(&L.tt, &S.m.arch, &L.s);
     }
-    if (f == FORMAT_TEXT) printf("%-6s %-58s %15s %12s %12s %10s\n", "stage", "removed", "params", "GMACs", "loss", need_ms ? "ms (cpu)" : "");
+    if (f == FORMAT_TEXT) printf("%-6s %-58s %15s %12s %12s %10s\n", "stage", "removed", "params", "GMACs", "loss", need_ms ? (measured ? "ms measured" : "ms predicted") : "");
     Student t0;
     if ((rc = student_init(&S, &t0, "start", "plan", &cur))) { student_free(&t0); goto done; }
     if (f == FORMAT_TEXT)
         print_stage(0, "(start)", t0.params, t0.macs, 0.0,
                     student_ms(&L, &t0.arch), "");
     int64_t start_params = t0.params;
+    double start_ms = student_ms(&L, &t0.arch);
     student_free(&t0);
     for (int i = 0; i < stored.n; i++) {
         if (f == FORMAT_TEXT)
@@ -350,13 +394,17 @@ int cmd_schedule(int argc, char **argv) {
     int stage = stored.n ? stored.stage[stored.n - 1] : 0;
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
-    int ran = 0;
+    int ran = 0, reached = 0;
+    int64_t last_params = 0;
+    double last_ms = NAN;
     for (;;) {
         Student cs_st;
         if ((rc = student_init(&S, &cs_st, "current", "plan", &cur))) { student_free(&cs_st); break; }
         int64_t cur_params = cs_st.params;
         double cur_ms = student_ms(&L, &cs_st.arch);
+        last_params = cur_params, last_ms = cur_ms;
         if ((target && cur_params <= target) || (tms && cur_ms <= target_ms) || (max_stages && stage >= max_stages)) {
+            reached = 1;
             student_free(&cs_st);
             break;
         }
@@ -459,10 +507,20 @@ int cmd_schedule(int argc, char **argv) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             double el = (double)(ts.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts.tv_nsec - ts0.tv_nsec), per_stage = el / ran;
+            /* stages left: from the progress per stage so far toward the target; while
+             * the target is not reached at least one more stage runs */
             double left = target ? (double)(nx.params - target) / fmax(1.0, (double)(start_params - nx.params) / stage)
+                        : tms    ? (next_ms - target_ms) / fmax(1e-9, (start_ms - next_ms) / stage)
                                  : (double)(max_stages - stage);
-            fprintf(stderr, "schedule: stage %d stored (%.1f s/stage); %s; ETA ~%.0f s\n", stage, per_stage,
-                    target ? "params above target" : "stages left", fmax(0.0, left) * per_stage);
+            int reached = (target && nx.params <= target) || (tms && next_ms <= target_ms) || (max_stages && stage >= max_stages);
+            char eta[32];
+            if (reached)
+                fprintf(stderr, "schedule: stage %d stored (%.1f s/stage); %s reached\n", stage, per_stage,
+                        target ? "the parameter target" : tms ? "the millisecond target" : "the last stage");
+            else
+                fprintf(stderr, "schedule: stage %d stored (%.1f s/stage); about %.0f more stage%s, ETA ~%s (later stages score"
+                        " fewer candidates)\n", stage, per_stage, fmax(1.0, ceil(left)), fmax(1.0, ceil(left)) > 1 ? "s" : "",
+                        num_duration(fmax(1.0, ceil(left)) * per_stage, eta, sizeof eta));
         }
         free(sc);
         free(rk);
@@ -496,6 +554,17 @@ int cmd_schedule(int argc, char **argv) {
     } else {
         Shape s1024 = {1, S.m.arch.sample_size ? S.m.arch.sample_size : cs.height, S.m.arch.sample_size ? S.m.arch.sample_size : cs.width, 77};
         compare_with_paper(&S.m.arch, &fin, &s1024);
+    }
+    if (!reached && (target || tms)) {
+        char b1[32], b2[32];
+        if (target)
+            rc = err_set(ERR_TARGET, "schedule: target %s params not reached: nothing left to remove after stage %d; the"
+                         " smallest student has %s params (its stages are stored in '%s')", cli_commas(target, b1, sizeof b1),
+                         stage, cli_commas(last_params, b2, sizeof b2), dbpath);
+        else
+            rc = err_set(ERR_TARGET, "schedule: target %.6g ms not reached: nothing left to remove after stage %d; the"
+                         " fastest student takes %.3f ms (%s; its stages are stored in '%s')", target_ms, stage, last_ms,
+                         measured ? "measured" : "predicted", dbpath);
     }
 done:
     prof_free(&L.teacher);

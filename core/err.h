@@ -16,6 +16,9 @@ enum {
     ERR_OUTPUT = 5,  /* an output path cannot be written */
     ERR_DB = 6,      /* database: corrupt, read-only, newer schema */
     ERR_PLAN = 7,    /* a plan or a --drop name that does not fit the model */
+    /* 8: `unetlab report` drew no pictures (gnuplot missing): REPORT_EXIT_NO_GNUPLOT */
+    ERR_UNSTABLE = 9, /* a timing too noisy to use (schedule: an unstable teacher profile) */
+    ERR_TARGET = 10, /* schedule: the target cannot be reached (nothing left to remove); stages kept */
 };
 
 /* Records a one-line message for the current error and returns code, so that

@@ -26,3 +26,11 @@ const char *num_shortest(double v, char *buf, size_t size) {
     if (strtod(buf, NULL) != v) snprintf(buf, size, "%.17g", v);
     return buf;
 }
+
+const char *num_duration(double s, char *buf, size_t size) {
+    if (!isfinite(s)) snprintf(buf, size, "?");
+    else if (s < 60) snprintf(buf, size, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, size, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, size, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+    return buf;
+}

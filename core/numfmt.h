@@ -11,4 +11,7 @@ const char *num_commas(int64_t v, char *buf, size_t size);
 /* The shortest of %.15g and %.17g that reads back as v; "" for NaN. Returns buf. */
 const char *num_shortest(double v, char *buf, size_t size);
 
+/* A duration of s seconds for a progress line: "42s", "3m07s", "2h05m"; "?" when not finite. Returns buf. */
+const char *num_duration(double s, char *buf, size_t size);
+
 #endif

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define NOISE_MAX_OTHERS 0.10
-#define NOISE_MIN_OTHERS_MS 50.0
+#define NOISE_MIN_OTHERS_MS 30.0
 #define NOISE_MAX_SPREAD 1.5
 
 typedef struct {

@@ -111,35 +111,39 @@ double prof_predict(const Prof *p, const ModuleTree *tt, const char *removed) {
 
 static void on_time(void *ctx, const char *module, double ms) { prof_add(ctx, module, ms); }
 
-int prof_forward(const Arch *const *a, int n, const Weights *w, const UnetInputs *in, int warmup, int repeats, Prof *p,
-                 double *plain_ms) {
+int prof_forward(const ProfSubject *s, int n, int warmup, int repeats, Prof *p, double *plain_ms) {
     Tensor y;
     int rc = 0;
     for (int i = 0; i < warmup && !rc; i++)
         for (int k = 0; k < n && !rc; k++)
-            if (!(rc = unet_forward(a[k], w, in, &y, NULL, NULL))) tensor_free(&y);
+            if (!(rc = unet_forward(s[k].arch, s[k].w, s[k].in, &y, NULL, NULL))) tensor_free(&y);
     /* models take turns within each repeat, so a slow moment of the machine hits them alike */
     for (int r = 0; r < repeats && !rc; r++)
         for (int k = 0; k < n && !rc; k++) {
             UnetTimer timer = {on_time, &p[k], NULL};
             p[k].cur = r;
             double t0 = prof_now();
-            rc = unet_forward_from(a[k], w, in, NULL, &y, NULL, NULL, NULL, &timer);
+            rc = unet_forward_from(s[k].arch, s[k].w, s[k].in, NULL, &y, NULL, NULL, NULL, &timer);
             prof_add(&p[k], PROF_FORWARD, prof_now() - t0);
             p[k].cur = -1;
             if (!rc) tensor_free(&y);
         }
-    double *plain = xcalloc((size_t)(repeats * n), sizeof *plain);
     for (int r = 0; r < repeats && !rc; r++)
         for (int k = 0; k < n && !rc; k++) {
             double t0 = prof_now();
-            rc = unet_forward(a[k], w, in, &y, NULL, NULL);
-            plain[k * repeats + r] = prof_now() - t0;
+            rc = unet_forward(s[k].arch, s[k].w, s[k].in, &y, NULL, NULL);
+            p[k].cur = r;
+            prof_add(&p[k], PROF_PLAIN, prof_now() - t0);
+            p[k].cur = -1;
             if (!rc) tensor_free(&y);
         }
-    for (int k = 0; k < n; k++) plain_ms[k] = prof_quantile(plain + k * repeats, repeats, 0.5);
-    free(plain);
+    for (int k = 0; k < n && !rc; k++) plain_ms[k] = prof_median(&p[k], PROF_PLAIN);
     return rc;
+}
+
+double prof_median(const Prof *p, const char *name) {
+    const ProfEntry *e = prof_find(p, name);
+    return e ? prof_quantile(e->ms, p->repeats, 0.5) : NAN;
 }
 
 void prof_kernels_free(ProfKernels *k) {

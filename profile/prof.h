@@ -37,9 +37,13 @@ void prof_set_calls(Prof *p, const char *name, int64_t calls);
 void prof_stats(const ProfEntry *e, int repeats, double *median, double *p10, double *p90);
 /* Quantile q of n samples (sorted copy, linear interpolation). */
 double prof_quantile(const double *x, int n, double q);
+/* Median of an entry's samples; NaN when p has no such entry. */
+double prof_median(const Prof *p, const char *name);
 
 /* The name the whole forward is recorded under. */
 #define PROF_FORWARD "(forward)"
+/* The same forwards without per-module timing: the latency a user gets. */
+#define PROF_PLAIN "(untraced)"
 /* cupti engine: the traced records' own durations summed (the GPU busy time). */
 #define PROF_BUSY "(kernels busy)"
 
@@ -48,14 +52,22 @@ double prof_quantile(const double *x, int n, double q);
  * tree tt): the teacher's forward minus each top-most removed module's time. */
 double prof_predict(const Prof *teacher, const ModuleTree *tt, const char *removed);
 
-/* Profiles the forwards of a[0..n-1] (a teacher and its students: one set of
- * weights) on in: `warmup` untimed rounds, then `repeats` rounds with
+/* What one profiled forward runs: a model (or a student: the teacher's
+ * weights), its weights and its inputs. */
+typedef struct {
+    const Arch *arch;
+    const Weights *w;
+    const UnetInputs *in;
+} ProfSubject;
+
+/* Profiles the forwards of s[0..n-1] (a teacher and its students, or the
+ * models compared): `warmup` untimed rounds, then `repeats` rounds with
  * per-module timing into p[k] (p[k].repeats == repeats; the whole forward
- * under PROF_FORWARD), then `repeats` rounds without, whose medians are
- * plain_ms[k]: the tracing overhead is the difference. Within a round the
- * models take turns, so their numbers see the same machine. */
-int prof_forward(const Arch *const *a, int n, const Weights *w, const UnetInputs *in, int warmup, int repeats, Prof *p,
-                 double *plain_ms);
+ * under PROF_FORWARD), then `repeats` rounds without (under PROF_PLAIN),
+ * whose medians are plain_ms[k]: the tracing overhead is the difference.
+ * Within a round the subjects take turns (A, B, C, A, B, C, ...), so a slow
+ * moment of the machine hits them alike. */
+int prof_forward(const ProfSubject *s, int n, int warmup, int repeats, Prof *p, double *plain_ms);
 
 /* One CUPTI record of a profiled forward, for the store's per-kernel table. */
 typedef struct {
@@ -80,7 +92,8 @@ struct CudaEngine;
  * "cupti"; with graph, one captured graph replayed R times), every record in
  * *kern; else, or when CUPTI cannot trace, an event pair around each module
  * of eager forwards (engine "cuda-events"). The whole forward (PROF_FORWARD)
- * is timed with CUDA events either way. *engine says which ran. In the cupti
+ * and the untraced one (PROF_PLAIN) are timed with CUDA events either way.
+ * Models run one after another here (each is traced on its own). *engine says which ran. In the cupti
  * engine a module's time is its records' share of the GPU timeline (the idle
  * gap before each record counts to it), its calls count kernels, and
  * PROF_BUSY holds the records' own durations summed. */

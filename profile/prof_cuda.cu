@@ -213,6 +213,10 @@ extern "C" int prof_forward_cuda(CudaEngine *e, const Arch *const *a, int n, con
         }
         if (rc) break;
         plain_ms[k] = prof_quantile(samp.data(), repeats, 0.5);
+        for (int r = 0; r < repeats; r++) {
+            p[k].cur = r;
+            prof_add(&p[k], PROF_PLAIN, samp[(size_t)r]);
+        }
 
         if (use_cupti) {
             Modules mods;

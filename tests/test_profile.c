@@ -1,16 +1,101 @@
 /* test_profile: `unetlab profile` on the CPU, through the binary ($UNETLAB).
  * Per-module rows labelled engine cpu; the top-level modules add up to the
  * forward (gap within 3%); each block at least as long as its resnets and
- * attentions together; JSON and CSV parse; the DB gets the rows; a student's
- * prediction and measurement are both reported; a millisecond-scored schedule
- * runs on these numbers. */
+ * attentions together; JSON and CSV parse; the DB gets the rows, the untraced
+ * forward among them; a student's prediction and measurement are both
+ * reported; a millisecond-scored schedule runs on these numbers. Noise: while
+ * the test keeps busy the one CPU it pins itself and its children to, bench,
+ * profile and the schedule's teacher profile are marked unstable (JSON, DB),
+ * the schedule refuses to score (exit 9) unless --allow-unstable and measures
+ * a stored unstable profile again. A target nothing reaches exits 10. */
 #include "test.h"
 #include "testcli.h"
 #include <cjson/cJSON.h>
 #include <stdarg.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Pins this process (and so every command it runs) to the first CPU it may
+ * use, and keeps that CPU busy with a child spinning there: others then take
+ * about half of the only CPU a measurement may use, whatever the machine. */
+static pid_t busy_start(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set)) return -1;
+    int first = 0;
+    while (first < CPU_SETSIZE && !CPU_ISSET(first, &set)) first++;
+    CPU_ZERO(&set);
+    CPU_SET(first, &set);
+    if (sched_setaffinity(0, sizeof set, &set)) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(600); /* never outlives a test that dies */
+        for (volatile unsigned long i = 0;; i++) {}
+    }
+    return pid;
+}
+
+static void busy_stop(pid_t pid, const cpu_set_t *was) {
+    if (pid > 0) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
+    sched_setaffinity(0, sizeof *was, was);
+}
+
+static const cJSON *item(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+/* grep -c PATTERN FILE == 1 */
+static int once(const char *pattern, const char *file) {
+    char *n = NULL;
+    int ok = run(fmt("grep -c -- '%s' %s/%s", pattern, T, file), &n) == 0 && atoi(n) == 1;
+    free(n);
+    return ok;
+}
+
+static void noise(const char *M) {
+    cpu_set_t was;
+    CHECK(sched_getaffinity(0, sizeof was, &was) == 0);
+    pid_t busy = busy_start();
+    CHECK(busy > 0);
+    char *js = NULL;
+    CHECK(run(fmt("%s bench --model tests/fixtures/mini-public --height 128 --width 128 --tokens 8 --warmup 1 --repeats 10"
+                  " --format json 2>%s/bench.err", BIN, T), &js) == 0);
+    cJSON *b = cJSON_Parse(js), *b0 = cJSON_GetArrayItem(b, 0);
+    CHECK_MSG(b0 && cJSON_IsTrue(item(b0, "unstable")) && item(b0, "others_load")->valuedouble > 0.2,
+              "bench under load: %s", js);
+    CHECK(once("^unetlab: warning: the bench of tests/fixtures/mini-public at batch 1 is unstable (other processes took",
+               "bench.err"));
+    cJSON_Delete(b);
+    free(js);
+
+    CHECK(run(fmt("%s profile %s --db %s/busy.db --format json 2>/dev/null", BIN, M, T), &js) == 0);
+    cJSON *o = cJSON_Parse(js), *p0 = cJSON_GetArrayItem(item(o, "profiles"), 0);
+    CHECK_MSG(p0 && cJSON_IsTrue(item(p0, "unstable")) && item(p0, "others_load")->valuedouble > 0.2,
+              "profile under load: %s", js ? js : "");
+    cJSON_Delete(o);
+    free(js);
+    CHECK(run(fmt("%s db query --db %s/busy.db --format csv \"SELECT count(*), sum(unstable), min(others_load) > 0.2"
+                  " FROM latency\"", BIN, T), &js) == 0);
+    int n = 0, u = 0, loaded = 0;
+    sscanf(strchr(js, '\n') ? strchr(js, '\n') + 1 : "", "%d,%d,%d", &n, &u, &loaded);
+    CHECK_MSG(n > 100 && u == n && loaded == 1, "latency rows %d, unstable %d, others' load > 0.2: %d", n, u, loaded);
+    free(js);
+
+    /* the schedule: an unstable teacher profile is stored as such and not scored with */
+    const char *S = "schedule --model tests/fixtures/mini-public --stages 1 --score loss-per-ms --synthetic 1 --latent 8"
+                    " --tokens 4 --repeats 3";
+    CHECK(run(fmt("%s %s --db %s/su.db 2>%s/s1.err", BIN, S, T, T), NULL) == 9);
+    CHECK(once("^unetlab: error: schedule: the teacher profile is unstable", "s1.err"));
+    CHECK(run(fmt("%s db query --db %s/su.db --format csv \"SELECT json_extract(latency, '$.unstable'),"
+                  " json_extract(latency, '$.others_load') > 0.2 FROM schedules\"", BIN, T), &js) == 0);
+    CHECK_MSG(strstr(js, "\n1,1"), "stored profile: %s", js);
+    free(js);
+    /* told to, it scores with one; and a stored unstable profile is measured again */
+    CHECK(run(fmt("%s %s --db %s/su.db --allow-unstable 2>%s/s2.err", BIN, S, T, T), NULL) == 0);
+    CHECK(once("the stored teacher profile is marked unstable: measuring it again", "s2.err"));
+    busy_stop(busy, &was);
+}
 
 
 
@@ -75,16 +160,18 @@ int main(void) {
     for (char *l = strtok(csv, "\n"); l; l = strtok(NULL, "\n"), lines++) {
         int commas = 0;
         for (char *c = l; *c; c++) commas += *c == ',';
-        bad += commas != 11;
+        bad += commas != 13;
     }
     CHECK_MSG(lines > 100 && bad == 0, "csv: %d lines, %d malformed", lines, bad);
     free(csv);
 
     char *rows;
-    CHECK(run(fmt("%s db query --db %s/p.db --format csv \"SELECT count(*), sum(engine = 'cpu'), sum(module = '(forward)') FROM latency\"", BIN, T), &rows) == 0);
-    int n = 0, cpu = 0, fwd = 0;
-    sscanf(strchr(rows, '\n') ? strchr(rows, '\n') + 1 : "", "%d,%d,%d", &n, &cpu, &fwd);
-    CHECK_MSG(n > 100 && cpu == n && fwd == 1, "latency rows: %d, cpu %d, forward %d", n, cpu, fwd);
+    CHECK(run(fmt("%s db query --db %s/p.db --format csv \"SELECT count(*), sum(engine = 'cpu'), sum(module = '(forward)'), sum(module = '(untraced)') FROM latency\"",
+              BIN, T), &rows) == 0);
+    int n = 0, cpu = 0, fwd = 0, plain = 0;
+    sscanf(strchr(rows, '\n') ? strchr(rows, '\n') + 1 : "", "%d,%d,%d,%d", &n, &cpu, &fwd, &plain);
+    CHECK_MSG(n > 100 && cpu == n && fwd == 1 && plain == 1, "latency rows: %d, cpu %d, forward %d, untraced %d", n, cpu,
+              fwd, plain);
     free(rows);
 
     char *txt;
@@ -102,6 +189,18 @@ int main(void) {
     CHECK_MSG(stg && cJSON_GetArraySize(stg) == 2 && cJSON_GetObjectItem(cJSON_GetArrayItem(stg, 0), "ms"), "schedule by ms: %s", sj);
     cJSON_Delete(so);
     free(sj);
+
+    /* a target no student reaches: every stage stored, the plan written, exit 10 */
+    CHECK(run(fmt("%s schedule --model tests/fixtures/mini-public --db %s/t.db --target-params 1 --kinds mid_block_removal"
+                  " --synthetic 1 --latent 8 --tokens 4 --plan-out %s/t.json >/dev/null 2>%s/t.err", BIN, T, T, T), NULL) == 10);
+    CHECK(once("^unetlab: error: schedule: target 1 params not reached: nothing left to remove after stage 1; the"
+               " smallest student has ", "t.err"));
+    CHECK(access(fmt("%s/t.json", T), R_OK) == 0);
+    CHECK(run(fmt("%s db query --db %s/t.db --format csv \"SELECT count(*) FROM schedule_stages\"", BIN, T), &sj) == 0);
+    CHECK_MSG(strstr(sj, "\n1\n"), "stages: %s", sj);
+    free(sj);
+
+    noise(M);
     cli_cleanup();
     TEST_MAIN_END("test_profile");
 }
