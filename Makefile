@@ -64,7 +64,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report
+TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report test_hostile
 ifeq ($(CUDA),1)
   TESTS += $(basename $(notdir $(wildcard tests/test_cuda_*.c)))
 endif
@@ -154,7 +154,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Imodel
 fuzz: deps
 	@mkdir -p build-fuzz/corpus-st build-fuzz/corpus-config
-	clang $(FUZZ_CFLAGS) core/err.c core/safetensors.c tests/fuzz_safetensors.c -lcjson -o build-fuzz/fuzz_safetensors
+	clang $(FUZZ_CFLAGS) core/err.c core/fileio.c core/safetensors.c tests/fuzz_safetensors.c -lcjson -o build-fuzz/fuzz_safetensors
 	clang $(FUZZ_CFLAGS) core/err.c core/fileio.c model/config.c model/unet.c tests/fuzz_config.c -lcjson -lm -o build-fuzz/fuzz_config
 	i=0; for f in presets/*.json tests/fixtures/*/config.json; do i=$$((i+1)); cp $$f build-fuzz/corpus-config/seed$$i.json; done
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-st

@@ -56,10 +56,10 @@ void calib_hash(const UnetInputs *in, char out[17]) {
 
 int calib_samples(const UnetInputs *in) { return (int)in->sample.shape[0]; }
 
-/* Rows [start, start+count) of t's outer dimension (a broadcast [1] stays as it is). */
+/* Rows [start, start+count) of t's outer dimension (a broadcast scalar or [1] stays as it is). */
 static Tensor rows(const Tensor *t, int start, int count) {
     if (!t->d) return (Tensor){0};
-    if (t->shape[0] == 1 && t->ndim == 1) return tensor_copy(t);
+    if (t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1)) return tensor_copy(t); /* one timestep for all */
     Tensor r = *t;
     r.shape[0] = count;
     int64_t per = tensor_numel(t) / t->shape[0];
@@ -136,6 +136,9 @@ static void compare(MetricCtx *c, const char *point, const Tensor *s, const Tens
         }
         double mse = se / (double)per, ms = yy / (double)per;
         double cosv = xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : (xx == yy ? 1.0 : 0.0);
+        /* a feature that went non-finite (NaN, infinity): infinitely far from the teacher, so it is
+         * stored (SQLite keeps infinities, not NaN) and ranks last, never as NULL or 0 */
+        if (!isfinite(se) || !isfinite(xx) || !isfinite(xy)) mse = INFINITY, ms = 1, cosv = -INFINITY;
         const Tensor *ts = &c->batch->timestep;
         double tstep = ts->d[ts->shape[0] == B ? b : 0];
         int sample = c->sample0 + (int)b;
@@ -187,6 +190,7 @@ void summary_add(EvalSummary *s, const char *point, const char *metric, double v
         s->n++;
     }
     s->sum[6 * k + mi] += value;
+    if (mi == 0 && !isfinite(value)) s->nonfinite++;
     s->sum[6 * k + 3 + mi] += 1;
 }
 

@@ -71,6 +71,8 @@ typedef struct {
     double *sum;                 /* internal: [n][3] sums, then [n][3] counts */
     double feature_loss, nmse_sum;
     double block_nmse;           /* NMSE summed over down_blocks.i, up_blocks.i and the output */
+    int nonfinite;               /* (point, sample) pairs whose student feature was not finite:
+                                  * their MSE and NMSE are +Inf, their cosine -Inf (ranked last) */
 } EvalSummary;
 
 void summary_add(EvalSummary *s, const char *point, const char *metric, double value);

@@ -20,6 +20,10 @@ int session_open(Session *s, const SessionOptions *o) {
     s->o = *o;
     int rc = model_resolve(&s->m, o->model);
     if (rc) return rc;
+    if (!s->m.dir) /* losses of random weights rank nothing a trained model would */
+        err_warn("'%s' has no trained weights (%s): students are scored on seeded random weights (seed %ld), which"
+                 " says nothing about a trained model's losses; give a checkpoint directory to rank for real", o->model,
+                 s->m.config_label, o->seed);
     if (o->calib) rc = unet_inputs_load(o->calib, &s->m.arch, &s->in);
     else {
         calib_synthetic(&s->m.arch, o->synthetic, o->latent, o->latent, o->tokens, (uint64_t)o->seed, &s->in);
@@ -27,6 +31,12 @@ int session_open(Session *s, const SessionOptions *o) {
     }
     if (rc) return rc;
     s->n_samples = calib_samples(&s->in);
+    const Tensor *ts = &s->in.timestep; /* results are binned by timestep in [0, 1000), 100 a bin */
+    int64_t nt = ts->ndim ? tensor_numel(ts) : 1, outside = 0;
+    for (int64_t i = 0; i < nt; i++) outside += ts->d[i] < 0 || ts->d[i] >= 1000;
+    if (outside)
+        err_warn("'%s': %lld of %lld timesteps are outside [0, 1000): their results are counted in timestep bin %s",
+                 o->calib ? o->calib : "--synthetic", (long long)outside, (long long)nt, "0 (below) or 9 (above)");
     s->shape = (Shape){1, (int)s->in.sample.shape[2], (int)s->in.sample.shape[3], (int)s->in.encoder_hidden_states.shape[1]};
     const Shape cs = s->shape;
     unet_tree_build(&s->tree, &s->m.arch, &cs);

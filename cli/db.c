@@ -37,7 +37,7 @@ int cmd_db(int argc, char **argv) {
         int rc = cli_format(fmt, &f, 1);
         if (rc) return rc;
         Db *db;
-        if ((rc = db_open(&db, dbpath))) return rc;
+        if ((rc = db_open_existing(&db, dbpath))) return rc; /* a typo must not create an empty DB */
         rc = db_query(db, sql, fmt, stdout);
         db_close(db);
         return rc;

@@ -153,6 +153,7 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(e, "feature_loss", x->sum.feature_loss);
             cJSON_AddNumberToObject(e, "nmse_sum", x->sum.nmse_sum);
             cJSON_AddNumberToObject(e, "block_nmse", x->sum.block_nmse);
+            cJSON_AddNumberToObject(e, "nonfinite", x->sum.nonfinite);
             cJSON_AddItemToObject(e, "mse", metric_object(&x->sum, x->sum.mse));
             cJSON_AddItemToObject(e, "nmse", metric_object(&x->sum, x->sum.nmse));
             cJSON_AddItemToObject(e, "cosine", metric_object(&x->sum, x->sum.cosine));
@@ -164,6 +165,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON_Delete(o);
     } else {
         char b[32];
+        int nonfinite = 0;
         printf("%-4s %-64s %-20s %15s %12s %12s %12s\n", "rank", "student", "kind", "params", "nmse_sum",
                "feature_loss", "output_mse");
         for (int r = 0; r < nd; r++) {
@@ -171,9 +173,14 @@ int cmd_eval(int argc, char **argv) {
             double out_mse = NAN;
             for (int k = 0; k < x->sum.n; k++)
                 if (!strcmp(x->sum.point[k], "output")) out_mse = x->sum.mse[k];
-            printf("%-4d %-64s %-20s %15s %12.5g %12.5g %12.5g\n", r + 1, x->name, x->kind,
-                   cli_commas(x->params, b, sizeof b), x->sum.nmse_sum, x->sum.feature_loss, out_mse);
+            printf("%-4d %-64s %-20s %15s %12.5g %12.5g %12.5g%s\n", r + 1, x->name, x->kind,
+                   cli_commas(x->params, b, sizeof b), x->sum.nmse_sum, x->sum.feature_loss, out_mse,
+                   x->sum.nonfinite ? "  NON-FINITE" : "");
+            nonfinite += x->sum.nonfinite > 0;
         }
+        if (nonfinite)
+            printf("\n%d student%s went non-finite (NaN or infinity in a feature): losses +Inf, cosine -Inf,"
+                   " ranked last\n", nonfinite, nonfinite > 1 ? "s" : "");
         if (nd < ns) printf("\n%d of %d students are not done yet (other processes hold them)\n", ns - nd, ns);
     }
     free(order);

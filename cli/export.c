@@ -4,11 +4,13 @@
  * removed, the name map, params, tool version, teacher hash). */
 #include "cli.h"
 #include "err.h"
+#include "fileio.h"
 #include "hash.h"
 #include "safetensors.h"
 #include "weights.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +21,37 @@
 #endif
 
 static const char USAGE[] =
-    "usage: unetlab export --model TEACHER --plan P --out DIR [--drop NAME,...] [--dtype fp16|bf16|fp32] [--seed S]\n"
+    "usage: unetlab export --model TEACHER --plan P --out DIR [--drop NAME,...] [--dtype fp16|bf16|fp32]\n"
+    "                      [--random-weights [--seed S]]\n"
     "\n"
     "Writes DIR/config.json (diffusers UNet2DConditionModel), DIR/diffusion_pytorch_model.safetensors\n"
     "(the teacher's weights minus the removed modules, re-indexed: a student's transformer_blocks.3\n"
     "may be the teacher's transformer_blocks.5) and DIR/removal.json (removed modules, the\n"
     "teacher-to-student name map, params, tool version, teacher hash). --dtype defaults to fp16.\n"
-    "`unetlab forward --model DIR` then equals `unetlab forward --model TEACHER --plan P`.\n";
+    "`unetlab forward --model DIR` then equals `unetlab forward --model TEACHER --plan P` (exactly\n"
+    "when --dtype holds the teacher's weights: a float32 teacher written as fp16 is rounded, and\n"
+    "export says so). DIR is never the teacher's directory nor one that holds it. A preset\n"
+    "teacher has no trained weights: export refuses it unless --random-weights (seeded by --seed).\n";
 
-static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fclose(f))
-        return err_set(ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
-    return 0;
+/* The teacher is never written over: refuses an existing out that is, or holds,
+ * the directory of the teacher's weights or config (a pipeline root holds its unet/). */
+static int check_out(const char *out, const ModelSource *m) {
+    char ro[PATH_MAX], rm[PATH_MAX];
+    if (!realpath(out, ro)) return 0; /* not there yet: cannot be the teacher's */
+    char *cfg_dir = m->dir ? NULL : xstrdup(m->config_label);
+    if (cfg_dir && strrchr(cfg_dir, '/')) *strrchr(cfg_dir, '/') = '\0';
+    else if (cfg_dir) strcpy(cfg_dir, ".");
+    const char *teacher[] = {m->dir, cfg_dir && strncmp(m->config_label, "preset ", 7) ? cfg_dir : NULL};
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        if (!teacher[i] || !realpath(teacher[i], rm)) continue;
+        size_t n = strlen(ro);
+        if (!strcmp(ro, rm) || (!strncmp(rm, ro, n) && (rm[n] == '/' || !strcmp(ro, "/"))))
+            rc = err_set(ERR_OUTPUT, "export: --out '%s' %s the teacher's directory '%s': writing there would replace its"
+                         " files; give a new directory", out, strcmp(ro, rm) ? "holds" : "is", teacher[i]);
+    }
+    free(cfg_dir);
+    return rc;
 }
 
 /* "a.b.weight" -> "a.b" in buf. */
@@ -43,9 +63,11 @@ static const char *module_of(const char *tensor, char *buf, size_t n) {
 }
 
 int cmd_export(int argc, char **argv) {
-    const char *model = NULL, *plan_path = NULL, *drop = NULL, *out = NULL, *dtype_s = "fp16", *seed_s = "0";
+    const char *model = NULL, *plan_path = NULL, *drop = NULL, *out = NULL, *dtype_s = "fp16", *seed_s = "0",
+               *random = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--plan", 1, &plan_path}, {"--drop", 1, &drop}, {"--out", 1, &out},
-                        {"--dtype", 1, &dtype_s}, {"--seed", 1, &seed_s}, {NULL, 0, NULL}};
+                        {"--dtype", 1, &dtype_s}, {"--seed", 1, &seed_s}, {"--random-weights", 0, &random},
+                        {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !out || (!plan_path && !drop)) return err_set(ERR_USAGE, "export: --model, --plan (or --drop) and --out are required (see unetlab export --help)");
@@ -64,11 +86,24 @@ int cmd_export(int argc, char **argv) {
     if ((rc = model_resolve(&m, model)) || (rc = cli_student(&m.arch, plan_path, drop, &p, &st)) ||
         (rc = plan_config_json(&st, m.config_text, &cfg)))
         goto done;
+    if ((rc = check_out(out, &m))) goto done;
+    if (!m.dir && !random) {
+        rc = err_set(ERR_USAGE, "export: '%s' has no trained weights (%s): the student would hold seeded random numbers;"
+                     " give a checkpoint directory as --model, or --random-weights to export random ones", model,
+                     m.config_label);
+        goto done;
+    }
+    if (p.teacher && strcmp(p.teacher, model))
+        err_warn("export: the plan names '%s' as its teacher; exporting from '%s'", p.teacher, model);
     if (mkdir(out, 0755) && errno != EEXIST) { rc = err_set(ERR_OUTPUT, "cannot create '%s': %s", out, strerror(errno)); goto done; }
     Shape s = {1, 8, 8, 4};
     unet_tree_build(&tt, &m.arch, &s);
     unet_tree_build(&ts, &st, &s);
     if ((rc = weights_load(&w, &m, &tt, (uint64_t)seed))) goto done;
+    if (w.stored_dtype >= 0 && w.stored_dtype != (int)dt && dt != DTYPE_F32)
+        err_warn("export: the teacher's weights are %s and the student is written as %s: its outputs will differ"
+                 " from the plan's forward by that rounding (--dtype %s keeps them exact)",
+                 dtype_name((DType)w.stored_dtype), dtype_s, dtype_name((DType)w.stored_dtype));
 
     /* the weights, under the student's names */
     StOut *o = xmalloc((size_t)ts.n_tensors * sizeof *o);
@@ -84,7 +119,7 @@ int cmd_export(int argc, char **argv) {
     free(path);
     if (rc) goto done;
     path = xasprintf("%s/config.json", out);
-    rc = write_text(path, cfg);
+    rc = out_write_text(path, cfg);
     free(path);
     if (rc) goto done;
 
@@ -119,7 +154,7 @@ int cmd_export(int argc, char **argv) {
     char *txt = cJSON_Print(man);
     cJSON_Delete(man);
     path = xasprintf("%s/removal.json", out);
-    rc = write_text(path, txt);
+    rc = out_write_text(path, txt);
     free(path);
     free(txt);
     if (!rc) {

@@ -58,7 +58,11 @@ int cli_shape(const Arch *a, const char *batch, const char *height, const char *
         if (v % 8) return err_set(ERR_USAGE, "option '%s': %ld pixels is not a multiple of 8 (latent = pixels / 8)", flag, v);
         *dst[i] = (int)(v / 8);
     }
-    return 0;
+    ModuleTree t; /* a size whose work does not fit a 64-bit count is refused here, for every command */
+    unet_tree_build(&t, a, s);
+    rc = unet_tree_check(&t, s);
+    unet_tree_free(&t);
+    return rc;
 }
 
 int cmd_inspect(int argc, char **argv) {

@@ -5,6 +5,7 @@
 #include "device.h"
 #include "err.h"
 #include "numfmt.h"
+#include "weights.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,11 +57,26 @@ static void bounded_spin(char **argv) {
     unsetenv("GOMP_SPINCOUNT");
 }
 
+/* Options every command takes, removed from argv before the command parses
+ * its own: --allow-nonfinite-weights (load a checkpoint with NaN or infinite
+ * weights, to study it). Returns the new argc. */
+static int global_options(int argc, char **argv) {
+    int k = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--allow-nonfinite-weights")) { weights_allow_nonfinite(1); continue; }
+        argv[k++] = argv[i];
+    }
+    argv[k] = NULL;
+    return k;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: unetlab <command> [options]   (unetlab <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "  %-10s %s\n", "version", "version and build configuration");
+    fprintf(f, "\nglobal options: --allow-nonfinite-weights  load checkpoints with NaN or infinite weights (an\n"
+               "                error otherwise, naming the tensor)\n");
     fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad model (config/weights),\n"
                "            4 bad input tensors, 5 output not writable, 6 database, 7 plan,\n"
                "            8 report drawn without pictures (gnuplot missing), 9 timing too noisy to use,\n"
@@ -83,14 +99,25 @@ int main(int argc, char **argv) {
         );
         return 0;
     }
+    char **orig = xmalloc((size_t)(argc + 1) * sizeof *orig); /* as given, for bounded_spin's re-execution */
+    memcpy(orig, argv, (size_t)(argc + 1) * sizeof *orig);
+    argc = global_options(argc, argv);
+    if (argc < 2) {
+        free(orig);
+        usage(stderr);
+        fprintf(stderr, "unetlab: error: no command given\n");
+        return ERR_USAGE;
+    }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++) {
         if (strcmp(argv[1], COMMANDS[i].name)) continue;
-        if (COMMANDS[i].forwards) bounded_spin(argv);
+        if (COMMANDS[i].forwards) bounded_spin(orig);
+        free(orig);
         int rc = COMMANDS[i].fn(argc - 1, argv + 1);
         if (rc < 0) return 0; /* --help */
         if (rc) fprintf(stderr, "unetlab: error: %s\n", err_msg());
         return rc;
     }
+    free(orig);
     fprintf(stderr, "unetlab: error: unknown command '%s' (see unetlab --help)\n", argv[1]);
     return ERR_USAGE;
 }

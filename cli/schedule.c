@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "cli.h"
 #include "err.h"
+#include "fileio.h"
 #include "hash.h"
 #include "noise.h"
 #include "numfmt.h"
@@ -536,13 +537,9 @@ int cmd_schedule(int argc, char **argv) {
     if ((rc = plan_apply(&S.m.arch, &cur, &fin))) goto done;
     if (plan_out) {
         char *js = plan_to_json(&cur, model);
-        FILE *o = fopen(plan_out, "w");
-        if (!o || fputs(js, o) < 0 || fputc('\n', o) < 0 || fclose(o)) {
-            free(js);
-            rc = err_set(ERR_OUTPUT, "cannot write '%s'", plan_out);
-            goto done;
-        }
+        rc = out_write_text(plan_out, js);
         free(js);
+        if (rc) goto done;
         fprintf(stderr, "schedule: final plan written to %s\n", plan_out);
     }
     if (out) {

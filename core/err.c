@@ -44,6 +44,16 @@ int err_wrap(int code, const char *fmt, ...) {
     return code;
 }
 
+void err_warn(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    one_line(msg);
+    fprintf(stderr, "unetlab: warning: %s\n", msg);
+}
+
 const char *err_msg(void) { return g_msg; }
 int err_code(void) { return g_code; }
 

@@ -29,6 +29,10 @@ int err_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 const char *err_msg(void);
 int err_code(void);
 
+/* Prints "unetlab: warning: ..." as one line (control characters from a file
+ * become '?') on stderr. */
+void err_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Environment faults: print "unetlab: fatal: ..." and exit(ERR_RUNTIME). */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void *xmalloc(size_t n);

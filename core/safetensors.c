@@ -4,6 +4,7 @@
  * (round trips, hand-made F16/BF16 files, one file per malformed case) and
  * fuzzed by tests/fuzz_safetensors.c (st_parse on arbitrary bytes). */
 #include "safetensors.h"
+#include "fileio.h"
 #include "err.h"
 #include "half.h"
 
@@ -281,21 +282,13 @@ int st_parse(SafeTensors *st, const void *buf, size_t size, const char *label, i
 
 int st_open(SafeTensors *st, const char *path, int errcode) {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return st_fail(errcode, path, "cannot open: %s", strerror(errno));
+    int fd = file_open_regular(path, errcode); /* a FIFO, directory or device is refused before it is read */
+    if (fd < 0) return errcode;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
         close(fd);
         return st_fail(errcode, path, "cannot stat: %s", strerror(e));
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return st_fail(errcode, path, "is a directory, not a safetensors file");
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return st_fail(errcode, path, "not a regular file");
     }
     if (sb.st_size == 0) {
         close(fd);
@@ -472,13 +465,13 @@ int st_write(const char *path, const StOut *t, int n) {
     memset(head + 8 + jn, ' ', hn - jn);
     free(json);
 
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int e = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        e = errno;
-        goto fail;
+    OutFile o; /* a temporary file renamed over path when complete; never a device node or a link replaced */
+    int rc = out_begin(&o, path);
+    if (rc) {
+        free(head);
+        return rc;
     }
+    int fd = o.fd;
     if (write_all(fd, head, 8 + hn) != 0) goto fail_errno;
     for (int i = 0; i < n; i++) {
         size_t numel = 1; /* cannot overflow: build_header checked the shape */
@@ -508,29 +501,12 @@ int st_write(const char *path, const StOut *t, int n) {
         }
 #endif
     }
-    if (fsync(fd) != 0) goto fail_errno;
-    if (close(fd) != 0) {
-        e = errno;
-        fd = -1;
-        unlink(tmp);
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        goto fail;
-    }
     free(head);
-    free(tmp);
-    return 0;
+    return out_commit(&o);
 
-fail_errno:
-    e = errno;
-    close(fd);
-    unlink(tmp);
-fail:
+fail_errno:;
+    int e = errno;
+    out_abort(&o);
     free(head);
-    free(tmp);
     return err_set(ERR_OUTPUT, "cannot write '%s': %s", path, strerror(e));
 }

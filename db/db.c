@@ -37,7 +37,10 @@ struct Db {
 static int sq_check(const Db *db, int rc, const char *call, int line) {
     if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return rc;
     const char *msg = db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc);
-    err_set(ERR_DB, "'%s': %s (%.100s%s, db.c:%d)", db->path, msg, call, strlen(call) > 100 ? "..." : "", line);
+    /* the failing call and line are for us: shown with UNETLAB_DEBUG=1 */
+    if (getenv("UNETLAB_DEBUG"))
+        err_set(ERR_DB, "'%s': %s (%.100s%s, db.c:%d)", db->path, msg, call, strlen(call) > 100 ? "..." : "", line);
+    else err_set(ERR_DB, "'%s': %s", db->path, msg);
     return -1;
 }
 
@@ -182,40 +185,60 @@ static const char *const MIGRATIONS[] = {
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
 
+/* The schema version of the DB attached as `schema` ("main" or "src"): 0 for
+ * a DB without tables (a new file), else the positive integer in its meta
+ * table. Anything else is not a unetlab DB and is refused before a byte of it
+ * is changed: tables but no meta table, a meta table without schema_version,
+ * a version that is not a positive integer (text, 2.5, -1). */
+static int schema_version(Db *db, const char *schema, int64_t *version) {
+    *version = 0;
+    char sql[160];
+    sqlite3_stmt *st;
+    int64_t n_tables = 0, has_meta = 0;
+    snprintf(sql, sizeof sql, "SELECT count(*), count(*) FILTER (WHERE name = 'meta') FROM %s.sqlite_schema"
+             " WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%%' ESCAPE '\\'", schema);
+    if (PREP(db, &st, sql)) return ERR_DB;
+    int r = STEP(db, st);
+    if (r == SQLITE_ROW) n_tables = sqlite3_column_int64(st, 0), has_meta = sqlite3_column_int64(st, 1);
+    fin(st);
+    if (r < 0) return ERR_DB;
+    if (!n_tables) return 0;
+    if (!has_meta) return err_set(ERR_DB, "'%s': not a unetlab DB (it has tables but no schema version)", db->path);
+    snprintf(sql, sizeof sql, "SELECT value FROM %s.meta WHERE key = 'schema_version'", schema);
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) /* a meta table of another shape */
+        return err_set(ERR_DB, "'%s': not a unetlab DB (its meta table is not unetlab's)", db->path);
+    r = STEP(db, st);
+    char text[32] = "";
+    if (r == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(text, sizeof text, "%s", (const char *)sqlite3_column_text(st, 0));
+    fin(st);
+    if (r < 0) return ERR_DB;
+    if (r != SQLITE_ROW) return err_set(ERR_DB, "'%s': not a unetlab DB (its meta table has no schema_version)", db->path);
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (!text[0] || *end || errno || v < 1)
+        return err_set(ERR_DB, "'%s': schema version '%s' is not a positive integer: not a DB this unetlab wrote", db->path,
+                       text);
+    *version = v;
+    return 0;
+}
+
 /* Brings the schema to DB_SCHEMA_VERSION. Always inside BEGIN IMMEDIATE: that
  * is also the write probe, since a read-only file, directory or mount fails
  * there even when the open succeeded (as root, permissions alone never do). */
 static int migrate(Db *db) {
     if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
-    int64_t has_meta = 0, n_tables = 0, version = 0;
-    int found, rc;
-    sqlite3_stmt *st;
-    if (PREP(db, &st, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'")) goto fail;
-    rc = step_i64(db, st, &has_meta, NULL);
-    fin(st);
+    int64_t version;
+    int rc = schema_version(db, "main", &version);
     if (rc) goto fail;
-    if (has_meta) {
-        if (PREP(db, &st, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'")) goto fail;
-        rc = step_i64(db, st, &version, &found);
-        fin(st);
-        if (rc) goto fail;
-    } else {
-        if (PREP(db, &st, "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"))
-            goto fail;
-        rc = step_i64(db, st, &n_tables, NULL);
-        fin(st);
-        if (rc) goto fail;
-        if (n_tables) {
-            rollback(db);
-            return err_set(ERR_DB, "'%s': not a unetlab DB (it has tables but no schema version)", db->path);
-        }
-        if (EXEC(db, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")) goto fail;
-    }
     if (version > DB_SCHEMA_VERSION) {
-        rollback(db);
-        return err_set(ERR_DB, "'%s': schema version %" PRId64 " is newer than this unetlab's %d", db->path, version,
-                       DB_SCHEMA_VERSION);
+        rc = err_set(ERR_DB, "'%s': schema version %" PRId64 " is newer than this unetlab's %d", db->path, version,
+                     DB_SCHEMA_VERSION);
+        goto fail;
     }
+    rc = ERR_DB;
+    if (!version && EXEC(db, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")) goto fail;
     for (int64_t v = version; v < DB_SCHEMA_VERSION; v++)
         if (EXEC(db, MIGRATIONS[v])) goto fail;
     if (version < DB_SCHEMA_VERSION &&
@@ -226,7 +249,7 @@ static int migrate(Db *db) {
     return 0;
 fail:
     rollback(db);
-    return ERR_DB;
+    return rc;
 }
 
 static int open_conn(Db *db, int flags) {
@@ -244,6 +267,12 @@ int db_open(Db **out, const char *path) {
     int rc = open_conn(db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (!rc && sqlite3_db_readonly(db->h, "main") == 1)
         rc = err_set(ERR_DB, "'%s': read-only: cannot write to it (file permissions or a read-only mount)", path);
+    /* what the file is, read before anything is written to it: a DB that is
+     * not ours (or is newer) is refused as it was found, not switched to WAL */
+    int64_t version = 0;
+    if (!rc && !(rc = schema_version(db, "main", &version)) && version > DB_SCHEMA_VERSION)
+        rc = err_set(ERR_DB, "'%s': schema version %" PRId64 " is newer than this unetlab's %d", path, version,
+                     DB_SCHEMA_VERSION);
     sqlite3_stmt *st = NULL;
     if (!rc && PREP(db, &st, "PRAGMA journal_mode=WAL")) rc = ERR_DB;
     if (!rc) {
@@ -691,10 +720,12 @@ int db_query(Db *db, const char *sql, const char *format, FILE *out) {
     const char *tail = NULL;
     int rc = open_conn(&q, SQLITE_OPEN_READONLY);
     if (!rc && EXEC(&q, "PRAGMA query_only=ON")) rc = ERR_DB;
-    if (!rc && sq_check(&q, sqlite3_prepare_v2(q.h, sql, -1, &st, &tail), sql, __LINE__) < 0) rc = ERR_DB;
-    if (!rc && !st) rc = err_set(ERR_DB, "'%s': the query holds no SQL statement", q.path);
+    /* the user's SQL that does not compile is a usage error, not a broken store */
+    if (!rc && sqlite3_prepare_v2(q.h, sql, -1, &st, &tail) != SQLITE_OK)
+        rc = err_set(ERR_USAGE, "db query: the SQL does not compile: %s", sqlite3_errmsg(q.h));
+    if (!rc && !st) rc = err_set(ERR_USAGE, "db query: the query holds no SQL statement");
     if (!rc && tail[strspn(tail, " \t\r\n;")])
-        rc = err_set(ERR_DB, "'%s': the query holds more than one statement (from '%.40s'); give one", q.path, tail);
+        rc = err_set(ERR_USAGE, "db query: the query holds more than one statement (from '%.40s'); give one", tail);
     if (!rc) rc = query_print(&q, st, f, out);
     fin(st);
     if (q.h) (void)SQ(&q, sqlite3_close_v2(q.h));
@@ -834,19 +865,11 @@ static const char *const MERGE_STEPS[] = {
 /* Copies input i (attached as src) into the staging tables. Messages name
  * the input: `in` is the out connection under the input's name. */
 static int merge_stage(Db *in, int i) {
-    int64_t v = 0, has_meta = 0;
-    int found = 0, rc = 0;
-    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    int rc = 0;
     if (EXEC(in, "BEGIN")) return ERR_DB;
-    rc = PREP(in, &st, "SELECT count(*) FROM src.sqlite_schema WHERE type = 'table' AND name = 'meta'") ||
-         step_i64(in, st, &has_meta, NULL);
-    fin(st);
-    if (!rc && !has_meta) rc = err_set(ERR_DB, "'%s': not a unetlab DB (no schema version)", in->path);
-    if (!rc) {
-        rc = PREP(in, &st, "SELECT CAST(value AS INTEGER) FROM src.meta WHERE key = 'schema_version'") ||
-             step_i64(in, st, &v, &found);
-        fin(st);
-    }
+    rc = schema_version(in, "src", &v);
+    if (!rc && !v) rc = err_set(ERR_DB, "'%s': not a unetlab DB (no schema version)", in->path);
     if (!rc && v > DB_SCHEMA_VERSION)
         rc = err_set(ERR_DB, "'%s': schema version %" PRId64 " is newer than this unetlab's %d", in->path, v,
                      DB_SCHEMA_VERSION);

@@ -74,11 +74,11 @@ static int must_be_default(const Cfg *c, const char *key, const char *ok_str, in
 }
 
 /* An int, or a list of n ints (per down block): out[0..n-1]. */
-static int get_int_or_list(const Cfg *c, const char *key, int def, int n, int lo, int *out) {
+static int get_int_or_list(const Cfg *c, const char *key, int def, int n, int lo, int hi, int *out) {
     const cJSON *v = field(c, key);
     if (!v) { for (int i = 0; i < n; i++) out[i] = def; return 0; }
     if (is_int(v)) {
-        if (v->valuedouble < lo) return bad(c, key, "value out of range");
+        if (v->valuedouble < lo || v->valuedouble > hi) return bad(c, key, "value out of range");
         for (int i = 0; i < n; i++) out[i] = (int)v->valuedouble;
         return 0;
     }
@@ -91,7 +91,7 @@ static int get_int_or_list(const Cfg *c, const char *key, int def, int n, int lo
     int i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
-        if (!is_int(e) || e->valuedouble < lo) return bad(c, key, "expected integers in the list");
+        if (!is_int(e) || e->valuedouble < lo || e->valuedouble > hi) return bad(c, key, "expected integers in range in the list");
         out[i++] = (int)e->valuedouble;
     }
     return 0;
@@ -157,12 +157,14 @@ static int parse_fields(Arch *a, const Cfg *c) {
     int rc;
     memset(a, 0, sizeof *a);
     const cJSON *kv;
+    int unknown = 0;
     cJSON_ArrayForEach(kv, c->root) {
         if (kv->string[0] == '_') continue; /* _class_name, _diffusers_version, _name_or_path */
         int known = 0;
         for (int i = 0; KNOWN[i]; i++) known |= !strcmp(kv->string, KNOWN[i]);
-        if (!known) fprintf(stderr, "unetlab: warning: '%s': unknown field '%s' ignored\n", c->label, kv->string);
+        if (!known && ++unknown <= 5) err_warn("'%s': unknown field '%s' ignored", c->label, kv->string);
     }
+    if (unknown > 5) err_warn("'%s': %d more unknown fields ignored", c->label, unknown - 5);
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(c->root, "_class_name");
     if (cls && !(cJSON_IsString(cls) && !strcmp(cls->valuestring, "UNet2DConditionModel")))
         return bad(c, "_class_name", "expected \"UNet2DConditionModel\"");
@@ -194,6 +196,8 @@ static int parse_fields(Arch *a, const Cfg *c) {
         return bad(c, "act_fn", "only \"silu\" (or \"swish\") is supported");
     const cJSON *ss = field(c, "sample_size");
     if (ss && !is_int(ss)) return bad(c, "sample_size", "expected an integer");
+    if (ss && (ss->valuedouble < 1 || ss->valuedouble > 1 << 17)) /* latent pixels; x 8 must fit the --height range */
+        return bad(c, "sample_size", "out of range [1, 131072]");
     a->sample_size = ss ? (int)ss->valuedouble : 0;
     double d;
     if ((rc = get_num(c, "dropout", 0.0, &d))) return rc; /* inference: no effect */
@@ -256,7 +260,8 @@ static int parse_blocks(Arch *a, const Cfg *c) {
         int i = 0;
         const cJSON *e;
         cJSON_ArrayForEach(e, boc) {
-            if (!is_int(e) || e->valuedouble < 1) return bad(c, "block_out_channels", "expected positive integers");
+            if (!is_int(e) || e->valuedouble < 1 || e->valuedouble > 1 << 16)
+                return bad(c, "block_out_channels", "expected integers in [1, 65536]");
             a->block_out[i++] = (int)e->valuedouble;
         }
     }
@@ -266,12 +271,12 @@ static int parse_blocks(Arch *a, const Cfg *c) {
     a->time_embed_dim = 4 * a->block_out[0];
 
     int layers[MAX_BLOCKS], heads[MAX_BLOCKS], cross[MAX_BLOCKS];
-    if ((rc = get_int_or_list(c, "layers_per_block", 2, n, 1, layers))) return rc;
+    if ((rc = get_int_or_list(c, "layers_per_block", 2, n, 1, MAX_LAYERS, layers))) return rc;
     for (int i = 0; i < n; i++)
         if (layers[i] + 1 > MAX_LAYERS) return bad(c, "layers_per_block", "too many layers");
     /* diffusers' quirk: attention_head_dim holds head counts (num_attention_heads = attention_head_dim). */
-    if ((rc = get_int_or_list(c, "attention_head_dim", 8, n, 1, heads))) return rc;
-    if ((rc = get_int_or_list(c, "cross_attention_dim", 1280, n, 1, cross))) return rc;
+    if ((rc = get_int_or_list(c, "attention_head_dim", 8, n, 1, 1 << 12, heads))) return rc;
+    if ((rc = get_int_or_list(c, "cross_attention_dim", 1280, n, 1, 1 << 16, cross))) return rc;
 
     /* transformer depth per down block and layer */
     int tdepth[MAX_BLOCKS][MAX_LAYERS] = {{0}}, nested = 0, mid_depth;
@@ -380,11 +385,39 @@ static int parse_blocks(Arch *a, const Cfg *c) {
     return 0;
 }
 
+/* A key given twice: Python's json (so diffusers) keeps the last value; so do we, and say so. */
+static void last_key_wins(cJSON *root, const char *label) {
+    for (cJSON *kv = root->child; kv;) {
+        cJSON *next = kv->next, *later = next;
+        while (later && strcmp(later->string, kv->string)) later = later->next;
+        if (later) {
+            err_warn("'%s': field '%s' given twice: the last value is used, as diffusers does", label, kv->string);
+            cJSON_Delete(cJSON_DetachItemViaPointer(root, kv));
+        }
+        kv = next;
+    }
+}
+
 int config_parse(Arch *a, const char *json, size_t len, const char *label) {
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    /* as strict as diffusers' reader (Python's json.loads): one JSON value and nothing after it, no BOM */
+    if (len >= 3 && !memcmp(json, "\xef\xbb\xbf", 3))
+        return err_set(ERR_MODEL, "'%s': starts with a UTF-8 byte order mark, which diffusers' reader rejects", label);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) return err_set(ERR_MODEL, "'%s': not valid JSON", label);
+    while (end && end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (end && end < json + len && *end) {
+        cJSON_Delete(root);
+        return err_set(ERR_MODEL, "'%s': text after the JSON object (at byte %td)", label, end - json);
+    }
     int rc = 0;
     if (!cJSON_IsObject(root)) rc = err_set(ERR_MODEL, "'%s': expected a JSON object", label);
+    const cJSON *fmt = rc ? NULL : cJSON_GetObjectItemCaseSensitive(root, "format");
+    if ((cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "unetlab-plan")) ||
+        (!rc && cJSON_GetObjectItemCaseSensitive(root, "remove") && !cJSON_GetObjectItemCaseSensitive(root, "_class_name")))
+        rc = err_set(ERR_MODEL, "'%s': is a unetlab plan, not a UNet config: give it as --plan, and the teacher as --model",
+                     label);
+    if (!rc) last_key_wins(root, label);
     Cfg c = {root, label};
     if (!rc) rc = parse_fields(a, &c);
     if (!rc) rc = parse_blocks(a, &c);

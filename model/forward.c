@@ -217,6 +217,16 @@ static Act transformer2d(const Fwd *f, const char *bp, const Block *b, int j, co
     return y;
 }
 
+/* Non-finite inputs are an input error (exit 4), named with their count. */
+static int check_finite(const char *name, const Tensor *t) {
+    if (!t->d) return 0;
+    int64_t n = t->ndim ? tensor_numel(t) : 1, bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(t->d[i]);
+    return bad ? err_set(ERR_INPUT, "input '%s': %lld non-finite values (NaN or infinity) of %lld", name, (long long)bad,
+                         (long long)n)
+               : 0;
+}
+
 int unet_check_inputs(const Arch *a, const UnetInputs *in) {
     const Tensor *s = &in->sample;
     int nd = 0;
@@ -252,6 +262,11 @@ int unet_check_inputs(const Arch *a, const UnetInputs *in) {
             return err_set(ERR_INPUT, "input 'input.text_embeds': expected shape [%lld, %lld] (projection_class_embeddings_input_dim %d - %lld time ids x %d)",
                            (long long)B, (long long)want, a->add_in_dim, (long long)ti->shape[1], a->add_time_dim);
     }
+    int rc;
+    if ((rc = check_finite("input.sample", s)) || (rc = check_finite("input.timestep", t)) ||
+        (rc = check_finite("input.encoder_hidden_states", e)) || (rc = check_finite("input.text_embeds", &in->text_embeds)) ||
+        (rc = check_finite("input.time_ids", &in->time_ids)))
+        return rc;
     return 0;
 }
 

@@ -60,6 +60,22 @@ static void add_tensor(Ctx *c, int mod, const char *src, const char *local, int 
     t->m[mod].params += n;
 }
 
+/* MAC counts saturate at INT64_MAX instead of overflowing (a size a user
+ * typed can ask for more than 2^63): unet_tree_check then refuses the size. */
+static int64_t mul_sat(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+static int64_t prod_sat(int n, const int64_t *f) {
+    int64_t r = 1;
+    for (int i = 0; i < n; i++) r = mul_sat(r, f[i]);
+    return r;
+}
+static int64_t add_sat(int64_t a, int64_t b) {
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* Leaf modules. `src` is the teacher's path of the module being added. */
 static void conv(Ctx *c, int parent, const char *nm, const char *src, int cin, int cout, int k, int64_t ho, int64_t wo) {
     int m = add_mod(c, parent, "Conv2d", "%s", nm);
@@ -67,7 +83,7 @@ static void conv(Ctx *c, int parent, const char *nm, const char *src, int cin, i
     add_tensor(c, m, s, "weight", 4, cout, cin, k, k);
     add_tensor(c, m, s, "bias", 1, cout, 0, 0, 0);
     free(s);
-    c->t->m[m].macs = c->B * ho * wo * cout * (int64_t)cin * k * k;
+    c->t->m[m].macs = prod_sat(6, (int64_t[]){c->B, ho, wo, cout, cin, (int64_t)k * k});
 }
 
 static void linear(Ctx *c, int parent, const char *nm, const char *src, int in, int out, int bias, int64_t rows) {
@@ -76,7 +92,7 @@ static void linear(Ctx *c, int parent, const char *nm, const char *src, int in, 
     add_tensor(c, m, s, "weight", 2, out, in, 0, 0);
     if (bias) add_tensor(c, m, s, "bias", 1, out, 0, 0, 0);
     free(s);
-    c->t->m[m].macs = rows * in * (int64_t)out;
+    c->t->m[m].macs = prod_sat(3, (int64_t[]){rows, in, out});
 }
 
 static void norm(Ctx *c, int parent, const char *kind, const char *nm, const char *src, int ch) {
@@ -109,7 +125,7 @@ static void attention(Ctx *c, int parent, const char *nm, const char *src, int d
     (void)heads; /* MACs of the two matmuls do not depend on the head split */
     int m = add_mod(c, parent, "Attention", "%s", nm);
     char *s = join(src, nm);
-    int64_t rows_q = c->B * n_q, rows_kv = c->B * n_kv;
+    int64_t rows_q = mul_sat(c->B, n_q), rows_kv = mul_sat(c->B, n_kv);
     linear(c, m, "to_q", s, dim, dim, 0, rows_q);
     linear(c, m, "to_k", s, kv_dim, dim, 0, rows_kv);
     linear(c, m, "to_v", s, kv_dim, dim, 0, rows_kv);
@@ -119,13 +135,13 @@ static void attention(Ctx *c, int parent, const char *nm, const char *src, int d
     free(so);
     free(s);
     /* scaled_dot_product_attention: Q K^T and P V, each B x heads x n_q x n_kv x head_dim */
-    c->t->m[m].macs = 2 * c->B * n_q * n_kv * dim;
+    c->t->m[m].macs = prod_sat(5, (int64_t[]){2, c->B, n_q, n_kv, dim});
 }
 
 static void basic_transformer(Ctx *c, int parent, int idx, const char *src, int dim, int cross, int heads, int64_t n,
                               int64_t tokens) {
     int m = add_mod(c, parent, "BasicTransformerBlock", "%d", idx);
-    int64_t rows = c->B * n;
+    int64_t rows = mul_sat(c->B, n);
     norm(c, m, "LayerNorm", "norm1", src, dim);
     attention(c, m, "attn1", src, dim, dim, heads, n, n);
     norm(c, m, "LayerNorm", "norm2", src, dim);
@@ -234,8 +250,14 @@ void unet_tree_build(ModuleTree *t, const Arch *a, const Shape *s) {
     for (int i = t->n_modules - 1; i > 0; i--) {
         Module *m = &t->m[i];
         t->m[m->parent].params += m->params;
-        t->m[m->parent].macs += m->macs;
+        t->m[m->parent].macs = add_sat(t->m[m->parent].macs, m->macs);
     }
+}
+
+int unet_tree_check(const ModuleTree *t, const Shape *s) {
+    if (t->m[0].macs < INT64_MAX) return 0;
+    return err_set(ERR_USAGE, "batch %d at %dx%d px: the forward would take more than 2^63 multiply-adds; give a smaller"
+                   " size", s->batch, s->height * 8, s->width * 8);
 }
 
 void unet_tree_free(ModuleTree *t) {

@@ -41,6 +41,9 @@ typedef struct {
 /* Builds the tree of `a` at shape `s`. Modules are in named_modules() order. */
 void unet_tree_build(ModuleTree *tree, const Arch *a, const Shape *s);
 void unet_tree_free(ModuleTree *tree);
+/* ERR_USAGE naming the size when its MAC count does not fit in 64 bits
+ * (counts saturate instead of overflowing). */
+int unet_tree_check(const ModuleTree *tree, const Shape *s);
 int unet_tree_find(const ModuleTree *tree, const char *name); /* -1 if absent */
 /* Marks removed[i] = 1 for each module i of the teacher's tree tt that the
  * student no longer has: none of its tensors is a source of the student's. */

@@ -15,6 +15,7 @@
 
 static int is_dir(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISDIR(s.st_mode); }
 static int is_file(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISREG(s.st_mode); }
+static int exists(const char *p) { struct stat s; return stat(p, &s) == 0; }
 
 static int read_config(ModelSource *m) {
     size_t n;
@@ -27,11 +28,11 @@ int model_resolve(ModelSource *m, const char *spec) {
     m->spec = xstrdup(spec);
     const char *preset = config_preset(spec);
     int rc;
-    if (preset && !is_dir(spec) && !is_file(spec)) {
+    if (preset && !exists(spec)) {
         m->config_label = xasprintf("preset %s", spec);
         m->config_text = xstrdup(preset);
         rc = config_parse(&m->arch, preset, strlen(preset), m->config_label);
-    } else if (is_file(spec)) {
+    } else if (exists(spec) && !is_dir(spec)) { /* a file; anything but a regular one is refused when read */
         m->config_label = xstrdup(spec);
         rc = read_config(m);
     } else if (is_dir(spec)) {
@@ -86,13 +87,16 @@ static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size) {
     if (n < size) snprintf(buf + n, size - n, "]");
 }
 
-/* The weight files of a diffusers UNet directory: one file or an index's shards. */
-static int weight_files(const char *dir, char ***files, int *nfiles) {
+/* The weight files of a diffusers UNet directory: one file or an index's
+ * shards; *map (the index's weight_map, tensor -> file name) NULL for one file. */
+static int weight_files(const char *dir, char ***files, int *nfiles, cJSON **map, char **index_path) {
     static const char *const single[] = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"};
     static const char *const index[] = {"diffusion_pytorch_model.safetensors.index.json",
                                         "diffusion_pytorch_model.fp16.safetensors.index.json"};
     *files = NULL;
     *nfiles = 0;
+    *map = NULL;
+    *index_path = NULL;
     for (int i = 0; i < 2; i++) {
         char *p = xasprintf("%s/%s", dir, single[i]);
         if (is_file(p)) { *files = xmalloc(sizeof(char *)); (*files)[0] = p; *nfiles = 1; return 0; }
@@ -129,15 +133,20 @@ static int weight_files(const char *dir, char ***files, int *nfiles) {
             *files = xrealloc(*files, (size_t)(*nfiles + 1) * sizeof(char *));
             (*files)[(*nfiles)++] = full;
         }
+        *map = cJSON_DetachItemViaPointer(root, (cJSON *)wm);
         cJSON_Delete(root);
-        free(p);
+        *index_path = p;
         return 0;
     }
     return err_set(ERR_MODEL, "'%s': no diffusion_pytorch_model[.fp16].safetensors nor .safetensors.index.json", dir);
 }
 
+static int g_allow_nonfinite;
+void weights_allow_nonfinite(int allow) { g_allow_nonfinite = allow; }
+
 int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint64_t seed) {
     memset(w, 0, sizeof *w);
+    w->stored_dtype = -1;
     int n = tree->n_tensors, rc = 0;
     /* sorted index of the tree's tensors */
     const TensorSpec **spec = xmalloc((size_t)n * sizeof *spec);
@@ -168,9 +177,10 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
         return 0;
     }
 
-    char **files;
+    char **files, *index_path;
     int nf;
-    if ((rc = weight_files(m->dir, &files, &nf))) { free(spec); weights_free(w); return rc; }
+    cJSON *map;
+    if ((rc = weight_files(m->dir, &files, &nf, &map, &index_path))) { free(spec); weights_free(w); return rc; }
     SafeTensors *st = xcalloc((size_t)nf, sizeof *st);
     size_t olen = 0;
     for (int f = 0; f < nf && !rc; f++) {
@@ -188,11 +198,30 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
     for (int i = 0; i < n && !rc; i++) {
         const TensorSpec *s = spec[i];
         const StTensor *t = NULL;
-        int f;
-        for (f = 0; f < nf && !t; f++) t = st_find(&st[f], s->src);
         char want[96], got[96];
         shape_str(s->shape, s->ndim, want, sizeof want);
+        int f = 0;
+        if (map) { /* the shard the index assigns it to, and no other */
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, s->src);
+            if (!e) { rc = err_set(ERR_MODEL, "'%s': no entry for tensor '%s' (config expects %s)", index_path, s->src, want); break; }
+            while (f < nf && (!cJSON_IsString(e) || strcmp(strrchr(files[f], '/') + 1, e->valuestring))) f++;
+            if (f == nf) { rc = err_set(ERR_MODEL, "'%s': entry for tensor '%s' names no shard", index_path, s->src); break; }
+            if (!(t = st_find(&st[f], s->src))) {
+                rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (the index assigns it to this file; config expects %s)",
+                             files[f], s->src, want);
+                break;
+            }
+            for (int k = 0; k < nf && !rc; k++)
+                if (k != f && st_find(&st[k], s->src))
+                    rc = err_set(ERR_MODEL, "'%s': tensor '%s' is also in '%s', the file the index assigns it to: a tensor"
+                                 " belongs to one shard", files[k], s->src, files[f]);
+            if (rc) break;
+            f++; /* as after the search below: files[f - 1] holds t */
+        } else {
+            for (f = 0; f < nf && !t; f++) t = st_find(&st[f], s->src);
+        }
         if (!t) { rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (config expects %s)", nf == 1 ? files[0] : m->dir, s->src, want); break; }
+        if (w->stored_dtype < 0 || t->dtype == DTYPE_F32) w->stored_dtype = (int)t->dtype;
         int same = t->ndim == s->ndim;
         for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
         if (!same) {
@@ -213,15 +242,33 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
     /* then convert, on every thread, each tensor's file pages dropped once it is
      * converted: the file and its float32 copy are never both resident */
     if (!rc) {
+        int first_bad = n; /* the first tensor (by name) holding a NaN or an infinity */
+        int64_t *nonfinite = xcalloc((size_t)n, sizeof *nonfinite);
 #pragma omp parallel for schedule(dynamic)
         for (int i = 0; i < n; i++) {
             float *buf = xmalloc_big((size_t)src[i]->numel * sizeof(float));
             st_to_f32(src[i], buf);
             st_release(from[i], src[i]);
             w->data[i] = buf;
+            int64_t bad = 0;
+            for (int64_t k = 0; k < src[i]->numel; k++) bad += !isfinite(buf[k]);
+            nonfinite[i] = bad;
         }
+        for (int i = 0; i < n; i++)
+            if (nonfinite[i] && first_bad == n) first_bad = i;
+        if (first_bad < n && !g_allow_nonfinite) {
+            int64_t total = 0, tensors = 0;
+            for (int i = 0; i < n; i++) total += nonfinite[i], tensors += nonfinite[i] > 0;
+            rc = err_set(ERR_MODEL, "'%s': tensor '%s' has %lld non-finite values (NaN or infinity) of %lld (%lld in %lld"
+                         " tensors in all): refusing to compute with them; --allow-nonfinite-weights runs anyway",
+                         from[first_bad]->path, w->names[first_bad], (long long)nonfinite[first_bad],
+                         (long long)src[first_bad]->numel, (long long)total, (long long)tensors);
+        }
+        free(nonfinite);
     }
     for (int f = 0; f < nf; f++) { st_close(&st[f]); free(files[f]); }
+    cJSON_Delete(map);
+    free(index_path);
     free(src);
     free(from);
     free(st);

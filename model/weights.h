@@ -29,6 +29,7 @@ typedef struct {
     float **data;
     int64_t *numel;
     char *origin;   /* "random (seed N)" or the weight file(s) */
+    int stored_dtype; /* the files' DType (float32 if any tensor is), -1 for random weights */
     /* The fast CPU engine's state per DType (model/backend_fast.c): these
      * weights reordered for oneDNN, and its primitives; freed with them. */
     void *engine[3];
@@ -46,6 +47,10 @@ void weights_free(Weights *w);
 /* Content hash of the loaded weights (names and float32 values in name order),
  * 16 hex digits: the same for a checkpoint in F16 or F32 holding equal values. */
 void weights_hash(const Weights *w, char out[17]);
+/* Non-finite weights (NaN, infinity) in a checkpoint are an error at load
+ * (ERR_MODEL naming the file and tensor) unless allowed here: for users who
+ * study a broken checkpoint (`unetlab --allow-nonfinite-weights ...`). */
+void weights_allow_nonfinite(int allow);
 /* The tensor of that name; NULL if there is none (or the engine took it). */
 const float *weights_find(const Weights *w, const char *name);
 /* Its index in names/data; -1 if there is none. */

@@ -176,5 +176,56 @@ expect "db query" 0 "unetlab-plan" -- "$BIN" db query --db "$T/e.db" "SELECT pla
 expect "db query writes" 6 "'$T/e.db'" -- "$BIN" db query --db "$T/e.db" "DELETE FROM runs"
 expect "db merge missing input" 6 "'$T/none.db'" -- "$BIN" db merge "$T/none.db" -o "$T/m.db"
 
+# --- hostile paths (issue 13): what an output replaces, what an input is ---
+FWD="forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors"
+expect "out to /dev/null" 0 "" -- "$BIN" $FWD --out /dev/null
+[ -c /dev/null ] && ok || bad "forward --out /dev/null replaced the device node"
+: > "$T/target.st"; ln -s target.st "$T/link.st"
+expect "out through a symlink" 0 "" -- "$BIN" $FWD --out "$T/link.st"
+[ -L "$T/link.st" ] && [ -s "$T/target.st" ] && ok || bad "--out through a symlink: the link was replaced or its target not written"
+expect "out is a directory" 5 "cannot write '$T': it is a directory" -- "$BIN" $FWD --out "$T"
+expect "out temp file named" 5 "its temporary file '$T/none/o.st.tmp." -- "$BIN" $FWD --out "$T/none/o.st"
+mkfifo "$T/fifo"
+expect "fifo as inputs" 4 "cannot read '$T/fifo': it is a FIFO, not a regular file" -- timeout 20 "$BIN" $FWD --out "$T/x" --inputs "$T/fifo"
+expect "fifo as calib" 4 "cannot read '$T/fifo': it is a FIFO" -- timeout 20 "$BIN" eval --model $FX/mini-ssd --plan "$T/p5.json" --calib "$T/fifo" --db "$T/f.db"
+expect "fifo as plan" 7 "cannot read '$T/fifo': it is a FIFO" -- timeout 20 "$BIN" inspect --model sdxl-base --plan "$T/fifo"
+mkdir "$T/sharded" && cp $FX/mini-ssd/config.json "$T/sharded/" && mkfifo "$T/sharded/a.safetensors"
+printf '{"weight_map": {"conv_in.weight": "a.safetensors"}}' > "$T/sharded/diffusion_pytorch_model.safetensors.index.json"
+expect "fifo as a shard" 3 "cannot read '$T/sharded/a.safetensors': it is a FIFO" -- timeout 20 "$BIN" forward --model "$T/sharded" --inputs $FX/mini-ssd/io.safetensors --out "$T/x"
+expect "fifo as config" 3 "it is a FIFO" -- timeout 20 "$BIN" inspect --model "$T/fifo"
+
+# unknown fields: a name with a newline cannot forge a line, and 200 of them give 6 warnings, not 200
+mkdir "$T/many" && cp $FX/mini-ssd/diffusion_pytorch_model.safetensors "$T/many/"
+fields='"x\nunetlab: error: forged": 1'; for i in $(seq 1 200); do fields+=", \"u$i\": $i"; done
+sed "0,/{/s//{$fields, /" $FX/mini-ssd/config.json > "$T/many/config.json"
+expect "many unknown fields" 0 "" -- "$BIN" inspect --model "$T/many"
+[ "$(grep -c '^unetlab: warning: ' "$T/err")" -eq 6 ] && ! grep -q '^unetlab: error' "$T/err" && grep -q "196 more unknown fields" "$T/err" \
+  && ok || bad "unknown fields: $(head -c 600 "$T/err")"
+
+# export never writes over its teacher, never exports random weights unasked, says what it rounds
+mkdir -p "$T/pipe2" && cp -r $FX/mini-public "$T/pipe2/unet"
+printf '{"teacher": "elsewhere", "remove": ["down_blocks.1.attentions.0.transformer_blocks.0"]}' > "$T/pe.json"
+sum_before=$(cat "$T/pipe2/unet/config.json" "$T/pipe2/unet/diffusion_pytorch_model.safetensors" | md5sum)
+expect "export onto the teacher" 5 "--out '$T/pipe2/unet' is the teacher's directory" -- "$BIN" export --model "$T/pipe2/unet" --plan "$T/pe.json" --out "$T/pipe2/unet"
+expect "export onto the pipeline's unet" 5 "is the teacher's directory" -- "$BIN" export --model "$T/pipe2" --plan "$T/pe.json" --out "$T/pipe2/unet"
+expect "export onto the pipeline root" 5 "--out '$T/pipe2' holds the teacher's directory" -- "$BIN" export --model "$T/pipe2" --plan "$T/pe.json" --out "$T/pipe2"
+[ "$(cat "$T/pipe2/unet/config.json" "$T/pipe2/unet/diffusion_pytorch_model.safetensors" | md5sum)" = "$sum_before" ] && ok || bad "export changed the teacher"
+expect "export of a preset" 2 "'ssd-1b' has no trained weights (preset ssd-1b)" -- "$BIN" export --model ssd-1b --plan "$T/pe.json" --out "$T/rnd"
+[ ! -e "$T/rnd" ] && ok || bad "export of a preset wrote '$T/rnd'"
+expect "export warns" 0 "exported" -- "$BIN" export --model "$T/pipe2" --plan "$T/pe.json" --out "$T/exp-bf16" --dtype bf16
+grep -q "the plan names 'elsewhere' as its teacher" "$T/err" && grep -q "the teacher's weights are fp16 and the student is written as bf16" "$T/err" \
+  && ok || bad "export warnings: $(cat "$T/err")"
+expect "plan as a model" 3 "is a unetlab plan, not a UNet config: give it as --plan" -- "$BIN" inspect --model "$T/pe.json"
+expect "eval on random weights" 0 "" -- "$BIN" eval --model $FX/mini-ssd/config.json --plan "$T/p5.json" --synthetic 1 --latent 8 --tokens 4 --db "$T/rw.db"
+grep -q "^unetlab: warning: '$FX/mini-ssd/config.json' has no trained weights" "$T/err" && ok || bad "eval on random weights: no warning: $(cat "$T/err")"
+
+# the store: a typo never creates a DB; the user's bad SQL is a usage error
+expect "db query typo" 6 "'$T/typo.db': cannot read" -- "$BIN" db query --db "$T/typo.db" "SELECT 1"
+[ ! -e "$T/typo.db" ] && ok || bad "db query created '$T/typo.db'"
+expect "db query bad SQL" 2 'db query: the SQL does not compile: near "SELEC": syntax error' -- "$BIN" db query --db "$T/e.db" "SELEC 1"
+
+# sizes whose work does not fit a 64-bit count: refused, not printed negative
+expect "huge size" 2 "batch 65536 at 1048576x1048576 px: the forward would take more than 2^63 multiply-adds" -- "$BIN" inspect --model sdxl-base --height 1048576 --width 1048576 --batch 65536
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

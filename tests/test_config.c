@@ -84,6 +84,27 @@ static void bad(void) {
     CHECK_ERR(parse(&a, "{\"attention_head_dim\":7}"), ERR_MODEL, "multiple of the head count");
     CHECK_ERR(parse(&a, "{\"_class_name\":\"UNet2DModel\"}"), ERR_MODEL, "field '_class_name'");
     CHECK_ERR(config_load(&a, "/nonexistent/config.json"), ERR_MODEL, "cannot read '/nonexistent/config.json'");
+    /* sizes whose products overflowed a 32- or 64-bit count (issue 13) */
+    CHECK_ERR(parse(&a, "{\"block_out_channels\":[536870912,640,1280,1280]}"), ERR_MODEL, "'block_out_channels': expected integers in [1, 65536]");
+    CHECK_ERR(parse(&a, "{\"block_out_channels\":[320,640,1280,268435456]}"), ERR_MODEL, "'block_out_channels'");
+    CHECK_ERR(parse(&a, "{\"sample_size\":-8}"), ERR_MODEL, "field 'sample_size': out of range [1, 131072]");
+    CHECK_ERR(parse(&a, "{\"sample_size\":999999999}"), ERR_MODEL, "field 'sample_size': out of range");
+    CHECK_ERR(parse(&a, "{\"cross_attention_dim\":[1280,1280,1280,99999999]}"), ERR_MODEL, "'cross_attention_dim'");
+    CHECK_ERR(parse(&a, "{\"attention_head_dim\":100000}"), ERR_MODEL, "'attention_head_dim': value out of range");
+}
+
+/* As strict as diffusers' reader (Python's json.loads), no stricter: one object, nothing
+ * after it, no byte order mark; a key given twice keeps its last value; a plan is not a config. */
+static void strict(void) {
+    Arch a;
+    CHECK_ERR(parse(&a, "\xef\xbb\xbf{}"), ERR_MODEL, "'c.json': starts with a UTF-8 byte order mark");
+    CHECK_ERR(parse(&a, "{} x"), ERR_MODEL, "'c.json': text after the JSON object (at byte 3)");
+    CHECK_ERR(parse(&a, "{\"in_channels\": 4}{\"in_channels\": 8}"), ERR_MODEL, "text after the JSON object (at byte 18)");
+    CHECK(parse(&a, "{\"in_channels\": 4} \n\t\r") == 0);
+    CHECK(parse(&a, "{\"in_channels\": 3, \"out_channels\": 4, \"in_channels\": 8}") == 0);
+    CHECK_EQ_LL(a.in_channels, 8);
+    CHECK_ERR(parse(&a, "{\"format\": \"unetlab-plan\", \"version\": 1, \"remove\": []}"), ERR_MODEL,
+              "'c.json': is a unetlab plan, not a UNet config: give it as --plan");
 }
 
 static void drop(void) {
@@ -108,6 +129,7 @@ int main(void) {
     defaults();
     quirks();
     bad();
+    strict();
     drop();
     TEST_MAIN_END("test_config");
 }

@@ -233,6 +233,37 @@ static void bad_dbs(void) {
     const char *foreign = tpath("foreign.db");
     CHECK(raw_exec(foreign, "CREATE TABLE runs(x)") == SQLITE_OK);
     CHECK_ERR(db_open(&db, foreign), ERR_DB, "not a unetlab DB");
+
+    /* Refused as found (issue 13): no table added, not switched to WAL. A meta
+     * table without a version, of another shape, or a version that is not a
+     * positive integer (one ran a wrong migration, one crashed, one re-ran them). */
+    static const struct { const char *sql, *msg; } refused[] = {
+        {"CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)", "its meta table has no schema_version"},
+        {"CREATE TABLE meta(k, v)", "its meta table is not unetlab's"},
+        {"CREATE TABLE meta(key, value); INSERT INTO meta VALUES('schema_version', '-1')", "schema version '-1' is not"},
+        {"CREATE TABLE meta(key, value); INSERT INTO meta VALUES('schema_version', -100000)", "'-100000' is not a positive"},
+        {"CREATE TABLE meta(key, value); INSERT INTO meta VALUES('schema_version', 'two')", "schema version 'two'"},
+        {"CREATE TABLE meta(key, value); INSERT INTO meta VALUES('schema_version', '2.5')", "schema version '2.5'"},
+        {"CREATE TABLE meta(key, value); INSERT INTO meta VALUES('schema_version', '0')", "schema version '0'"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "foreign%zu.db", i);
+        const char *fp = tpath(name);
+        CHECK(raw_exec(fp, refused[i].sql) == SQLITE_OK);
+        CHECK_ERR(db_open(&db, fp), ERR_DB, refused[i].msg);
+        CHECK_EQ_LL(q1(fp, "SELECT count(*) FROM sqlite_schema"), 1 + (strstr(refused[i].sql, "PRIMARY KEY") != NULL));
+        CHECK_EQ_LL(q1(fp, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 0);
+        CHECK_ERR(db_merge(tpath("merged-foreign.db"), &fp, 1), ERR_DB, refused[i].msg);
+    }
+    /* A newer DB is refused as found too. */
+    const char *newer2 = tpath("newer2.db");
+    CHECK(raw_exec(newer2, "CREATE TABLE meta(key, value); INSERT INTO meta VALUES('schema_version', '99')") == SQLITE_OK);
+    CHECK_ERR(db_open(&db, newer2), ERR_DB, "is newer than");
+    CHECK_EQ_LL(q1(newer2, "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 0);
+    /* Opening an existing DB never creates one (db query --db typo.db). */
+    CHECK_ERR(db_open_existing(&db, tpath("typo.db")), ERR_DB, "typo.db");
+    CHECK(access(tpath("typo.db"), F_OK) != 0);
 }
 
 /* Three GPU activities: a kernel and a memcpy (from a graph) in repeat 0, a
@@ -797,10 +828,10 @@ static void query(void) {
                        devnull), ERR_DB, "readonly");
     CHECK_EQ_LL(q1(path, "SELECT count(*) FROM calib_sets WHERE hash = 'x'"), 0);
     CHECK_ERR(db_query(db, "CREATE TEMP TABLE t(x)", "csv", devnull), ERR_DB, "'");
-    CHECK_ERR(db_query(db, "SELEC * FROM runs", "csv", devnull), ERR_DB, "syntax error");
-    CHECK_ERR(db_query(db, "SELECT * FROM no_such_table", "text", devnull), ERR_DB, "no such table: no_such_table");
-    CHECK_ERR(db_query(db, "SELECT 1; DELETE FROM runs", "csv", devnull), ERR_DB, "more than one statement");
-    CHECK_ERR(db_query(db, "  ", "csv", devnull), ERR_DB, "no SQL statement");
+    CHECK_ERR(db_query(db, "SELEC * FROM runs", "csv", devnull), ERR_USAGE, "syntax error");
+    CHECK_ERR(db_query(db, "SELECT * FROM no_such_table", "text", devnull), ERR_USAGE, "no such table: no_such_table");
+    CHECK_ERR(db_query(db, "SELECT 1; DELETE FROM runs", "csv", devnull), ERR_USAGE, "more than one statement");
+    CHECK_ERR(db_query(db, "  ", "csv", devnull), ERR_USAGE, "no SQL statement");
     CHECK_ERR(db_query(db, "SELECT 1", "xml", devnull), ERR_USAGE, "'xml'");
     fclose(devnull);
     db_close(db);

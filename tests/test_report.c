@@ -161,7 +161,7 @@ int main(void) {
     CHECK(run(fmt("%s profile --model tests/fixtures/mini-public %s --batch 2 --db %s >/dev/null 2>&1", BIN, size, db), NULL) == 0);
     CHECK(run(fmt("%s profile --model tests/fixtures/mini-ssd %s --db %s >/dev/null 2>&1", BIN, size, db), NULL) == 0);
     CHECK(run(fmt("%s schedule --model tests/fixtures/mini-public --db %s --stages 3 --score loss-per-ms --synthetic 1"
-                  " --latent 8 --tokens 4 --repeats 2 >/dev/null 2>&1", BIN, db), NULL) == 0);
+                  " --latent 8 --tokens 4 --repeats 2 --allow-unstable >/dev/null 2>&1", BIN, db), NULL) == 0);
     CHECK(run(fmt("%s eval --model tests/fixtures/mini-public --calib tests/fixtures/mini-public/io.safetensors"
                   " --drop mid_block.attentions.0.transformer_blocks.0 --db %s >/dev/null 2>&1", BIN, db), NULL) == 0);
     fprintf(stderr, "test_report: store built in %.1f s\n", now() - t0);
@@ -392,7 +392,7 @@ int main(void) {
 
     /* an empty store: every plot skipped with a note, the comparison table without rows, still exit 0 */
     snprintf(empty, sizeof empty, "%s/empty.db", T);
-    CHECK(run(fmt("%s db query --db %s 'SELECT 1' >/dev/null 2>&1", BIN, empty), NULL) == 0);
+    { Db *d = NULL; CHECK(db_open(&d, empty) == 0); db_close(d); } /* db query no longer creates a DB */
     char *notes = NULL;
     CHECK(run(fmt("%s report --db %s --out %s/o7 2>&1 >/dev/null", BIN, empty, T), &notes) == 0);
     int skipped = 0;

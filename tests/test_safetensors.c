@@ -363,7 +363,7 @@ static void test_bad_files(void) {
 
     /* not a file */
     p = tpath("missing.safetensors");
-    expect_bad(p, "cannot open");
+    expect_bad(p, "cannot read");
     expect_bad(g_dir, "directory");
 }
 
