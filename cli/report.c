@@ -1,6 +1,6 @@
 /* unetlab report: the store as plots (gnuplot data, scripts, pictures),
  * tables (Markdown, LaTeX, CSV) and an index.html with the provenance of
- * every number. The work is reports/report.c; this file parses the options
+ * every number. The work is in reports/ (one file per output); this file parses the options
  * and maps the outcome to an exit code. Tested by tests/test_report.c. */
 #include "cli.h"
 #include "err.h"
@@ -21,8 +21,14 @@ static const char USAGE[] =
     "          --top N best of its first stage): NAME.md, NAME.tex (booktabs), NAME.csv;\n"
     "  index.html with every picture and table and the runs behind them (device, engine,\n"
     "          commit, date, command line).\n"
-    "module_latency ranks the teacher's --top N modules (default 15). layer_loss shows the\n"
-    "NMSE per feature point of plan P's eval (default: the latest schedule's last stage).\n"
+    "Latencies are the untraced forwards (profile's '(untraced)' rows; a store older than that\n"
+    "shows the traced ones, labelled so), with p10-p90 error bars wherever they are plotted;\n"
+    "rows measured unstable (see `unetlab profile --help`, Noise) are drawn hollow and\n"
+    "flagged '(unstable)' in tables; a schedule's milliseconds are a series of their own,\n"
+    "labelled predicted (or measured). module_latency shows one level of the module tree\n"
+    "per panel (no module beside its own parts), the --top N (default 15) of each level,\n"
+    "each bar stacked by op class to exactly its median. layer_loss shows the NMSE per\n"
+    "feature point of plan P's eval (default: the latest schedule's last stage).\n"
     "A plot without data is skipped with a note. Without gnuplot on PATH everything but the\n"
     "pictures is written and the exit code is 8.\n";
 

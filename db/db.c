@@ -1169,12 +1169,12 @@ int db_forwards(Db *db, DbForwardFn fn, void *ctx) {
 int db_latency_rows(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, DbLatencyRowFn fn, void *ctx) {
     sqlite3_stmt *st;
     if (PREP(db, &st,
-             "SELECT module, kind, ms, coalesce(calls, 0) FROM latency WHERE run_id = ?1 AND model_id IS ?2"
+             "SELECT module, kind, ms, ms_p10, ms_p90, coalesce(calls, 0) FROM latency WHERE run_id = ?1 AND model_id IS ?2"
              " AND plan_id IS ?3 ORDER BY id"))
         return ERR_DB;
     int r = bind_i64(db, st, 1, run_id) || bind_id(db, st, 2, model_id) || bind_id(db, st, 3, plan_id) ? -1 : SQLITE_ROW;
     while (r == SQLITE_ROW && (r = STEP(db, st)) == SQLITE_ROW)
-        fn(ctx, col_text(st, 0), col_text(st, 1), col_f64(st, 2), sqlite3_column_int64(st, 3));
+        fn(ctx, col_text(st, 0), col_text(st, 1), col_f64(st, 2), col_f64(st, 3), col_f64(st, 4), sqlite3_column_int64(st, 5));
     fin(st);
     return r < 0 ? ERR_DB : 0;
 }

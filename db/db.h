@@ -240,7 +240,8 @@ typedef void (*DbForwardFn)(void *ctx, const DbForward *f);
 /* Every '(forward)' latency row, oldest first (created_at, id). */
 int db_forwards(Db *db, DbForwardFn fn, void *ctx);
 
-typedef void (*DbLatencyRowFn)(void *ctx, const char *module, const char *kind, double ms, int64_t calls);
+typedef void (*DbLatencyRowFn)(void *ctx, const char *module, const char *kind, double ms, double ms_p10, double ms_p90,
+                               int64_t calls);
 /* The latency rows of one run, model and plan (plan_id 0: plan_id NULL), in stored order. */
 int db_latency_rows(Db *db, int64_t run_id, int64_t model_id, int64_t plan_id, DbLatencyRowFn fn, void *ctx);
 

@@ -14,7 +14,7 @@
 typedef struct {
     const char *dir;           /* output directory, created (with its parents) if absent */
     int png, svg;              /* which pictures gnuplot draws */
-    int top;                   /* modules in module_latency, rows in candidates */
+    int top;                   /* modules per tree level in module_latency, rows in candidates */
     const char *plan_hash;     /* layer_loss: plan_hash of --plan's removal set, or NULL (the latest schedule's end) */
     const char *plan_label;    /* --plan's path, for titles */
     const char *command_line;  /* this run's, for index.html */
