@@ -19,7 +19,7 @@ const char *cand_kind_name(CandKind k) {
     return "?";
 }
 
-int cand_kinds_parse(const char *s, int *mask) {
+int cand_kinds_parse(const char *flag, const char *s, int *mask) {
     *mask = 0;
     char *c = xstrdup(s), *save = NULL;
     int rc = 0;
@@ -28,7 +28,7 @@ int cand_kinds_parse(const char *s, int *mask) {
         for (size_t i = 0; i < sizeof KINDS / sizeof *KINDS; i++)
             if (!strcmp(tok, KINDS[i].name)) found = KINDS[i].k;
         if (!found)
-            rc = err_set(ERR_USAGE, "option '--kinds': unknown kind '%s' (transformer_layer, mid_block_reduction, mid_block_removal, resnet_pair, attention_level, all)", tok);
+            rc = err_set(ERR_USAGE, "option '%s': unknown kind '%s' (transformer_layer, mid_block_reduction, mid_block_removal, resnet_pair, attention_level, all)", flag, tok);
         *mask |= found;
     }
     free(c);

@@ -34,7 +34,7 @@ typedef struct {
 
 const char *cand_kind_name(CandKind k);
 /* Parses "transformer_layer,resnet_pair" (or "all") into a mask; ERR_USAGE naming a bad kind. */
-int cand_kinds_parse(const char *s, int *mask);
+int cand_kinds_parse(const char *flag, const char *s, int *mask);
 
 /* Every candidate of the kinds in mask on teacher + base, MACs at shape s.
  * *out is a new array of *n candidates (cand_free_all). */

@@ -39,6 +39,9 @@ int session_open(Session *s, const SessionOptions *o) {
                  o->calib ? o->calib : "--synthetic", (long long)outside, (long long)nt, "0 (below) or 9 (above)");
     s->shape = (Shape){1, (int)s->in.sample.shape[2], (int)s->in.sample.shape[3], (int)s->in.encoder_hidden_states.shape[1]};
     const Shape cs = s->shape;
+    Shape bs = cs; /* a batch of calibration samples at once, the teacher's features of every sample kept */
+    bs.batch = o->batch_size < s->n_samples ? o->batch_size : s->n_samples;
+    if ((rc = unet_memory_check("scoring students", &s->m.arch, &bs, s->n_samples))) return rc;
     unet_tree_build(&s->tree, &s->m.arch, &cs);
     if ((rc = weights_load(&s->w, &s->m, &s->tree, (uint64_t)o->seed))) return rc;
     char chash[17], khash[17], label[64];

@@ -199,6 +199,11 @@ int cmd_bench(int argc, char **argv) {
         nb = 1;
     } else if ((rc = cli_shape(&m.arch, NULL, height, width, tokens, &s))) goto done;
     unet_tree_build(&tt, &m.arch, &s);
+    if (!use_cuda) { /* before a minute of allocating what cannot fit: the largest batch asked */
+        Shape big = s;
+        for (int i = 0; i < nb; i++) big.batch = batches[i] > big.batch ? batches[i] : big.batch;
+        if ((rc = unet_memory_check("bench", &m.arch, &big, 0))) goto done;
+    }
     fprintf(stderr, "bench: loading %s (%s weights)\n", model, m.dir ? "checkpoint" : "seeded random");
     if ((rc = weights_load(&w, &m, &tt, (uint64_t)seed))) goto done;
     w.engine_owns = 1; /* only forwards read them */

@@ -73,7 +73,7 @@ int cmd_eval(int argc, char **argv) {
     if ((rc = cli_format(fmt, &f, 0)) || (rc = cli_int("--batch-size", bs_s, 1, 4096, &bs)) ||
         (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) || (rc = cli_int("--lease", lease_s, 1, 1L << 30, &lease)) ||
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
-        (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (cands && (rc = cand_kinds_parse(cands, &mask))))
+        (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (cands && (rc = cand_kinds_parse("--candidates", cands, &mask))))
         return rc;
     if ((rc = cli_cpu_engine("eval", device))) return rc;
     if (shard) {

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "device.h"
 #include "err.h"
+#include "fileio.h"
 #include "eval.h"
 #include "forward.h"
 #include "plan.h"
@@ -67,6 +68,7 @@ int cmd_forward(int argc, char **argv) {
     Tensor y = {0};
     ModuleTree teacher = {0};
     Arch student;
+    if ((rc = out_probe(out))) return rc; /* before the work, not after it */
     if ((rc = model_resolve(&m, model))) goto done;
     Plan plan;
     rc = cli_student(&m.arch, plan_path, drop, &plan, &student);
@@ -76,6 +78,7 @@ int cmd_forward(int argc, char **argv) {
     Shape s = {(int)in.sample.shape[0], (int)in.sample.shape[2], (int)in.sample.shape[3],
                (int)in.encoder_hidden_states.shape[1]};
     unet_tree_build(&teacher, &m.arch, &s);
+    if (!use_cuda && (rc = unet_memory_check("forward", &m.arch, &s, features ? s.batch : 0))) goto done;
     double t0 = now();
     if ((rc = weights_load(&w, &m, &teacher, (uint64_t)seed))) goto done;
     w.engine_owns = 1; /* only the forward reads them */

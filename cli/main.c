@@ -2,10 +2,12 @@
  * "Exit codes"); errors print one line "unetlab: error: ..." on stderr. */
 #include "backend.h"
 #include "cli.h"
+#include "db.h"
 #include "device.h"
 #include "err.h"
 #include "numfmt.h"
 #include "weights.h"
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,18 @@ static int global_options(int argc, char **argv) {
     return k;
 }
 
+/* SIGINT and SIGTERM: the run being recorded is marked 'interrupted' (what is
+ * stored is whole: every write is a transaction), one line says how to go on,
+ * and the exit status is 128 + the signal (130, 143), as a shell reports it. */
+static void on_signal(int sig) {
+    const char *m = sig == SIGINT ? "\nunetlab: interrupted (SIGINT): what is stored is kept; rerun the same command to continue\n"
+                                  : "\nunetlab: terminated (SIGTERM): what is stored is kept; rerun the same command to continue\n";
+    ssize_t w = write(2, m, strlen(m));
+    (void)w;
+    db_interrupt();
+    _exit(128 + sig);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: unetlab <command> [options]   (unetlab <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
@@ -80,7 +94,8 @@ static void usage(FILE *f) {
     fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad model (config/weights),\n"
                "            4 bad input tensors, 5 output not writable, 6 database, 7 plan,\n"
                "            8 report drawn without pictures (gnuplot missing), 9 timing too noisy to use,\n"
-               "            10 schedule target not reachable\n");
+               "            10 schedule target not reachable, 130/143 interrupted by SIGINT/SIGTERM (the run\n"
+               "            is marked interrupted; rerun the same command to continue)\n");
 }
 
 int main(int argc, char **argv) {
@@ -112,6 +127,11 @@ int main(int argc, char **argv) {
         if (strcmp(argv[1], COMMANDS[i].name)) continue;
         if (COMMANDS[i].forwards) bounded_spin(orig);
         free(orig);
+        struct sigaction sa = {0};
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
         int rc = COMMANDS[i].fn(argc - 1, argv + 1);
         if (rc < 0) return 0; /* --help */
         if (rc) fprintf(stderr, "unetlab: error: %s\n", err_msg());

@@ -31,7 +31,7 @@ int cmd_candidates(int argc, char **argv) {
     if (rc) return rc;
     if (!model) return err_set(ERR_USAGE, "candidates: --model is required (see unetlab candidates --help)");
     Format f;
-    if ((rc = cli_format(fmt, &f, 1)) || (rc = cand_kinds_parse(kinds, &mask))) return rc;
+    if ((rc = cli_format(fmt, &f, 1)) || (rc = cand_kinds_parse("--kinds", kinds, &mask))) return rc;
     ModelSource m;
     if ((rc = model_resolve(&m, model))) { model_source_free(&m); return rc; }
     Shape s;

@@ -415,6 +415,7 @@ int cmd_profile(int argc, char **argv) {
         unet_tree_build(&t, &j->m.arch, &j->s);
         j->params0 = t.m[0].params;
         unet_tree_free(&t);
+        if (!use_cuda && (rc = unet_memory_check("profile", &j->m.arch, &j->s, 0))) break;
         model_source_free(&j->m); /* job_load resolves it again, with the weights */
     }
     if (!rc && save && *save) rc = err_set(ERR_USAGE, "option '--compare': more than 16 models");

@@ -306,11 +306,12 @@ int cmd_schedule(int argc, char **argv) {
         (rc = cli_int("--per-stage", per_s, 1, 64, &per)) || (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) ||
         (rc = cli_int("--batch-size", bs_s, 1, 4096, &bs)) || (rc = cli_int("--lease", lease_s, 1, 1L << 30, &lease)) ||
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
-        (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (rc = cand_kinds_parse(kinds, &mask)) ||
+        (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (rc = cand_kinds_parse("--kinds", kinds, &mask)) ||
         (rc = cli_int("--repeats", rep_s, 1, 1000, &rep)) ||
         (rc = cli_format(fmt, &f, 0)) || (rc = cli_cpu_engine("schedule", device)))
         return rc;
 
+    if (plan_out && (rc = out_probe(plan_out))) return rc; /* before the stages, not after them */
     CliProvenance prov;
     prov_fill(&prov, argc, argv, seed);
     SessionOptions so = {model, calib, (int)nsyn, (int)latent, (int)tokens, seed, dbpath, (int)bs, (int)lease, 1, &prov.p};

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static _Thread_local char g_msg[1024];
 static _Thread_local int g_code;
@@ -67,29 +69,60 @@ void die(const char *fmt, ...) {
     exit(ERR_RUNTIME);
 }
 
+double mem_available(void) {
+    /* read(2) into the stack: this also runs when malloc has just failed */
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "MemAvailable:");
+    long long kb;
+    return p && sscanf(p, "MemAvailable: %lld kB", &kb) == 1 ? 1024.0 * (double)kb : -1;
+}
+
+/* Out of memory: one error line with how much was asked and how much there is. */
+static void oom(double bytes) {
+    double avail = mem_available();
+    char have[64] = "";
+    if (avail >= 0) snprintf(have, sizeof have, "; %.2f GB available (MemAvailable)", avail / 1e9);
+    fprintf(stderr, "unetlab: error: out of memory: could not allocate %.0f bytes (%.3f GB)%s; a smaller --batch, size"
+                    " or calibration set needs less\n", bytes, bytes / 1e9, have);
+    exit(ERR_RUNTIME);
+}
+
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
-    if (!p) die("out of memory allocating %zu bytes", n);
+    if (!p) oom((double)n);
     return p;
 }
 
 void *xmalloc_big(size_t n) {
     size_t align = 64, size = n ? (n + align - 1) / align * align : align;
     void *p = NULL;
-    if (posix_memalign(&p, align, size)) die("out of memory allocating %zu bytes", n);
+    if (posix_memalign(&p, align, size)) oom((double)n);
     return p;
 }
 
 void *xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) die("out of memory allocating %zu x %zu bytes", n, size);
+    if (!p) oom((double)n * (double)size);
     return p;
 }
 
 void *xrealloc(void *p, size_t n) {
     p = realloc(p, n ? n : 1);
-    if (!p) die("out of memory allocating %zu bytes", n);
+    if (!p) oom((double)n);
     return p;
+}
+
+int mem_check(const char *what, double need, const char *detail) {
+    double avail = mem_available();
+    if (avail < 0 || need <= avail) return 0;
+    return err_set(ERR_RUNTIME, "%s needs about %.1f GB (%s, estimated from the module tree); this machine has %.1f GB"
+                   " available (MemAvailable): give a smaller --batch or size", what, need / 1e9, detail, avail / 1e9);
 }
 
 char *xstrdup(const char *s) {

@@ -33,6 +33,12 @@ int err_code(void);
  * become '?') on stderr. */
 void err_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Bytes of memory available for a new allocation (MemAvailable), -1 unknown. */
+double mem_available(void);
+/* ERR_RUNTIME "WHAT needs about N GB (DETAIL, estimated ...); this machine
+ * has M GB available" when need exceeds what is available; 0 otherwise. */
+int mem_check(const char *what, double need, const char *detail);
+
 /* Environment faults: print "unetlab: fatal: ..." and exit(ERR_RUNTIME). */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void *xmalloc(size_t n);

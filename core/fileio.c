@@ -154,6 +154,13 @@ void out_abort(OutFile *o) {
     out_free(o);
 }
 
+int out_probe(const char *path) {
+    OutFile o;
+    int rc = out_begin(&o, path);
+    if (!rc) out_abort(&o);
+    return rc;
+}
+
 int out_write_text(const char *path, const char *text) {
     OutFile o;
     int rc = out_begin(&o, path);

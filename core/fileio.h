@@ -44,6 +44,9 @@ FILE *out_stream(OutFile *o);
 int out_commit(OutFile *o);
 /* Gives up: removes the temporary file; frees o. Safe after a failed out_begin. */
 void out_abort(OutFile *o);
+/* Checks now that path can be written (out_begin, then out_abort): a
+ * command finds an unwritable output before its work, not after. */
+int out_probe(const char *path);
 /* Writes text and a newline to path through an OutFile. */
 int out_write_text(const char *path, const char *text);
 

@@ -182,6 +182,20 @@ static const char *const MIGRATIONS[] = {
      * the measurement was judged unstable (profile/noise.h says when). */
     "ALTER TABLE latency ADD COLUMN others_load REAL;"
     "ALTER TABLE latency ADD COLUMN unstable INTEGER NOT NULL DEFAULT 0 CHECK (unstable IN (0, 1));",
+    /* 4: a run whose process is gone while its row says 'running' is marked
+     * 'died' when the DB is next opened (issue 13). SQLite cannot change a
+     * CHECK in place: the table is rebuilt (migrations run before foreign
+     * keys are enforced, so the tables citing runs(id) keep citing it). */
+    "CREATE TABLE runs_new("
+    "  id INTEGER PRIMARY KEY,"
+    "  uid TEXT NOT NULL UNIQUE,"
+    "  command_line TEXT, git_commit TEXT, build_flags TEXT, device TEXT, driver_version TEXT,"
+    "  cuda_version TEXT, cudnn_version TEXT, cupti_version TEXT, seed INTEGER,"
+    "  host TEXT NOT NULL, pid INTEGER NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'interrupted', 'died')));"
+    "INSERT INTO runs_new SELECT * FROM runs;"
+    "DROP TABLE runs;"
+    "ALTER TABLE runs_new RENAME TO runs;",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
 
@@ -252,6 +266,29 @@ fail:
     return rc;
 }
 
+/* Runs of this host still 'running' whose process is gone: 'died' (they were
+ * killed, or the machine went down). A pid reused since stays 'running'. */
+static int mark_dead_runs(Db *db) {
+    sqlite3_stmt *sel = NULL, *up = NULL;
+    int rc = PREP(db, &sel, "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1") ||
+             bind_text(db, sel, 1, db->host) ||
+             PREP(db, &up, "UPDATE runs SET status = 'died', ended_at = " NOW " WHERE id = ?1 AND status = 'running'");
+    int r = rc ? -1 : SQLITE_ROW;
+    while (r == SQLITE_ROW && (r = STEP(db, sel)) == SQLITE_ROW) {
+        pid_t pid = (pid_t)sqlite3_column_int64(sel, 1);
+        if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH) continue;
+        if (bind_i64(db, up, 1, sqlite3_column_int64(sel, 0)) || STEP(db, up) < 0 || SQ(db, sqlite3_reset(up)) < 0) r = -1;
+    }
+    fin(sel);
+    fin(up);
+    return r < 0 ? ERR_DB : 0;
+}
+
+/* The run this process is recording (db_run_begin .. db_run_end), so that a
+ * signal can mark it 'interrupted' (db_interrupt). */
+static char g_run_path[4096];
+static volatile int64_t g_run_id;
+
 static int open_conn(Db *db, int flags) {
     if (SQ(db, sqlite3_open_v2(db->path, &db->h, flags, NULL)) < 0) return ERR_DB;
     /* Concurrent processes wait for each other's transactions instead of failing. */
@@ -292,8 +329,10 @@ int db_open(Db **out, const char *path) {
             rc = err_set(ERR_DB, "'%s': cannot switch to WAL mode (journal mode stays '%s')", path, mode ? mode : "?");
     }
     fin(st);
-    if (!rc && (EXEC(db, "PRAGMA foreign_keys=ON") || EXEC(db, "PRAGMA synchronous=NORMAL"))) rc = ERR_DB;
+    if (!rc && EXEC(db, "PRAGMA synchronous=NORMAL")) rc = ERR_DB;
     if (!rc) rc = migrate(db);
+    if (!rc && EXEC(db, "PRAGMA foreign_keys=ON")) rc = ERR_DB; /* after migrating: see migration 4 */
+    if (!rc) rc = mark_dead_runs(db);
     /* The candidate ids of db_job_claim, per connection. */
     if (!rc && EXEC(db, "CREATE TEMP TABLE claim_ids(id INTEGER PRIMARY KEY)")) rc = ERR_DB;
     if (rc) {
@@ -333,10 +372,29 @@ int db_run_begin(Db *db, const Provenance *p, int64_t *run_id) {
     fin(st);
     if (rc) return ERR_DB;
     db->run_id = *run_id;
+    snprintf(g_run_path, sizeof g_run_path, "%s", db->path);
+    g_run_id = *run_id;
     return 0;
 }
 
+void db_interrupt(void) {
+    if (!g_run_id) return;
+    /* a connection of its own: the interrupted code may be inside the main one's
+     * calls; a second's wait at most for a write lock this process may hold */
+    sqlite3 *h = NULL;
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE runs SET status = 'interrupted', ended_at = %s WHERE id = %lld", NOW,
+             (long long)g_run_id);
+    if (sqlite3_open_v2(g_run_path, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(h, 1000);
+        (void)sqlite3_exec(h, sql, NULL, NULL, NULL);
+    }
+    sqlite3_close(h);
+    g_run_id = 0;
+}
+
 int db_run_end(Db *db, int64_t run_id, const char *status) {
+    if (run_id == g_run_id) g_run_id = 0;
     sqlite3_stmt *st;
     if (PREP(db, &st, "UPDATE runs SET ended_at = " NOW ", status = ?1 WHERE id = ?2")) return ERR_DB;
     int rc = bind_text(db, st, 1, status) || bind_i64(db, st, 2, run_id) || STEP(db, st) < 0;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_VERSION 4
 
 typedef struct Db Db;
 
@@ -41,6 +41,11 @@ typedef struct {
 int db_run_begin(Db *db, const Provenance *p, int64_t *run_id);
 /* Sets ended_at = now and status ('done', 'failed', 'interrupted'). */
 int db_run_end(Db *db, int64_t run_id, const char *status);
+/* Marks the run this process is recording (the latest db_run_begin not yet
+ * ended) 'interrupted', through a connection of its own: for a signal
+ * handler about to exit. Best effort: a run it cannot mark is marked 'died'
+ * by the next db_open on this host. */
+void db_interrupt(void);
 
 /* Models are keyed by (config_hash, weights_hash); returns the existing id when present. */
 int db_model_put(Db *db, const char *spec, const char *config_hash, const char *weights_hash, int64_t params,

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -252,6 +253,71 @@ void unet_tree_build(ModuleTree *t, const Arch *a, const Shape *s) {
         t->m[m->parent].params += m->params;
         t->m[m->parent].macs = add_sat(t->m[m->parent].macs, m->macs);
     }
+}
+
+/* One level of the walk below: a block's feature maps at h x w. */
+static void mem_block(const Block *b, double B, double h, double w, int skip_ch, UnetMemory *m, double *skips,
+                      double *largest, double *temp) {
+    double map = B * b->out_ch * h * w;
+    double in = B * ((b->type == BLOCK_UP || b->type == BLOCK_CROSSATTN_UP ? b->prev_ch : b->in_ch) + skip_ch) * h * w;
+    *largest = fmax(*largest, fmax(in, map));
+    m->features += 4.0 * (b->n_resnets + b->n_attn + 1) * map; /* every unit's output and the block's */
+    if (skips) *skips += b->n_resnets * map;
+    if (b->n_attn) /* per transformer layer: q, k, v, the attention output and GEGLU's 8 x dim projection */
+        *temp = fmax(*temp, 4.0 * B * h * w * 12.0 * b->out_ch);
+}
+
+void unet_memory(const Arch *a, const Shape *s, const ModuleTree *t, UnetMemory *m) {
+    memset(m, 0, sizeof *m);
+    m->weights = 4.0 * (double)t->m[0].params;
+    double B = s->batch, h = s->height, w = s->width;
+    double skips = B * a->block_out[0] * h * w, largest = skips, temp = 0;
+    int skip_ch[1 + MAX_BLOCKS * (MAX_LAYERS + 1)], ns = 0;
+    skip_ch[ns++] = a->block_out[0];
+    for (int i = 0; i < a->n_blocks; i++) {
+        const Block *b = &a->down[i];
+        mem_block(b, B, h, w, 0, m, &skips, &largest, &temp);
+        for (int j = 0; j < b->n_resnets; j++) skip_ch[ns++] = b->out_ch;
+        if (b->sampler) {
+            h = ceil(h / 2), w = ceil(w / 2);
+            skips += B * b->out_ch * h * w;
+            skip_ch[ns++] = b->out_ch;
+        }
+    }
+    if (a->has_mid) mem_block(&a->mid, B, h, w, 0, m, NULL, &largest, &temp);
+    for (int i = 0; i < a->n_blocks; i++) {
+        const Block *b = &a->up[i];
+        int widest = 0; /* the concat of the running map and the widest skip it takes */
+        for (int j = 0; j < b->n_resnets && ns > 0; j++) widest = skip_ch[--ns] > widest ? skip_ch[ns] : widest;
+        mem_block(b, B, h, w, widest, m, NULL, &largest, &temp);
+        if (b->sampler) h *= 2, w *= 2;
+    }
+    /* the skips held across the down path, a few maps of the widest level alive at once, one layer's temporaries */
+    m->peak = 4.0 * (skips + 4.0 * largest) + temp;
+}
+
+int unet_memory_check(const char *what, const Arch *a, const Shape *s, double feature_samples) {
+    ModuleTree t;
+    unet_tree_build(&t, a, s);
+    UnetMemory m;
+    unet_memory(a, s, &t, &m);
+    unet_tree_free(&t);
+    Shape one = *s;
+    one.batch = 1;
+    UnetMemory m1;
+    ModuleTree t1;
+    unet_tree_build(&t1, a, &one);
+    unet_memory(a, &one, &t1, &m1);
+    unet_tree_free(&t1);
+    double feats = feature_samples * m1.features;
+    char detail[200];
+    snprintf(detail, sizeof detail, "weights %.1f GB + activations %.1f GB", m.weights / 1e9, m.peak / 1e9);
+    if (feats > 0)
+        snprintf(detail + strlen(detail), sizeof detail - strlen(detail), " + features of %.0f samples %.1f GB",
+                 feature_samples, feats / 1e9);
+    char w[300];
+    snprintf(w, sizeof w, "%s: batch %d at %dx%d px", what, s->batch, s->height * 8, s->width * 8);
+    return mem_check(w, m.weights + m.peak + feats, detail);
 }
 
 int unet_tree_check(const ModuleTree *t, const Shape *s) {

@@ -41,6 +41,20 @@ typedef struct {
 /* Builds the tree of `a` at shape `s`. Modules are in named_modules() order. */
 void unet_tree_build(ModuleTree *tree, const Arch *a, const Shape *s);
 void unet_tree_free(ModuleTree *tree);
+/* Memory a float32 forward at size s needs, in bytes, estimated from the
+ * architecture: its weights, the peak of its activations (the skip tensors
+ * held across the down path, a few maps of the widest level, one transformer
+ * layer's temporaries) and the features of every unit, which `forward
+ * --features` writes and eval keeps for the teacher. An estimate to refuse a
+ * run that cannot fit before it allocates for a minute, not an exact count. */
+typedef struct {
+    double weights, peak, features;
+} UnetMemory;
+void unet_memory(const Arch *a, const Shape *s, const ModuleTree *t, UnetMemory *m);
+/* Refuses (ERR_RUNTIME, saying how much is needed and how much there is) a
+ * CPU run WHAT of a at size s whose estimate, with the features of
+ * feature_samples samples kept, exceeds the memory available. */
+int unet_memory_check(const char *what, const Arch *a, const Shape *s, double feature_samples);
 /* ERR_USAGE naming the size when its MAC count does not fit in 64 bits
  * (counts saturate instead of overflowing). */
 int unet_tree_check(const ModuleTree *tree, const Shape *s);

@@ -68,6 +68,8 @@ fi
 expect "drop unknown" 7 "'down_blocks.0.attentions.0.transformer_blocks.0': no such transformer layer" -- "$BIN" forward --model $FX/mini-public --inputs $FX/mini-public/io.safetensors --out "$T/x" --drop down_blocks.0.attentions.0.transformer_blocks.0
 expect "drop last layer" 7 "cannot remove the last transformer layer" -- "$BIN" inspect --model $FX/mini-public --drop down_blocks.1.attentions.0.transformer_blocks.0,down_blocks.1.attentions.0.transformer_blocks.1
 expect "unwritable output" 5 "cannot write '/nonexistent-dir/o.safetensors'" -- "$BIN" forward --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --out /nonexistent-dir/o.safetensors
+! grep -q "forward of" "$T/err" && ok || bad "an unwritable --out was found after the forward"
+expect "candidates kind named" 2 "option '--candidates': unknown kind 'bogus'" -- "$BIN" eval --model $FX/mini-ssd --candidates bogus --synthetic 1 --db "$T/k.db"
 expect "inputs missing" 4 "'$T/none.safetensors'" -- "$BIN" forward --model $FX/mini-ssd --inputs "$T/none.safetensors" --out "$T/x"
 expect "inputs wrong shape" 4 "'$FX/mini-ssd/io.safetensors': input 'input.encoder_hidden_states': expected shape [2, L, 64]" -- "$BIN" forward --model $FX/mini-public --inputs $FX/mini-ssd/io.safetensors --out "$T/x"
 expect "inputs missing tensor" 4 "missing tensor 'input.sample'" -- "$BIN" forward --model $FX/mini-ssd --inputs "$T/o.safetensors" --out "$T/x"
@@ -226,6 +228,24 @@ expect "db query bad SQL" 2 'db query: the SQL does not compile: near "SELEC": s
 
 # sizes whose work does not fit a 64-bit count: refused, not printed negative
 expect "huge size" 2 "batch 65536 at 1048576x1048576 px: the forward would take more than 2^63 multiply-adds" -- "$BIN" inspect --model sdxl-base --height 1048576 --width 1048576 --batch 65536
+
+# SIGINT: one line, exit 130, the run marked interrupted, what was stored kept
+"$BIN" eval --model $FX/mini-ssd --candidates all --synthetic 4 --db "$T/int.db" >/dev/null 2>"$T/int.err" &
+pid=$!
+for i in $(seq 1 200); do # until the run is recorded (its first student stored)
+  [ "$("$BIN" db query --db "$T/int.db" --format csv "SELECT count(*) FROM eval_jobs WHERE status = 'done'" 2>/dev/null | tail -n 1)" -ge 1 ] 2>/dev/null && break
+  sleep 0.1
+done
+kill -INT $pid; wait $pid; rc=$?
+[ $rc -eq 130 ] && grep -q '^unetlab: interrupted (SIGINT): what is stored is kept; rerun the same command to continue$' "$T/int.err" \
+  && ok || bad "SIGINT: exit $rc, stderr: $(tail -c 300 "$T/int.err")"
+expect "interrupted run" 0 "interrupted" -- "$BIN" db query --db "$T/int.db" "SELECT status FROM runs"
+[ "$("$BIN" db query --db "$T/int.db" --format csv "SELECT count(*) FROM eval_jobs WHERE status = 'done'" | tail -n 1)" -ge 1 ] \
+  && ok || bad "SIGINT lost the stored students"
+
+# memory: a run that cannot fit is refused before it allocates, saying how much it needs and how much there is
+expect "bench too big" 1 "bench: batch 4096 at 1024x1024 px needs about" -- "$BIN" bench --model sdxl-base --batch 4096 --height 1024 --width 1024 --device cpu
+grep -q "estimated from the module tree); this machine has .* GB available (MemAvailable)" "$T/err" && ok || bad "memory refusal: $(cat "$T/err")"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

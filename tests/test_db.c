@@ -347,6 +347,32 @@ static void latency_noise(void) {
     db_close(db);
     CHECK_EQ_LL(q1(v2, "SELECT value FROM meta WHERE key = 'schema_version'"), DB_SCHEMA_VERSION);
     CHECK_EQ_LL(q1(v2, "SELECT count(*) FROM latency WHERE ms = 3.5 AND unstable = 0 AND others_load IS NULL"), 1);
+    CHECK_EQ_LL(q1(v2, "SELECT count(*) FROM runs WHERE uid = 'u' AND status = 'done'"), 1); /* kept through migration 4 */
+    CHECK_EQ_LL(q1(v2, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+}
+
+/* A run left 'running' by a process that is gone is marked 'died' by the next
+ * open on its host; one whose process lives (this one) stays 'running'. */
+static void died(void) {
+    const char *path = tpath("died.db");
+    Db *db;
+    CHECK(db_open(&db, path) == 0);
+    db_close(db);
+    pid_t gone = fork();
+    if (gone == 0) _exit(0);
+    waitpid(gone, NULL, 0);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    char sql[768];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO runs(uid, host, pid, started_at, status) VALUES('gone', '%s', %d, 'then', 'running'),"
+             " ('alive', '%s', %d, 'then', 'running'), ('elsewhere', 'another-host', %d, 'then', 'running')",
+             host, (int)gone, host, (int)getpid(), (int)gone);
+    CHECK(raw_exec(path, sql) == SQLITE_OK);
+    CHECK(db_open(&db, path) == 0);
+    db_close(db);
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM runs WHERE uid = 'gone' AND status = 'died' AND ended_at IS NOT NULL"), 1);
+    CHECK_EQ_LL(q1(path, "SELECT count(*) FROM runs WHERE uid IN ('alive', 'elsewhere') AND status = 'running'"), 2);
 }
 
 static void kernels(void) {
@@ -859,6 +885,7 @@ int main(void) {
     merge();
     kernels();
     latency_noise();
+    died();
     query();
     nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     TEST_MAIN_END("test_db");
