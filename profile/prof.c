@@ -117,26 +117,22 @@ int prof_forward(const ProfSubject *s, int n, int warmup, int repeats, Prof *p, 
     for (int i = 0; i < warmup && !rc; i++)
         for (int k = 0; k < n && !rc; k++)
             if (!(rc = unet_forward(s[k].arch, s[k].w, s[k].in, &y, NULL, NULL))) tensor_free(&y);
-    /* models take turns within each repeat, so a slow moment of the machine hits them alike */
+    /* within each repeat every subject runs traced, then every subject untraced:
+     * a slow moment of the machine hits the models, and the traced and untraced
+     * forwards, alike (run in two phases, a slow second half read as overhead) */
     for (int r = 0; r < repeats && !rc; r++)
-        for (int k = 0; k < n && !rc; k++) {
-            UnetTimer timer = {on_time, &p[k], NULL};
-            p[k].cur = r;
-            double t0 = prof_now();
-            rc = unet_forward_from(s[k].arch, s[k].w, s[k].in, NULL, &y, NULL, NULL, NULL, &timer);
-            prof_add(&p[k], PROF_FORWARD, prof_now() - t0);
-            p[k].cur = -1;
-            if (!rc) tensor_free(&y);
-        }
-    for (int r = 0; r < repeats && !rc; r++)
-        for (int k = 0; k < n && !rc; k++) {
-            double t0 = prof_now();
-            rc = unet_forward(s[k].arch, s[k].w, s[k].in, &y, NULL, NULL);
-            p[k].cur = r;
-            prof_add(&p[k], PROF_PLAIN, prof_now() - t0);
-            p[k].cur = -1;
-            if (!rc) tensor_free(&y);
-        }
+        for (int traced = 1; traced >= 0 && !rc; traced--)
+            for (int k = 0; k < n && !rc; k++) {
+                UnetTimer timer = {on_time, &p[k], NULL};
+                p[k].cur = traced ? r : -1;
+                double t0 = prof_now();
+                rc = unet_forward_from(s[k].arch, s[k].w, s[k].in, NULL, &y, NULL, NULL, NULL, traced ? &timer : NULL);
+                double ms = prof_now() - t0;
+                p[k].cur = r;
+                prof_add(&p[k], traced ? PROF_FORWARD : PROF_PLAIN, ms);
+                p[k].cur = -1;
+                if (!rc) tensor_free(&y);
+            }
     for (int k = 0; k < n && !rc; k++) plain_ms[k] = prof_median(&p[k], PROF_PLAIN);
     return rc;
 }

@@ -63,10 +63,10 @@ typedef struct {
 /* Profiles the forwards of s[0..n-1] (a teacher and its students, or the
  * models compared): `warmup` untimed rounds, then `repeats` rounds with
  * per-module timing into p[k] (p[k].repeats == repeats; the whole forward
- * under PROF_FORWARD), then `repeats` rounds without (under PROF_PLAIN),
- * whose medians are plain_ms[k]: the tracing overhead is the difference.
- * Within a round the subjects take turns (A, B, C, A, B, C, ...), so a slow
- * moment of the machine hits them alike. */
+ * under PROF_FORWARD), each followed by the same round without (under
+ * PROF_PLAIN), whose medians are plain_ms[k]: the tracing overhead is the
+ * difference. Within a round the subjects take turns (A, B, C traced, then A,
+ * B, C untraced), so a slow moment of the machine hits them alike. */
 int prof_forward(const ProfSubject *s, int n, int warmup, int repeats, Prof *p, double *plain_ms);
 
 /* One CUPTI record of a profiled forward, for the store's per-kernel table. */

@@ -21,15 +21,17 @@ SIZE=128
 REPEATS=5
 NEIGHBOURS=2
 OUT=
+DB=
 
 usage() {
     cat <<EOF
-usage: scripts/noise-check.sh [--size PX] [--repeats R] [--neighbours N] [--bin UNETLAB] [--out FILE]
+usage: scripts/noise-check.sh [--size PX] [--repeats R] [--neighbours N] [--bin UNETLAB] [--out FILE] [--db DB]
 
 Quiet run, then the same with N busy neighbour processes (default 2, on a 2-core
 machine: as many as it has cores); prints the SDXL:SSD-1B and SDXL:Vega speed
 ratios, the tracing overhead and the student's prediction error of both, and the
-noise unetlab recorded. --out FILE also writes the table there (Markdown).
+noise unetlab recorded. --out FILE also writes the table there (Markdown); --db DB
+also stores the quiet run's comparison there (for `unetlab report`).
 Defaults: --size 128 (px), --repeats 5, --bin build/unetlab.
 EOF
 }
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     --neighbours) NEIGHBOURS=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --db) DB=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "noise-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -60,8 +63,10 @@ trap 'stop_neighbours; rm -rf "$TMP"' EXIT
 measure() { # $1: label (quiet|loaded)
     local l=$1
     echo "noise-check: $l: profile --compare sdxl-base,ssd-1b,segmind-vega at ${SIZE}px, $REPEATS repeats" >&2
+    local store=()
+    [ "$l" = quiet ] && [ -n "$DB" ] && store=(--db "$DB")
     "$BIN" profile --compare sdxl-base,ssd-1b,segmind-vega --height "$SIZE" --width "$SIZE" --repeats "$REPEATS" \
-        --format json >"$TMP/$l-compare.json" 2>"$TMP/$l-compare.err"
+        "${store[@]}" --format json >"$TMP/$l-compare.json" 2>"$TMP/$l-compare.err"
     echo "noise-check: $l: profile sdxl-base with the student of plans/ssd-1b.json" >&2
     "$BIN" profile --model sdxl-base --plan "$ROOT/plans/ssd-1b.json" --height "$SIZE" --width "$SIZE" \
         --repeats "$REPEATS" --format json >"$TMP/$l-student.json" 2>"$TMP/$l-student.err"
