@@ -28,7 +28,7 @@ ifeq ($(SAN),1)
 endif
 
 SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core/rng.c core/tensor.c \
-      model/config.c model/unet.c model/weights.c model/forward.c model/backend_cpu.c \
+      model/config.c model/unet.c model/weights.c model/inputs.c model/forward.c model/backend_cpu.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
       kernels/cpu/ops.c model/backend_fast.c profile/prof.c profile/noise.c \
       db/db.c $(sort $(wildcard reports/*.c)) \
@@ -149,16 +149,32 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/unetlab
 	@scripts/demo.sh $(BUILD)
 
-# Fuzz the two readers of untrusted files for FUZZ_SECONDS each (libFuzzer, clang).
+# Fuzz the readers of untrusted files and what checks them, FUZZ_SECONDS each
+# (libFuzzer, clang, ASan + UBSan), every target seeded with small valid files
+# (tests/fuzz-seeds/, presets and fixture configs): safetensors (the file
+# format), config (config.json), plan (plan JSON and the removal it applies),
+# inputs (inputs / calibration files against a model), weights (a checkpoint's
+# tensors against the model its config describes). Corpora grow in build-fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore -Imodel
+FUZZ_TARGETS = safetensors config plan inputs weights
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp=libgomp -Icore -Imodel -Iablate -Itests
+FUZZ_CORE = core/err.c core/fileio.c core/hash.c core/rng.c core/tensor.c core/safetensors.c
+FUZZ_SRC_safetensors = core/err.c core/fileio.c core/safetensors.c
+FUZZ_SRC_config = core/err.c core/fileio.c model/config.c model/unet.c
+FUZZ_SRC_plan = $(FUZZ_CORE) model/config.c model/unet.c ablate/plan.c
+FUZZ_SRC_inputs = $(FUZZ_CORE) model/config.c model/inputs.c
+FUZZ_SRC_weights = $(FUZZ_CORE) model/config.c model/unet.c model/weights.c
+FUZZ_LEN_safetensors = 4096
+FUZZ_LEN_config = 8192
+FUZZ_LEN_plan = 4096
+FUZZ_LEN_inputs = 4096
+FUZZ_LEN_weights = 131072
 fuzz: deps
-	@mkdir -p build-fuzz/corpus-st build-fuzz/corpus-config
-	clang $(FUZZ_CFLAGS) core/err.c core/fileio.c core/safetensors.c tests/fuzz_safetensors.c -lcjson -o build-fuzz/fuzz_safetensors
-	clang $(FUZZ_CFLAGS) core/err.c core/fileio.c model/config.c model/unet.c tests/fuzz_config.c -lcjson -lm -o build-fuzz/fuzz_config
+	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus-$$t; done
+	$(foreach t,$(FUZZ_TARGETS),clang $(FUZZ_CFLAGS) $(FUZZ_SRC_$(t)) tests/fuzz_$(t).c -lcjson -lm -o build-fuzz/fuzz_$(t) &&) true
 	i=0; for f in presets/*.json tests/fixtures/*/config.json; do i=$$((i+1)); cp $$f build-fuzz/corpus-config/seed$$i.json; done
-	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-st
-	build-fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-config
+	for t in safetensors plan inputs weights; do cp tests/fuzz-seeds/$$t/* build-fuzz/corpus-$$t/; done
+	$(foreach t,$(FUZZ_TARGETS),build-fuzz/fuzz_$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_LEN_$(t)) -print_final_stats=1 build-fuzz/corpus-$(t) &&) true
 
 clean:
 	rm -rf build build-san build-fuzz build-gpu build-cpu build-ref

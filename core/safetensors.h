@@ -20,7 +20,7 @@ typedef struct {
     const void *data; /* inside the mapping (or the caller's buffer); may be unaligned */
 } StTensor;
 
-typedef struct {
+typedef struct SafeTensors {
     char *path;     /* for messages */
     void *map;      /* mmap of the whole file, NULL for st_parse on a caller's buffer */
     size_t map_size;

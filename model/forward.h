@@ -31,6 +31,9 @@ int unet_check_inputs(const Arch *a, const UnetInputs *in);
 /* Reads input.* tensors of an io/calibration safetensors file (float32, float16
  * or bfloat16) and checks them against a. ERR_INPUT naming the file. */
 int unet_inputs_load(const char *path, const Arch *a, UnetInputs *in);
+/* The same from an open safetensors file (messages name st->path). */
+struct SafeTensors;
+int unet_inputs_parse(const struct SafeTensors *st, const Arch *a, UnetInputs *in);
 void unet_inputs_free(UnetInputs *in);
 /* Prefix reuse: a student that equals its teacher up to some unit of the
  * forward (a resnet, attention, sampler) starts there, from the teacher's

@@ -141,6 +141,68 @@ static int weight_files(const char *dir, char ***files, int *nfiles, cJSON **map
     return err_set(ERR_MODEL, "'%s': no diffusion_pytorch_model[.fp16].safetensors nor .safetensors.index.json", dir);
 }
 
+int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const cJSON *map,
+                  const char *index_path, const char *dir, const StTensor **src, const SafeTensors **from, int64_t *numel,
+                  int *stored_dtype) {
+    int n = tree->n_tensors, rc = 0;
+    const TensorSpec **spec = xmalloc((size_t)n * sizeof *spec);
+    const char **names = xmalloc((size_t)n * sizeof *names); /* sorted, as a Weights' names */
+    for (int i = 0; i < n; i++) spec[i] = &tree->t[i], names[i] = tree->t[i].src;
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    /* every tensor the config implies: present, of that shape (checked first) */
+    for (int i = 0; i < n && !rc; i++) {
+        const TensorSpec *s = spec[i];
+        const StTensor *t = NULL;
+        char want[96], got[96];
+        shape_str(s->shape, s->ndim, want, sizeof want);
+        int f = 0;
+        if (map) { /* the shard the index assigns it to, and no other */
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, s->src);
+            if (!e) { rc = err_set(ERR_MODEL, "'%s': no entry for tensor '%s' (config expects %s)", index_path, s->src, want); break; }
+            for (; f < nf && cJSON_IsString(e); f++) {
+                const char *base = strrchr(files[f], '/');
+                if (!strcmp(base ? base + 1 : files[f], e->valuestring)) break;
+            }
+            if (!cJSON_IsString(e)) f = nf;
+            if (f == nf) { rc = err_set(ERR_MODEL, "'%s': entry for tensor '%s' names no shard", index_path, s->src); break; }
+            if (!(t = st_find(&st[f], s->src))) {
+                rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (the index assigns it to this file; config expects %s)",
+                             files[f], s->src, want);
+                break;
+            }
+            for (int k = 0; k < nf && !rc; k++)
+                if (k != f && st_find(&st[k], s->src))
+                    rc = err_set(ERR_MODEL, "'%s': tensor '%s' is also in '%s', the file the index assigns it to: a tensor"
+                                 " belongs to one shard", files[k], s->src, files[f]);
+            if (rc) break;
+            f++; /* as after the search below: files[f - 1] holds t */
+        } else {
+            for (f = 0; f < nf && !t; f++) t = st_find(&st[f], s->src);
+        }
+        if (!t) { rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (config expects %s)", nf == 1 ? files[0] : dir, s->src, want); break; }
+        if (*stored_dtype < 0 || t->dtype == DTYPE_F32) *stored_dtype = (int)t->dtype;
+        int same = t->ndim == s->ndim;
+        for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
+        if (!same) {
+            shape_str(t->shape, t->ndim, got, sizeof got);
+            rc = err_set(ERR_MODEL, "'%s': tensor '%s' has shape %s, config expects %s", files[f - 1], s->src, got, want);
+            break;
+        }
+        const char **slot = bsearch(&s->src, names, (size_t)n, sizeof *names, cmp_str);
+        src[slot - names] = t;
+        from[slot - names] = &st[f - 1];
+        numel[slot - names] = t->numel;
+    }
+    /* nothing in the files that the config does not describe */
+    for (int f = 0; f < nf && !rc; f++)
+        for (int k = 0; k < st[f].n && !rc; k++)
+            if (!bsearch(&st[f].t[k].name, names, (size_t)n, sizeof *names, cmp_str))
+                rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
+    free(spec);
+    free(names);
+    return rc;
+}
+
 static int g_allow_nonfinite;
 void weights_allow_nonfinite(int allow) { g_allow_nonfinite = allow; }
 
@@ -194,51 +256,8 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
     }
     const StTensor **src = xcalloc((size_t)n, sizeof *src); /* by index in names */
     const SafeTensors **from = xcalloc((size_t)n, sizeof *from);
-    /* every tensor the config implies: present, of that shape (checked first) */
-    for (int i = 0; i < n && !rc; i++) {
-        const TensorSpec *s = spec[i];
-        const StTensor *t = NULL;
-        char want[96], got[96];
-        shape_str(s->shape, s->ndim, want, sizeof want);
-        int f = 0;
-        if (map) { /* the shard the index assigns it to, and no other */
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, s->src);
-            if (!e) { rc = err_set(ERR_MODEL, "'%s': no entry for tensor '%s' (config expects %s)", index_path, s->src, want); break; }
-            while (f < nf && (!cJSON_IsString(e) || strcmp(strrchr(files[f], '/') + 1, e->valuestring))) f++;
-            if (f == nf) { rc = err_set(ERR_MODEL, "'%s': entry for tensor '%s' names no shard", index_path, s->src); break; }
-            if (!(t = st_find(&st[f], s->src))) {
-                rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (the index assigns it to this file; config expects %s)",
-                             files[f], s->src, want);
-                break;
-            }
-            for (int k = 0; k < nf && !rc; k++)
-                if (k != f && st_find(&st[k], s->src))
-                    rc = err_set(ERR_MODEL, "'%s': tensor '%s' is also in '%s', the file the index assigns it to: a tensor"
-                                 " belongs to one shard", files[k], s->src, files[f]);
-            if (rc) break;
-            f++; /* as after the search below: files[f - 1] holds t */
-        } else {
-            for (f = 0; f < nf && !t; f++) t = st_find(&st[f], s->src);
-        }
-        if (!t) { rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (config expects %s)", nf == 1 ? files[0] : m->dir, s->src, want); break; }
-        if (w->stored_dtype < 0 || t->dtype == DTYPE_F32) w->stored_dtype = (int)t->dtype;
-        int same = t->ndim == s->ndim;
-        for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
-        if (!same) {
-            shape_str(t->shape, t->ndim, got, sizeof got);
-            rc = err_set(ERR_MODEL, "'%s': tensor '%s' has shape %s, config expects %s", files[f - 1], s->src, got, want);
-            break;
-        }
-        char **slot = bsearch(&s->src, w->names, (size_t)n, sizeof(char *), cmp_str);
-        src[slot - w->names] = t;
-        from[slot - w->names] = &st[f - 1];
-        w->numel[slot - w->names] = t->numel;
-    }
-    /* nothing in the files that the config does not describe */
-    for (int f = 0; f < nf && !rc; f++)
-        for (int k = 0; k < st[f].n && !rc; k++)
-            if (!bsearch(&st[f].t[k].name, w->names, (size_t)n, sizeof(char *), cmp_str))
-                rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
+    if (!rc) rc = weights_match(tree, st, (const char *const *)files, nf, map, index_path, m->dir, src, from, w->numel,
+                                &w->stored_dtype);
     /* then convert, on every thread, each tensor's file pages dropped once it is
      * converted: the file and its float32 copy are never both resident */
     if (!rc) {

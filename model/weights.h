@@ -9,6 +9,7 @@
 #define UNETLAB_WEIGHTS_H
 #include "config.h"
 #include "unet.h"
+#include "safetensors.h"
 #include <stdint.h>
 
 typedef struct {
@@ -47,6 +48,18 @@ void weights_free(Weights *w);
 /* Content hash of the loaded weights (names and float32 values in name order),
  * 16 hex digits: the same for a checkpoint in F16 or F32 holding equal values. */
 void weights_hash(const Weights *w, char out[17]);
+/* The check weights_load makes of a checkpoint against the model its config
+ * describes (separate, so that a fuzzer can drive it): every tensor the tree
+ * implies is in the files, in the shard the index (map: its weight_map, NULL
+ * for one file) assigns it to and no other, of the tree's shape; nothing else
+ * is. src[i], from[i] and numel[i] get the file tensor of the i-th tree tensor
+ * by sorted name; *stored_dtype the files' dtype (float32 if any tensor is;
+ * caller sets it to -1). ERR_MODEL naming the file and tensor. */
+struct cJSON;
+int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const struct cJSON *map,
+                  const char *index_path, const char *dir, const StTensor **src, const SafeTensors **from, int64_t *numel,
+                  int *stored_dtype);
+
 /* Non-finite weights (NaN, infinity) in a checkpoint are an error at load
  * (ERR_MODEL naming the file and tensor) unless allowed here: for users who
  * study a broken checkpoint (`unetlab --allow-nonfinite-weights ...`). */
