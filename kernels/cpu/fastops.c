@@ -17,7 +17,8 @@
 /* expf to ~2 ulp on [-87, 88] (Cephes' range reduction and polynomial),
  * written so that it vectorises; inputs beyond the range are clamped. */
 static inline float fexp(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float x0 = x; /* a NaN passes through (the exponent below must not be built from one: UB) */
+    x = x != x ? 0.0f : x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -30,7 +31,7 @@ static inline float fexp(float x) {
     int32_t e = ((int32_t)n + 127) << 23;
     float s;
     memcpy(&s, &e, sizeof s);
-    return p * s;
+    return x0 != x0 ? x0 : p * s;
 }
 
 static inline float fsilu(float v) { return v / (1.0f + fexp(-v)); }
