@@ -119,7 +119,7 @@ $(BUILD)/presets.c: $(BUILD)/tools/embed $(sort $(wildcard presets/*.json))
 $(BUILD)/presets.o: $(BUILD)/presets.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/test.h tests/fixture.h $(LIBOBJ)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIBOBJ) -o $@ $(LDLIBS)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static _Thread_local char g_msg[1024];
@@ -86,8 +87,12 @@ double mem_available(void) {
 /* Out of memory: one error line with how much was asked and how much there is. */
 static void oom(double bytes) {
     double avail = mem_available();
-    char have[64] = "";
+    char have[160] = "";
     if (avail >= 0) snprintf(have, sizeof have, "; %.2f GB available (MemAvailable)", avail / 1e9);
+    struct rlimit rl; /* a ulimit -v the machine's memory does not show */
+    if (!getrlimit(RLIMIT_AS, &rl) && rl.rlim_cur != RLIM_INFINITY)
+        snprintf(have + strlen(have), sizeof have - strlen(have), ", address space limited to %.2f GB (ulimit -v)",
+                 (double)rl.rlim_cur / 1e9);
     fprintf(stderr, "unetlab: error: out of memory: could not allocate %.0f bytes (%.3f GB)%s; a smaller --batch, size"
                     " or calibration set needs less\n", bytes, bytes / 1e9, have);
     exit(ERR_RUNTIME);

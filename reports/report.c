@@ -88,8 +88,8 @@ Artifact *art_new(Report *R, const char *name, const char *title, int is_plot) {
 
 void art_skip(Report *R, Artifact *a, const char *why) {
     a->note = xstrdup(why);
-    R->res->plots_skipped++;
-    fprintf(stderr, "report: %s skipped: %s\n", a->name, why);
+    if (a->is_plot) R->res->plots_skipped++;
+    fprintf(stderr, "report: %s%s skipped: %s\n", a->is_plot ? "" : "table ", a->name, why);
 }
 
 /* mkdir -p dir; ERR_OUTPUT naming the part that cannot be made, or dir when it is not a writable directory. */

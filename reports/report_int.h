@@ -196,7 +196,7 @@ int out_close(Report *R, FILE *f, char *path);
 /* Records a file written by someone else (a picture); takes path. */
 void out_written(Report *R, char *path);
 Artifact *art_new(Report *R, const char *name, const char *title, int is_plot);
-/* Marks a plot skipped, with a one-line note on stderr. */
+/* Marks a plot or table skipped, with a one-line note on stderr. */
 void art_skip(Report *R, Artifact *a, const char *why);
 
 /* ---- gnuplot (gnuplot.c) ------------------------------------------------------- */

@@ -25,8 +25,7 @@ int table_candidates(Report *R) {
     int first = R->nstages ? R->stages[0].stage : 1, n = 0;
     for (int i = 0; i < R->nscores; i++) n += R->scores[i].stage == first;
     if (!R->latest || !n) {
-        a->note = xstrdup(R->latest ? "the latest schedule has no scored stage" : "no schedule in the store");
-        fprintf(stderr, "report: table candidates skipped: %s\n", a->note);
+        art_skip(R, a, R->latest ? "the latest schedule has no scored stage" : "no schedule in the store");
         return 0;
     }
     const Sched *sc = R->latest;

@@ -20,8 +20,7 @@ static const char *const H_MEAS[NCOL] = {"stage", "removed", "params", "MACs", "
 int table_schedule(Report *R) {
     Artifact *a = art_new(R, "schedule", "The latest schedule's stages", 0);
     if (!R->latest || !R->nstages) {
-        a->note = xstrdup(R->latest ? "the latest schedule has no stage yet" : "no schedule in the store");
-        fprintf(stderr, "report: table schedule skipped: %s\n", a->note);
+        art_skip(R, a, R->latest ? "the latest schedule has no stage yet" : "no schedule in the store");
         return 0;
     }
     const Sched *sc = R->latest;

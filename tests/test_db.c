@@ -5,6 +5,7 @@
  * formats. Works in a mkdtemp dir under /tmp, removed at the end; raw sqlite3
  * is used only to look at (or tamper with) what db.c wrote. */
 #include "test.h"
+#include "testsql.h"
 #include "db.h"
 #include "err.h"
 #include <sqlite3.h>
@@ -58,17 +59,6 @@ static const char *qs(const char *path, const char *sql, char *b, size_t n) {
     sqlite3_finalize(st);
     sqlite3_close(h);
     return b;
-}
-
-static int raw_exec(const char *path, const char *sql) {
-    sqlite3 *h = NULL;
-    char *msg = NULL;
-    int rc = sqlite3_open(path, &h);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) fprintf(stderr, "raw_exec '%s': %s: %s\n", path, sql, msg ? msg : sqlite3_errmsg(h));
-    sqlite3_free(msg);
-    sqlite3_close(h);
-    return rc;
 }
 
 /* db_query's output as a string (caller frees); NULL on error. */

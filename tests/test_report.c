@@ -12,6 +12,7 @@
 #include "report.h"
 #include "test.h"
 #include "testcli.h"
+#include "testsql.h"
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -191,17 +192,6 @@ static double sql_num(const char *path, const char *sql) {
     char t[1][256];
     double v[1] = {NAN};
     return sql_row(path, sql, t, v, 1) ? v[0] : NAN;
-}
-
-static int sql_exec(const char *path, const char *sql) {
-    sqlite3 *h = NULL;
-    char *msg = NULL;
-    int rc = sqlite3_open(path, &h);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK) fprintf(stderr, "sql_exec '%s': %s: %s\n", path, sql, msg ? msg : sqlite3_errmsg(h));
-    sqlite3_free(msg);
-    sqlite3_close(h);
-    return rc;
 }
 
 /* ---- .dat files, read back ---- */
@@ -647,12 +637,12 @@ int main(void) {
      * closer than a label's height: about one in four fits), one candidate timed slower without its module. */
     static char mut[128];
     snprintf(mut, sizeof mut, "%s/mut.db", T);
-    CHECK(sql_exec(db, fmt("VACUUM INTO '%s'", mut)) == 0);
+    CHECK(raw_exec(db, fmt("VACUUM INTO '%s'", mut)) == 0);
     double ssd_run = sql_num(mut, "SELECT l.run_id FROM latency l JOIN models m ON m.id = l.model_id WHERE m.spec ="
                                   " 'tests/fixtures/mini-ssd' AND l.module = '(forward)'");
     double b2_run = sql_num(mut, "SELECT l.run_id FROM latency l JOIN models m ON m.id = l.model_id WHERE m.spec ="
                                  " 'tests/fixtures/mini-public' AND l.module = '(forward)' AND l.batch = 2");
-    CHECK(sql_exec(mut, fmt("DELETE FROM latency WHERE run_id = %.0f AND module = '(untraced)';"
+    CHECK(raw_exec(mut, fmt("DELETE FROM latency WHERE run_id = %.0f AND module = '(untraced)';"
                             "INSERT INTO latency(run_id, model_id, plan_id, module, kind, batch, height, width, tokens, dtype,"
                             " device, engine, warmup, repeats, calls, ms, ms_p10, ms_p90, created_at)"
                             " SELECT run_id, model_id, plan_id, '(untraced)', kind, batch, height, width, tokens, dtype, device,"
@@ -745,7 +735,7 @@ int main(void) {
     free(html);
 
     /* parameters saved (a schedule scored without latency): k/M tics without decimals or signs */
-    CHECK(sql_exec(mut, "UPDATE schedule_scores SET ms_saved = NULL") == 0);
+    CHECK(raw_exec(mut, "UPDATE schedule_scores SET ms_saved = NULL") == 0);
     CHECK(run(fmt("%s report --db %s --out %s/out5 >/dev/null 2>&1", BIN, mut, T), NULL) == 0);
     lgp = slurp(fmt("%s/out5/loss_vs_saving.gp", T));
     const char *tics = lgp ? strstr(lgp, "set xtics (") : NULL;
