@@ -59,19 +59,14 @@ static void html_provenance(FILE *f, const Report *R, const Artifact *a) {
     for (int i = 0; i < a->runs.n; i++) {
         const Run *r = run_of(R, ids[i]);
         if (!r) continue;
-        fprintf(f, "<tr><td class=\"num\">%" PRId64 "</td><td>", r->id);
-        html_text(f, r->started);
-        fputs("</td><td><code>", f);
-        html_text(f, r->cmd);
-        fputs("</code></td><td>", f);
-        html_text(f, r->commit);
-        fputs("</td><td>", f);
-        html_text(f, r->device);
-        fputs("</td><td>", f);
-        html_text(f, r->flags);
-        fputs("</td><td>", f);
-        html_text(f, r->status);
-        fputs("</td></tr>\n", f);
+        fprintf(f, "<tr><td class=\"num\">%" PRId64 "</td>", r->id);
+        const char *cell[] = {r->started, r->cmd, r->commit, r->device, r->flags, r->status};
+        for (size_t c = 0; c < sizeof cell / sizeof *cell; c++) {
+            fputs(c == 1 ? "<td><code>" : "<td>", f); /* the command line as code */
+            html_text(f, cell[c]);
+            fputs(c == 1 ? "</code></td>" : "</td>", f);
+        }
+        fputs("</tr>\n", f);
     }
     fputs("</table>\n</details>\n", f);
     free(ids);
