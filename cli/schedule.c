@@ -34,8 +34,9 @@ static const char USAGE[] =
     "saved (loss-per-ms), per parameter saved (loss-per-param, the default without a ms\n"
     "target), or lowest loss increase (loss). Milliseconds come from `unetlab profile` of the\n"
     "teacher on this machine at the calibration size (R repeats, default 5): predicted\n"
-    "(the teacher's time minus the removed modules'; default) or measured (each candidate\n"
-    "profiled), on the CPU engine that scores: --device cpu (the fast engine, default) or\n"
+    "(the teacher's time minus the removed modules', scaled to the untraced forward; default)\n"
+    "or measured (each candidate's untraced forwards), on the CPU engine that scores: --device\n"
+    "cpu (the fast engine, default) or\n"
     "ref (the plain-loop reference; engine 'cpu-ref'). --per-stage K removes\n"
     "the K best that share no module. Stops at --target-params N or --target-ms X (the\n"
     "student is at most that), or after --stages K in all. Stages are stored in DB as they\n"
@@ -233,7 +234,11 @@ static double predict_ms(const Prof *teacher, const ModuleTree *tt, const Arch *
     double v = prof_predict(teacher, tt, removed);
     free(removed);
     unet_tree_free(&st);
-    return v;
+    /* module times come from the traced forward; the student's latency is wanted on the
+     * untraced scale (what bench and the report's measured series show): the teacher's
+     * untraced median scaled by the traced prediction's share of the traced forward */
+    double plain = prof_median(teacher, PROF_PLAIN), traced = prof_median(teacher, PROF_FORWARD);
+    return isfinite(plain) && traced > 0 ? v * plain / traced : v;
 }
 
 /* The student's measured latency (median of `repeats` forwards on the CPU engine). */

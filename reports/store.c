@@ -206,7 +206,8 @@ const char *sched_noise(const Sched *s, char *buf, size_t n) {
  * the line runs on; measured stages are untraced forwards, so the profile's
  * '(untraced)' where it has one. */
 double sched_stage0_ms(const Sched *s) {
-    return s->stage_measured && isfinite(s->teacher_untraced_ms) ? s->teacher_untraced_ms : s->teacher_ms;
+    /* predicted stages are on the untraced scale when the profile has the untraced forward (cli/schedule.c) */
+    return isfinite(s->teacher_untraced_ms) ? s->teacher_untraced_ms : s->teacher_ms;
 }
 
 void fwd_engine(const Fwd *f, char *buf, size_t n) { snprintf(buf, n, "engine %s, %s", f->engine, f->device); }
