@@ -29,7 +29,7 @@ endif
 
 SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core/rng.c core/tensor.c \
       model/config.c model/unet.c model/weights.c model/inputs.c model/forward.c model/backend_cpu.c \
-      ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c \
+      ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c ablate/agree.c \
       kernels/cpu/ops.c model/backend_fast.c profile/prof.c profile/noise.c \
       $(sort $(wildcard db/*.c)) $(sort $(wildcard reports/*.c)) \
       cli/main.c cli/bench.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c
@@ -64,7 +64,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report test_hostile
+TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report test_hostile test_agree
 ifeq ($(CUDA),1)
   TESTS += $(basename $(notdir $(wildcard tests/test_cuda_*.c)))
 endif
