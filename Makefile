@@ -32,7 +32,7 @@ SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c ablate/agree.c \
       kernels/cpu/ops.c model/backend_fast.c profile/prof.c profile/noise.c \
       $(sort $(wildcard db/*.c)) $(sort $(wildcard reports/*.c)) \
-      cli/main.c cli/bench.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c
+      cli/main.c cli/bench.c cli/inspect.c cli/forward.c cli/plan.c cli/eval.c cli/prov.c cli/db.c cli/schedule.c cli/export.c cli/profile.c cli/report.c cli/agree.c
 ifeq ($(DNNL),1)
   SRC += kernels/cpu/fastops.c kernels/dnnl/dnn.c
   CFLAGS += -DUNETLAB_DNNL=1 -Ikernels/dnnl

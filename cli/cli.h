@@ -67,6 +67,7 @@ int cmd_schedule(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_agree(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 #endif

@@ -38,6 +38,7 @@ static const Command COMMANDS[] = {
     {"db", cmd_db, "db query SQL / db merge A.db B.db -o OUT.db: the SQLite store", 0},
     {"plan", cmd_plan, "plan show P: the diffusers config of the student a plan defines", 0},
     {"report", cmd_report, "plots (gnuplot), tables (Markdown, LaTeX, CSV) and index.html from the store", 0},
+    {"agree", cmd_agree, "rank agreement of the students scored under different calibration sets, and as samples are added", 0},
 };
 
 /* OpenMP threads that wait for work spin before they sleep: libgomp spins

@@ -305,4 +305,13 @@ typedef void (*DbPointFn)(void *ctx, const char *point, double mean, int n);
  * feature point, the mean of metric over its samples (NULLs skipped). */
 int db_plan_point_means(Db *db, int64_t plan_id, const char *metric, DbEvalJob *job, DbPointFn fn, void *ctx);
 
+typedef struct {
+    int64_t job_id, model_id, plan_id, calib_id;
+    const char *spec, *plan_json, *calib_source;
+    int n_samples;
+} DbDoneJob;
+typedef void (*DbDoneJobFn)(void *ctx, const DbDoneJob *j);
+/* Every done eval job of metric_version, ordered by model, calibration set and plan. */
+int db_done_jobs(Db *db, int metric_version, DbDoneJobFn fn, void *ctx);
+
 #endif

@@ -199,3 +199,21 @@ int db_plan_point_means(Db *db, int64_t plan_id, const char *metric, DbEvalJob *
     fin(st);
     return r < 0 ? ERR_DB : 0;
 }
+
+int db_done_jobs(Db *db, int metric_version, DbDoneJobFn fn, void *ctx) {
+    sqlite3_stmt *st;
+    if (PREP(db, &st,
+             "SELECT j.id, j.model_id, j.plan_id, j.calib_id, m.spec, p.plan_json, c.source, c.n_samples FROM eval_jobs j"
+             " JOIN models m ON m.id = j.model_id JOIN plans p ON p.id = j.plan_id JOIN calib_sets c ON c.id = j.calib_id"
+             " WHERE j.status = 'done' AND j.metric_version = ?1 ORDER BY j.model_id, j.calib_id, j.plan_id"))
+        return ERR_DB;
+    int r = bind_i64(db, st, 1, metric_version) ? -1 : SQLITE_ROW;
+    while (r == SQLITE_ROW && (r = STEP(db, st)) == SQLITE_ROW) {
+        DbDoneJob j = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+                       sqlite3_column_int64(st, 3), col_text(st, 4), col_text(st, 5), col_text(st, 6),
+                       sqlite3_column_int(st, 7)};
+        fn(ctx, &j);
+    }
+    fin(st);
+    return r < 0 ? ERR_DB : 0;
+}
