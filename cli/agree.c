@@ -4,7 +4,8 @@
  * overlap of the two rankings (ablate/agree.c); and within each set, how the
  * ranking settles as samples are added (tau between the first n samples and
  * all of them). Scores are eval's summaries (lower is better), recomputed from
- * the stored per-sample rows. The first part of issue 16: one DB, calibration
+ * the stored per-sample rows; and each timestep bin's ranking against all
+ * bins'. The first part of issue 16: one DB, calibration
  * sets as the settings. Tested by tests/test_agree.c. */
 #include "agree.h"
 #include "cli.h"
@@ -25,11 +26,13 @@ static const char USAGE[] =
     "the same model in DB: for each pair of sets, over the students both scored, Kendall's\n"
     "tau-b, Spearman's rho and the overlap of their top 5, 10 and 20 (1: the same). Within\n"
     "each set, tau between the ranking of its first n samples and of all of them (n = 1, 2,\n"
-    "4, ...): how many samples the ranking needs. --metric picks the score (default\n"
+    "4, ...): how many samples the ranking needs; and tau between each timestep bin's\n"
+    "ranking (eval's bins of 100 steps) and all bins': whether a removal harmless at high\n"
+    "noise stays harmless at low noise. --metric picks the score (default\n"
     "block_nmse, the schedule's loss; lower is better; a student gone non-finite last).\n";
 
 typedef struct {
-    int sample;
+    int sample, bin;    /* bin: the timestep's, as eval stores it (100 steps a bin, 0..9) */
     char *point;
     const char *metric; /* static strings of eval's metrics */
     double value;
@@ -60,19 +63,20 @@ static const char *metric_name(const char *m) {
 }
 
 static void keep_row(void *ctx, const char *point, int sample, double timestep, const char *metric, double value) {
-    (void)timestep;
     Job *j = ctx;
     const char *m = metric_name(metric);
     if (!m) return;
     if (j->nrows == j->cap) j->rows = xrealloc(j->rows, (size_t)(j->cap = j->cap ? 2 * j->cap : 256) * sizeof *j->rows);
-    j->rows[j->nrows++] = (Row){sample, xstrdup(point), m, isnan(value) ? INFINITY : value};
+    int bin = (int)floor(timestep / 100.0);
+    j->rows[j->nrows++] = (Row){sample, bin < 0 ? 0 : bin > 9 ? 9 : bin, xstrdup(point), m, isnan(value) ? INFINITY : value};
 }
 
-/* The job's score from its samples below `upto` (all: INT32_MAX). */
-static double score(const Job *j, const char *by, int upto) {
+/* The job's score from its samples below `upto` (all: 1 << 30) in timestep bin `bin` (all: -1). */
+static double score(const Job *j, const char *by, int upto, int bin) {
     EvalSummary s = {0};
     for (int i = 0; i < j->nrows; i++)
-        if (j->rows[i].sample < upto) summary_add(&s, j->rows[i].point, j->rows[i].metric, j->rows[i].value);
+        if (j->rows[i].sample < upto && (bin < 0 || j->rows[i].bin == bin))
+            summary_add(&s, j->rows[i].point, j->rows[i].metric, j->rows[i].value);
     summary_finish(&s);
     double v = NAN;
     if (!strcmp(by, "block_nmse")) v = s.block_nmse;
@@ -101,8 +105,8 @@ static int common(const Jobs *J, Set a, Set b, const char *by, double *x, double
     for (int i = a.from; i < a.to; i++)
         for (int k = b.from; k < b.to; k++)
             if (J->j[i].plan_id == J->j[k].plan_id) {
-                x[n] = score(&J->j[i], by, 1 << 30);
-                y[n++] = score(&J->j[k], by, 1 << 30);
+                x[n] = score(&J->j[i], by, 1 << 30, -1);
+                y[n++] = score(&J->j[k], by, 1 << 30, -1);
             }
     return n;
 }
@@ -137,12 +141,13 @@ int cmd_agree(int argc, char **argv) {
         if (!i || J.j[i].model_id != J.j[i - 1].model_id || J.j[i].calib_id != J.j[i - 1].calib_id) sets[ns++] = (Set){i, i + 1};
         else sets[ns - 1].to = i + 1;
     double *x = xmalloc((size_t)(J.n + 1) * sizeof *x), *y = xmalloc((size_t)(J.n + 1) * sizeof *y);
-    cJSON *out = cJSON_CreateObject(), *pairs = cJSON_AddArrayToObject(out, "pairs"), *conv = cJSON_AddArrayToObject(out, "convergence");
+    cJSON *out = cJSON_CreateObject(), *pairs = cJSON_AddArrayToObject(out, "pairs"), *conv = cJSON_AddArrayToObject(out, "convergence"),
+          *bins = cJSON_AddArrayToObject(out, "timestep_bins");
     cJSON_AddStringToObject(out, "metric", metric);
     static const int K[3] = {5, 10, 20};
     char la[600], lb[600];
     if (!rc && f == FORMAT_TEXT) printf("rank agreement by %s (lower is better; 1 = the same ranking)\n", metric);
-    if (!rc && f == FORMAT_CSV) printf("kind,model,set_a,set_b,samples,students,kendall_tau,spearman_rho,top5,top10,top20\n");
+    if (!rc && f == FORMAT_CSV) printf("kind,model,set_a,set_b,samples,bin,students,kendall_tau,spearman_rho,top5,top10,top20\n");
     for (int a = 0; a < ns && !rc; a++)
         for (int b = a + 1; b < ns; b++) {
             const Job *ja = &J.j[sets[a].from], *jb = &J.j[sets[b].from];
@@ -156,7 +161,7 @@ int cmd_agree(int argc, char **argv) {
                 printf("%s: %s vs %s: %d students; tau %.3f, rho %.3f, top-5 %.2f, top-10 %.2f, top-20 %.2f\n", ja->spec,
                        la, lb, n, tau, rho, top[0], top[1], top[2]);
             else if (f == FORMAT_CSV)
-                printf("pair,%s,%lld,%lld,,%d,%.6g,%.6g,%.6g,%.6g,%.6g\n", ja->spec, (long long)ja->calib_id,
+                printf("pair,%s,%lld,%lld,,,%d,%.6g,%.6g,%.6g,%.6g,%.6g\n", ja->spec, (long long)ja->calib_id,
                        (long long)jb->calib_id, n, tau, rho, top[0], top[1], top[2]);
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "model", ja->spec);
@@ -177,15 +182,15 @@ int cmd_agree(int argc, char **argv) {
         const Job *j0 = &J.j[sets[s].from];
         int n = sets[s].to - sets[s].from;
         if (n < 2) continue;
-        for (int i = 0; i < n; i++) y[i] = score(&J.j[sets[s].from + i], metric, 1 << 30);
+        for (int i = 0; i < n; i++) y[i] = score(&J.j[sets[s].from + i], metric, 1 << 30, -1);
         set_label(j0, la, sizeof la);
         if (f == FORMAT_TEXT && j0->n_samples > 1) printf("%s: %s, the first n samples against all:", j0->spec, la);
         for (int m = 1; m < j0->n_samples; m *= 2) {
-            for (int i = 0; i < n; i++) x[i] = score(&J.j[sets[s].from + i], metric, m);
+            for (int i = 0; i < n; i++) x[i] = score(&J.j[sets[s].from + i], metric, m, -1);
             double tau = agree_kendall(x, y, n);
             if (f == FORMAT_TEXT) printf(" n=%d tau %.3f;", m, tau);
             else if (f == FORMAT_CSV)
-                printf("convergence,%s,%lld,,%d,%d,%.6g,,,,\n", j0->spec, (long long)j0->calib_id, m, n, tau);
+                printf("convergence,%s,%lld,,%d,,%d,%.6g,,,,\n", j0->spec, (long long)j0->calib_id, m, n, tau);
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "model", j0->spec);
             cJSON_AddNumberToObject(e, "set", (double)j0->calib_id);
@@ -196,6 +201,28 @@ int cmd_agree(int argc, char **argv) {
             cJSON_AddItemToArray(conv, e);
         }
         if (f == FORMAT_TEXT && j0->n_samples > 1) printf("\n");
+        /* timestep bins: does a removal harmless at high noise stay harmless at low noise? */
+        int has[10] = {0}, nb = 0;
+        for (int k = 0; k < j0->nrows; k++) has[j0->rows[k].bin] = 1;
+        for (int b = 0; b < 10; b++) nb += has[b];
+        if (nb < 2) continue;
+        if (f == FORMAT_TEXT) printf("%s: %s, each timestep bin's ranking against all bins':", j0->spec, la);
+        for (int b = 0; b < 10; b++) {
+            if (!has[b]) continue;
+            for (int i = 0; i < n; i++) x[i] = score(&J.j[sets[s].from + i], metric, 1 << 30, b);
+            double tau = agree_kendall(x, y, n);
+            if (f == FORMAT_TEXT) printf(" t %d-%d tau %.3f;", 100 * b, 100 * b + 99, tau);
+            else if (f == FORMAT_CSV)
+                printf("bin,%s,%lld,,,%d,%d,%.6g,,,,\n", j0->spec, (long long)j0->calib_id, b, n, tau);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "model", j0->spec);
+            cJSON_AddNumberToObject(e, "set", (double)j0->calib_id);
+            cJSON_AddNumberToObject(e, "bin", b);
+            cJSON_AddNumberToObject(e, "students", n);
+            add_num(e, "kendall_tau", tau);
+            cJSON_AddItemToArray(bins, e);
+        }
+        if (f == FORMAT_TEXT) printf("\n");
     }
     if (!rc && f == FORMAT_TEXT && !cJSON_GetArraySize(pairs))
         printf("no two calibration sets scored the same students (run eval or schedule with another --calib or"

@@ -8,15 +8,16 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 
-/* block_nmse per student from SQL: the mean NMSE over samples (those below `upto`) of
- * each down and up block output and the output, summed; rows "calib,plan,score". */
-static int sql_scores(const char *db, int upto, int64_t *plan, double *x, double *y, int max) {
+/* block_nmse per student from SQL: the mean NMSE over samples (those below `upto`, in
+ * timestep bin `bin` unless -1) of each down and up block output and the output, summed;
+ * x for calibration set 1, y for set 2, by plan. */
+static int sql_scores(const char *db, int upto, int bin, int64_t *plan, double *x, double *y, int max) {
     char *csv = NULL;
     const char *q = fmt("%s db query --db %s --format csv \"SELECT j.plan_id, j.calib_id, sum(r.a) FROM (SELECT job_id, point,"
-                        " avg(value) AS a FROM eval_results WHERE metric = 'nmse' AND sample < %d AND (point GLOB"
+                        " avg(value) AS a FROM eval_results WHERE metric = 'nmse' AND sample < %d AND (%d < 0 OR tbin = %d) AND (point GLOB"
                         " 'down_blocks.[0-9]' OR point GLOB 'up_blocks.[0-9]' OR point = 'output') GROUP BY job_id, point)"
                         " r JOIN eval_jobs j ON j.id = r.job_id WHERE j.status = 'done' GROUP BY j.plan_id, j.calib_id"
-                        " ORDER BY j.plan_id, j.calib_id\"", BIN, db, upto);
+                        " ORDER BY j.plan_id, j.calib_id\"", BIN, db, upto, bin, bin);
     if (run(q, &csv) != 0) { free(csv); return -1; }
     int n = 0;
     long long p, c;
@@ -49,7 +50,7 @@ static void command(void) {
     const cJSON *p0 = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "pairs"), 0);
     int64_t plan[256];
     double x[256], y[256];
-    int n = sql_scores(dbp, 1 << 30, plan, x, y, 256);
+    int n = sql_scores(dbp, 1 << 30, -1, plan, x, y, 256);
     CHECK_MSG(p0 && n > 10 && jnum(p0, "students") == n, "students: agree %g, SQL %d", p0 ? jnum(p0, "students") : -1, n);
     if (p0 && n > 10) {
         CHECK_MSG(fabs(jnum(p0, "kendall_tau") - agree_kendall(x, y, n)) < 1e-9, "tau %g vs %g", jnum(p0, "kendall_tau"),
@@ -60,12 +61,24 @@ static void command(void) {
     /* convergence: the first sample of set 1 against all four */
     double x1[256], y1[256];
     int64_t plan1[256];
-    int n1 = sql_scores(dbp, 1, plan1, x1, y1, 256);
+    int n1 = sql_scores(dbp, 1, -1, plan1, x1, y1, 256);
     const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "convergence"), 0);
     CHECK(c0 && n1 == n && jnum(c0, "samples") == 1 && jnum(c0, "set") == 1);
     if (c0 && n1 == n)
         CHECK_MSG(fabs(jnum(c0, "kendall_tau") - agree_kendall(x1, x, n)) < 1e-9, "convergence tau %g vs %g",
                   jnum(c0, "kendall_tau"), agree_kendall(x1, x, n));
+    /* timestep bins: set 1's bin 9 (its sample at t = 999) against all of set 1 */
+    const cJSON *b;
+    int found = 0;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItem(o, "timestep_bins")) {
+        if (jnum(b, "set") != 1 || jnum(b, "bin") != 9) continue;
+        int nb = sql_scores(dbp, 1 << 30, 9, plan1, x1, y1, 256);
+        found = nb == n;
+        if (found)
+            CHECK_MSG(fabs(jnum(b, "kendall_tau") - agree_kendall(x1, x, n)) < 1e-9, "bin tau %g vs %g",
+                      jnum(b, "kendall_tau"), agree_kendall(x1, x, n));
+    }
+    CHECK_MSG(found, "no timestep bin 9 for set 1: %s", js);
     cJSON_Delete(o);
     free(js);
     CHECK(run(fmt("%s agree --db %s --metric bogus 2>/dev/null", BIN, dbp), NULL) == 2);
