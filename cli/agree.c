@@ -116,6 +116,34 @@ static const char *set_label(const Job *j, char *buf, size_t n) {
     return buf;
 }
 
+/* One row of a set's ranking against its ranking from all samples and bins (all[]):
+ * from its first `upto` samples (bin -1), or from timestep bin `bin` alone. */
+static void within(const Jobs *J, Set st, const char *by, int upto, int bin, const double *all, double *x, Format f,
+                   cJSON *arr) {
+    const Job *j0 = &J->j[st.from];
+    int n = st.to - st.from;
+    for (int i = 0; i < n; i++) x[i] = score(&J->j[st.from + i], by, upto, bin);
+    double tau = agree_kendall(x, all, n);
+    char samples[16] = "", b[16] = "";
+    if (bin < 0) snprintf(samples, sizeof samples, "%d", upto);
+    else snprintf(b, sizeof b, "%d", bin);
+    if (f == FORMAT_TEXT && bin < 0) printf(" n=%d tau %.3f;", upto, tau);
+    else if (f == FORMAT_TEXT) printf(" t %d-%d tau %.3f;", 100 * bin, 100 * bin + 99, tau);
+    else if (f == FORMAT_CSV)
+        printf("%s,%s,%lld,,%s,%s,%d,%.6g,,,,\n", bin < 0 ? "convergence" : "bin", j0->spec, (long long)j0->calib_id,
+               samples, b, n, tau);
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "model", j0->spec);
+    cJSON_AddNumberToObject(e, "set", (double)j0->calib_id);
+    if (bin < 0) {
+        cJSON_AddNumberToObject(e, "samples", upto);
+        cJSON_AddNumberToObject(e, "of", j0->n_samples);
+    } else cJSON_AddNumberToObject(e, "bin", bin);
+    cJSON_AddNumberToObject(e, "students", n);
+    add_num(e, "kendall_tau", tau);
+    cJSON_AddItemToArray(arr, e);
+}
+
 int cmd_agree(int argc, char **argv) {
     const char *dbpath = NULL, *metric = "block_nmse", *fmt = "text";
     const Opt opts[] = {{"--db", 1, &dbpath}, {"--metric", 1, &metric}, {"--format", 1, &fmt}, {NULL, 0, NULL}};
@@ -185,21 +213,7 @@ int cmd_agree(int argc, char **argv) {
         for (int i = 0; i < n; i++) y[i] = score(&J.j[sets[s].from + i], metric, 1 << 30, -1);
         set_label(j0, la, sizeof la);
         if (f == FORMAT_TEXT && j0->n_samples > 1) printf("%s: %s, the first n samples against all:", j0->spec, la);
-        for (int m = 1; m < j0->n_samples; m *= 2) {
-            for (int i = 0; i < n; i++) x[i] = score(&J.j[sets[s].from + i], metric, m, -1);
-            double tau = agree_kendall(x, y, n);
-            if (f == FORMAT_TEXT) printf(" n=%d tau %.3f;", m, tau);
-            else if (f == FORMAT_CSV)
-                printf("convergence,%s,%lld,,%d,,%d,%.6g,,,,\n", j0->spec, (long long)j0->calib_id, m, n, tau);
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "model", j0->spec);
-            cJSON_AddNumberToObject(e, "set", (double)j0->calib_id);
-            cJSON_AddNumberToObject(e, "samples", m);
-            cJSON_AddNumberToObject(e, "of", j0->n_samples);
-            cJSON_AddNumberToObject(e, "students", n);
-            add_num(e, "kendall_tau", tau);
-            cJSON_AddItemToArray(conv, e);
-        }
+        for (int m = 1; m < j0->n_samples; m *= 2) within(&J, sets[s], metric, m, -1, y, x, f, conv);
         if (f == FORMAT_TEXT && j0->n_samples > 1) printf("\n");
         /* timestep bins: does a removal harmless at high noise stay harmless at low noise? */
         int has[10] = {0}, nb = 0;
@@ -207,21 +221,8 @@ int cmd_agree(int argc, char **argv) {
         for (int b = 0; b < 10; b++) nb += has[b];
         if (nb < 2) continue;
         if (f == FORMAT_TEXT) printf("%s: %s, each timestep bin's ranking against all bins':", j0->spec, la);
-        for (int b = 0; b < 10; b++) {
-            if (!has[b]) continue;
-            for (int i = 0; i < n; i++) x[i] = score(&J.j[sets[s].from + i], metric, 1 << 30, b);
-            double tau = agree_kendall(x, y, n);
-            if (f == FORMAT_TEXT) printf(" t %d-%d tau %.3f;", 100 * b, 100 * b + 99, tau);
-            else if (f == FORMAT_CSV)
-                printf("bin,%s,%lld,,,%d,%d,%.6g,,,,\n", j0->spec, (long long)j0->calib_id, b, n, tau);
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "model", j0->spec);
-            cJSON_AddNumberToObject(e, "set", (double)j0->calib_id);
-            cJSON_AddNumberToObject(e, "bin", b);
-            cJSON_AddNumberToObject(e, "students", n);
-            add_num(e, "kendall_tau", tau);
-            cJSON_AddItemToArray(bins, e);
-        }
+        for (int b = 0; b < 10; b++)
+            if (has[b]) within(&J, sets[s], metric, 1 << 30, b, y, x, f, bins);
         if (f == FORMAT_TEXT) printf("\n");
     }
     if (!rc && f == FORMAT_TEXT && !cJSON_GetArraySize(pairs))
