@@ -51,7 +51,8 @@ int session_open(Session *s, const SessionOptions *o) {
     calib_hash(&s->in, khash);
     if ((rc = db_open(&s->db, o->db)) || (rc = db_run_begin(s->db, o->prov, &s->run_id)) ||
         (rc = db_model_put(s->db, o->model, chash, s->weights_hash, s->tree.m[0].params, &s->model_id)) ||
-        (rc = db_calib_put(s->db, khash, s->n_samples, o->calib ? o->calib : "synthetic", &s->calib_id)))
+        (rc = db_calib_put(s->db, khash, s->n_samples, o->calib ? o->calib : "synthetic", 8 * cs.height, 8 * cs.width,
+                             &s->calib_id)))
         return rc;
     snprintf(label, sizeof label, "b1_%dx%d_t%d", cs.height * 8, cs.width * 8, cs.tokens);
     DbModule *mods = xmalloc((size_t)s->tree.n_modules * sizeof *mods);
@@ -140,7 +141,8 @@ int session_score(Session *s, Student *st, int n, const char *what) {
         plan_hash(&st[i].plan, h);
         rc = db_plan_put(s->db, s->model_id, js, h, st[i].params, &st[i].plan_id);
         free(js);
-        if (!rc) rc = db_job_ensure(s->db, s->model_id, st[i].plan_id, s->calib_id, METRIC_VERSION, &st[i].job_id, &st[i].done);
+        if (!rc) rc = db_job_ensure(s->db, s->model_id, st[i].plan_id, s->calib_id, METRIC_VERSION, s->o.dtype, &st[i].job_id,
+                                    &st[i].done);
         ids[i] = st[i].job_id;
         pending += !st[i].done;
     }
@@ -169,7 +171,7 @@ int session_score(Session *s, Student *st, int n, const char *what) {
     for (int i = 0; i < n && !rc; i++) {
         int64_t jid;
         int done;
-        if ((rc = db_job_ensure(s->db, s->model_id, st[i].plan_id, s->calib_id, METRIC_VERSION, &jid, &done))) break;
+        if ((rc = db_job_ensure(s->db, s->model_id, st[i].plan_id, s->calib_id, METRIC_VERSION, s->o.dtype, &jid, &done))) break;
         st[i].done = done;
         if (!done) continue; /* held by another process */
         summary_free(&st[i].sum);

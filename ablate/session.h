@@ -21,6 +21,7 @@ typedef struct {
     const char *db;
     int batch_size, lease_s, reuse;
     const Provenance *prov;
+    const char *dtype;         /* the forwards' dtype, as cli_cpu_engine set it: "fp32" or "bf16"; part of each job's key */
 } SessionOptions;
 
 typedef struct {

@@ -33,9 +33,11 @@ int cli_dtype(const char *s, DType *dt);
  * without a usable GPU is ERR_RUNTIME naming why; --graph on the CPU and a bad
  * --dtype or --device are ERR_USAGE. */
 int cli_device(const char *cmd, const char *device, const char *dtype, int graph, int *use_cuda, DType *dt);
-/* --device of the CPU-only commands (eval, schedule): cpu (the fast engine,
- * float32) or ref (the reference engine); selects it for this process. */
-int cli_cpu_engine(const char *cmd, const char *device);
+/* --device and --dtype of the CPU-only commands (eval, schedule): cpu (the
+ * fast engine, fp32, or bf16 where the CPU has it: *dt says which runs) or
+ * ref (the reference engine, fp32); selects it for this process. dtype NULL:
+ * fp32. */
+int cli_cpu_engine(const char *cmd, const char *device, const char *dtype, DType *dt);
 /* 1234567 -> "1,234,567" into buf. */
 const char *cli_commas(int64_t v, char *buf, int size);
 

@@ -18,7 +18,7 @@ static const char USAGE[] =
     "usage: unetlab eval --model T (--plan P | --candidates KINDS [--plan BASE]) [--drop NAME,...]\n"
     "                    (--calib IN.safetensors | --synthetic N [--latent S] [--tokens L])\n"
     "                    --db DB [--shard I/N] [--batch-size K] [--seed S] [--lease SEC]\n"
-    "                    [--no-reuse] [--device cpu|ref] [--format text|json]\n"
+    "                    [--no-reuse] [--device cpu|ref] [--dtype fp32|bf16] [--format text|json]\n"
     "\n"
     "  --plan P         one student: the teacher minus plan P (with --candidates: the base)\n"
     "  --candidates K   every candidate of the kinds K (all, or transformer_layer,\n"
@@ -33,6 +33,10 @@ static const char USAGE[] =
     "  --no-reuse       run every student from the start (no prefix reuse)\n"
     "  --device D       cpu: the fast CPU engine (default); ref: the plain-loop reference\n"
     "                   engine (both float32; their losses agree to ~1e-6 relative)\n"
+    "  --dtype T        fp32 (default) or bf16: teacher and students run in bf16 on the\n"
+    "                   fast engine (CPUs with AVX512-BF16 or AMX; others run fp32 and\n"
+    "                   say so). The dtype is part of each result's key: a bf16 eval\n"
+    "                   never reuses fp32 results; `unetlab agree` compares the two\n"
     "\n"
     "Per student, feature point (every block output, ResNet, attention, sampler and\n"
     "transformer layer the student has, and the output) and calibration sample: MSE,\n"
@@ -55,19 +59,20 @@ static int cmp_rank(const void *a, const void *b) {
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *cands = NULL, *drop = NULL, *calib = NULL, *synth = NULL,
                *dbpath = NULL, *fmt = "text", *shard = NULL, *bs_s = "4", *seed_s = "0", *lease_s = "600",
-               *latent_s = "0", *tokens_s = "77", *noreuse = NULL, *device = "cpu";
+               *latent_s = "0", *tokens_s = "77", *noreuse = NULL, *device = "cpu", *dtype_s = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--plan", 1, &plan_path}, {"--candidates", 1, &cands},
                         {"--drop", 1, &drop}, {"--calib", 1, &calib}, {"--synthetic", 1, &synth},
                         {"--db", 1, &dbpath}, {"--format", 1, &fmt}, {"--shard", 1, &shard},
                         {"--batch-size", 1, &bs_s}, {"--seed", 1, &seed_s}, {"--lease", 1, &lease_s},
                         {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s}, {"--no-reuse", 0, &noreuse},
-                        {"--device", 1, &device}, {NULL, 0, NULL}};
+                        {"--device", 1, &device}, {"--dtype", 1, &dtype_s}, {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !dbpath) return err_set(ERR_USAGE, "eval: --model and --db are required (see unetlab eval --help)");
     if (!!calib == !!synth) return err_set(ERR_USAGE, "eval: give exactly one of --calib and --synthetic");
     if (!cands && !plan_path && !drop) return err_set(ERR_USAGE, "eval: give --plan, --drop or --candidates");
     Format f;
+    DType dt = DTYPE_F32;
     long bs, seed, lease, latent, tokens, nsyn = 0, si = 0, sn = 1;
     int mask = 0;
     if ((rc = cli_format(fmt, &f, 0)) || (rc = cli_int("--batch-size", bs_s, 1, 4096, &bs)) ||
@@ -75,7 +80,7 @@ int cmd_eval(int argc, char **argv) {
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
         (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (cands && (rc = cand_kinds_parse("--candidates", cands, &mask))))
         return rc;
-    if ((rc = cli_cpu_engine("eval", device))) return rc;
+    if ((rc = cli_cpu_engine("eval", device, dtype_s, &dt))) return rc;
     if (shard) {
         char *end;
         si = strtol(shard, &end, 10);
@@ -85,7 +90,8 @@ int cmd_eval(int argc, char **argv) {
 
     CliProvenance prov;
     prov_fill(&prov, argc, argv, seed);
-    SessionOptions so = {model, calib, (int)nsyn, (int)latent, (int)tokens, seed, dbpath, (int)bs, (int)lease, !noreuse, &prov.p};
+    SessionOptions so = {model, calib, (int)nsyn, (int)latent, (int)tokens, seed, dbpath, (int)bs, (int)lease, !noreuse, &prov.p,
+                         dtype_name(dt)};
     Session S;
     Student *st = NULL;
     int ns = 0;

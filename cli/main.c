@@ -223,12 +223,11 @@ int cli_device(const char *cmd, const char *s, const char *dtype, int graph, int
     return 0;
 }
 
-int cli_cpu_engine(const char *cmd, const char *s) {
+int cli_cpu_engine(const char *cmd, const char *s, const char *dtype, DType *dt) {
     if (strcmp(s, "cpu") && strcmp(s, "ref"))
         return err_set(ERR_USAGE, "option '--device': '%s' is not one of cpu, ref (%s runs on the CPU)", s, cmd);
     int use_cuda;
-    DType dt;
-    return cli_device(cmd, s, NULL, 0, &use_cuda, &dt); /* the CPU, in fp32 */
+    return cli_device(cmd, s, dtype ? dtype : "fp32", 0, &use_cuda, dt); /* the CPU */
 }
 
 static int pick_device(const char *cmd, const char *s, int *use_cuda) {

@@ -26,7 +26,8 @@ static const char USAGE[] =
     "                        (--calib IN | --synthetic N [--latent S] [--tokens L])\n"
     "                        [--score loss-per-ms|loss-per-param|loss] [--latency predicted|measured]\n"
     "                        [--repeats R] [--per-stage K] [--kinds K,...] [--plan BASE] [--plan-out P]\n"
-    "                        [--any-plan] [--allow-unstable] [--device cpu|ref] [--format text|json]\n"
+    "                        [--any-plan] [--allow-unstable] [--device cpu|ref] [--dtype fp32|bf16]\n"
+    "                        [--format text|json]\n"
     "\n"
     "Each stage scores every candidate valid for the current student (the loss is\n"
     "eval's block_nmse: NMSE summed over the down and up block outputs and the output,\n"
@@ -37,7 +38,8 @@ static const char USAGE[] =
     "(the teacher's time minus the removed modules', scaled to the untraced forward; default)\n"
     "or measured (each candidate's untraced forwards), on the CPU engine that scores: --device\n"
     "cpu (the fast engine, default) or\n"
-    "ref (the plain-loop reference; engine 'cpu-ref'). --per-stage K removes\n"
+    "ref (the plain-loop reference; engine 'cpu-ref'), in --dtype fp32 (default) or bf16\n"
+    "(the fast engine, where the CPU has it; a bf16 schedule is another schedule). --per-stage K removes\n"
     "the K best that share no module. Stops at --target-params N or --target-ms X (the\n"
     "student is at most that), or after --stages K in all. Stages are stored in DB as they\n"
     "finish; the same command continues from the last one. --plan-out writes the final\n"
@@ -273,7 +275,7 @@ int cmd_schedule(int argc, char **argv) {
     const char *model = NULL, *dbpath = NULL, *tparams = NULL, *tms = NULL, *stages_s = NULL, *calib = NULL,
                *synth = NULL, *score = NULL, *per_s = "1", *kinds = "all", *plan_path = NULL,
                *drop = NULL, *plan_out = NULL, *any = NULL, *latency = NULL, *fmt = "text", *seed_s = "0",
-               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5", *device = "cpu",
+               *bs_s = "4", *lease_s = "600", *latent_s = "0", *tokens_s = "77", *rep_s = "5", *device = "cpu", *dtype_s = NULL,
                *allow_unstable = NULL;
     const Opt opts[] = {{"--model", 1, &model}, {"--db", 1, &dbpath}, {"--target-params", 1, &tparams},
                         {"--target-ms", 1, &tms}, {"--stages", 1, &stages_s}, {"--calib", 1, &calib},
@@ -282,7 +284,7 @@ int cmd_schedule(int argc, char **argv) {
                         {"--plan-out", 1, &plan_out}, {"--any-plan", 0, &any}, {"--latency", 1, &latency},
                         {"--format", 1, &fmt}, {"--seed", 1, &seed_s}, {"--batch-size", 1, &bs_s},
                         {"--lease", 1, &lease_s}, {"--latent", 1, &latent_s}, {"--tokens", 1, &tokens_s},
-                        {"--repeats", 1, &rep_s}, {"--device", 1, &device}, {"--allow-unstable", 0, &allow_unstable},
+                        {"--repeats", 1, &rep_s}, {"--device", 1, &device}, {"--dtype", 1, &dtype_s}, {"--allow-unstable", 0, &allow_unstable},
                         {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
@@ -306,6 +308,7 @@ int cmd_schedule(int argc, char **argv) {
     }
     int mask;
     Format f;
+    DType dt = DTYPE_F32;
     if ((tparams && (rc = cli_int("--target-params", tparams, 1, 0x7fffffffffffL, &target))) ||
         (stages_s && (rc = cli_int("--stages", stages_s, 1, 500, &max_stages))) ||
         (rc = cli_int("--per-stage", per_s, 1, 64, &per)) || (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) ||
@@ -313,13 +316,14 @@ int cmd_schedule(int argc, char **argv) {
         (rc = cli_int("--latent", latent_s, 0, 1 << 14, &latent)) || (rc = cli_int("--tokens", tokens_s, 1, 1 << 16, &tokens)) ||
         (synth && (rc = cli_int("--synthetic", synth, 1, 1 << 20, &nsyn))) || (rc = cand_kinds_parse("--kinds", kinds, &mask)) ||
         (rc = cli_int("--repeats", rep_s, 1, 1000, &rep)) ||
-        (rc = cli_format(fmt, &f, 0)) || (rc = cli_cpu_engine("schedule", device)))
+        (rc = cli_format(fmt, &f, 0)) || (rc = cli_cpu_engine("schedule", device, dtype_s, &dt)))
         return rc;
 
     if (plan_out && (rc = out_probe(plan_out))) return rc; /* before the stages, not after them */
     CliProvenance prov;
     prov_fill(&prov, argc, argv, seed);
-    SessionOptions so = {model, calib, (int)nsyn, (int)latent, (int)tokens, seed, dbpath, (int)bs, (int)lease, 1, &prov.p};
+    SessionOptions so = {model, calib, (int)nsyn, (int)latent, (int)tokens, seed, dbpath, (int)bs, (int)lease, 1, &prov.p,
+                         dtype_name(dt)};
     Session S;
     Plan cur;
     plan_init(&cur);
@@ -333,8 +337,11 @@ int cmd_schedule(int argc, char **argv) {
 
     /* the schedule's identity: what decides its stages (not the target, which only says when to stop) */
     char *base_json = plan_to_json(&cur, NULL);
-    char *options = xasprintf("{\"score\":\"%s\",\"per_stage\":%ld,\"kinds\":\"%s\",\"any_plan\":%s,\"base\":%s,\"metric_version\":%d}",
-                              score, per, kinds, any ? "true" : "false", base_json, METRIC_VERSION);
+    /* the dtype joins the key only when not fp32, so schedules stored before it keep theirs */
+    char dts[32] = "";
+    if (dt != DTYPE_F32) snprintf(dts, sizeof dts, ",\"dtype\":\"%s\"", dtype_name(dt));
+    char *options = xasprintf("{\"score\":\"%s\",\"per_stage\":%ld,\"kinds\":\"%s\",\"any_plan\":%s,\"base\":%s,\"metric_version\":%d%s}",
+                              score, per, kinds, any ? "true" : "false", base_json, METRIC_VERSION, dts);
     free(base_json);
     char key[17];
     hash_hex(hash_bytes(HASH_INIT, options, strlen(options)), key);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -108,14 +109,16 @@ int db_plan_put(Db *db, int64_t model_id, const char *plan_json, const char *pla
     return rc ? ERR_DB : 0;
 }
 
-int db_calib_put(Db *db, const char *hash, int n_samples, const char *source, int64_t *calib_id) {
+int db_calib_put(Db *db, const char *hash, int n_samples, const char *source, int height, int width, int64_t *calib_id) {
     sqlite3_stmt *ins = NULL, *sel = NULL;
     int rc = PREP(db, &ins,
-                  "INSERT INTO calib_sets(hash, n_samples, source, run_id, created_at)"
-                  " VALUES(?1, ?2, ?3, ?4, " NOW ") ON CONFLICT(hash) DO NOTHING") ||
+                  "INSERT INTO calib_sets(hash, n_samples, source, run_id, created_at, height, width)"
+                  " VALUES(?1, ?2, ?3, ?4, " NOW ", ?5, ?6) ON CONFLICT(hash) DO UPDATE SET"
+                  " height = coalesce(height, excluded.height), width = coalesce(width, excluded.width)") ||
              PREP(db, &sel, "SELECT id FROM calib_sets WHERE hash = ?1") ||
              bind_text(db, ins, 1, hash) || bind_i64(db, ins, 2, n_samples) || bind_text(db, ins, 3, source) ||
-             bind_id(db, ins, 4, db->run_id) || bind_text(db, sel, 1, hash) || put_keyed(db, ins, sel, calib_id);
+             bind_id(db, ins, 4, db->run_id) || bind_id(db, ins, 5, height) || bind_id(db, ins, 6, width) ||
+             bind_text(db, sel, 1, hash) || put_keyed(db, ins, sel, calib_id);
     fin(ins);
     fin(sel);
     return rc ? ERR_DB : 0;
@@ -160,19 +163,19 @@ int db_candidates_put(Db *db, int64_t model_id, int64_t base_plan_id, const DbCa
 
 /* ---- eval jobs ---------------------------------------------------------- */
 
-int db_job_ensure(Db *db, int64_t model_id, int64_t plan_id, int64_t calib_id, int metric_version, int64_t *job_id,
-                  int *done) {
+int db_job_ensure(Db *db, int64_t model_id, int64_t plan_id, int64_t calib_id, int metric_version, const char *dtype,
+                  int64_t *job_id, int *done) {
     sqlite3_stmt *ins = NULL, *sel = NULL;
     int rc = PREP(db, &ins,
-                  "INSERT INTO eval_jobs(model_id, plan_id, calib_id, metric_version) VALUES(?1, ?2, ?3, ?4)"
-                  " ON CONFLICT(model_id, plan_id, calib_id, metric_version) DO NOTHING") ||
+                  "INSERT INTO eval_jobs(model_id, plan_id, calib_id, metric_version, dtype) VALUES(?1, ?2, ?3, ?4, ?5)"
+                  " ON CONFLICT(model_id, plan_id, calib_id, metric_version, dtype) DO NOTHING") ||
              PREP(db, &sel,
                   "SELECT id, status = 'done' FROM eval_jobs"
-                  " WHERE model_id = ?1 AND plan_id = ?2 AND calib_id = ?3 AND metric_version = ?4");
+                  " WHERE model_id = ?1 AND plan_id = ?2 AND calib_id = ?3 AND metric_version = ?4 AND dtype = ?5");
     for (int i = 1; !rc && i <= 2; i++) {
         sqlite3_stmt *st = i == 1 ? ins : sel;
         rc = bind_i64(db, st, 1, model_id) || bind_i64(db, st, 2, plan_id) || bind_i64(db, st, 3, calib_id) ||
-             bind_i64(db, st, 4, metric_version);
+             bind_i64(db, st, 4, metric_version) || bind_text(db, st, 5, dtype);
     }
     if (!rc) rc = STEP(db, ins) < 0;
     int r = rc ? -1 : STEP(db, sel);
@@ -446,4 +449,42 @@ int db_schedule_latency_set(Db *db, int64_t schedule_id, const char *json) {
              bind_i64(db, up, 2, schedule_id) || STEP(db, up) < 0;
     fin(up);
     return rc ? ERR_DB : 0;
+}
+
+/* ---- agree ---------------------------------------------------------------- */
+
+static int bind_int_or_null(Db *db, sqlite3_stmt *st, int i, int v) {
+    return (v < 0 ? SQ(db, sqlite3_bind_null(st, i)) : SQ(db, sqlite3_bind_int64(st, i, v))) < 0 ? ERR_DB : 0;
+}
+static int bind_real_or_null(Db *db, sqlite3_stmt *st, int i, double v) {
+    return (isfinite(v) ? SQ(db, sqlite3_bind_double(st, i, v)) : SQ(db, sqlite3_bind_null(st, i))) < 0 ? ERR_DB : 0;
+}
+
+int db_agree_put(Db *db, int64_t run_id, const DbAgreeRow *rows, int n) {
+    sqlite3_stmt *st = NULL;
+    if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
+    int rc = PREP(db, &st,
+                  "INSERT INTO agree_results(run_id, model, kind, metric, setting_a, setting_b, samples, of_samples, bin,"
+                  " students, bootstrap, stage, kendall_tau, tau_lo, tau_hi, spearman_rho, rho_lo, rho_hi, top5, top10,"
+                  " top20, candidate, measured, predicted, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                  " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, " NOW ")") ||
+             bind_i64(db, st, 1, run_id);
+    for (int i = 0; !rc && i < n; i++) {
+        const DbAgreeRow *r = &rows[i];
+        const char *txt[] = {r->model, r->kind, r->metric, r->setting_a, r->setting_b};
+        for (int k = 0; !rc && k < 5; k++) rc = bind_text(db, st, 2 + k, txt[k]);
+        const int ints[] = {r->samples, r->of_samples, r->bin, r->students, r->bootstrap, r->stage};
+        for (int k = 0; !rc && k < 6; k++) rc = bind_int_or_null(db, st, 7 + k, ints[k]);
+        const double dbl[] = {r->kendall_tau, r->tau_lo, r->tau_hi, r->spearman_rho, r->rho_lo, r->rho_hi,
+                              r->top5, r->top10, r->top20};
+        for (int k = 0; !rc && k < 9; k++) rc = bind_real_or_null(db, st, 13 + k, dbl[k]);
+        rc = rc || bind_text(db, st, 22, r->candidate) || bind_real_or_null(db, st, 23, r->measured) ||
+             bind_real_or_null(db, st, 24, r->predicted) || STEP(db, st) < 0 || SQ(db, sqlite3_reset(st)) < 0;
+    }
+    fin(st);
+    if (rc || EXEC(db, "COMMIT")) {
+        rollback(db);
+        return ERR_DB;
+    }
+    return 0;
 }

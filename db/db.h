@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 typedef struct Db Db;
 
@@ -75,12 +75,15 @@ typedef struct {
 /* Stores candidates of (model_id, base_plan_id); existing ones are kept. */
 int db_candidates_put(Db *db, int64_t model_id, int64_t base_plan_id, const DbCandidate *c, int n);
 
-/* Calibration sets are keyed by content hash. */
-int db_calib_put(Db *db, const char *hash, int n_samples, const char *source, int64_t *calib_id);
+/* Calibration sets are keyed by content hash; height and width are the image
+ * size in pixels (8x the latent's; 0: unknown, stored NULL), filled in where an
+ * older row lacks them. */
+int db_calib_put(Db *db, const char *hash, int n_samples, const char *source, int height, int width, int64_t *calib_id);
 
-/* An eval job: (model, plan, calib, metric_version) is unique. Creates it
- * 'pending' if absent. *done says whether its results are already stored. */
-int db_job_ensure(Db *db, int64_t model_id, int64_t plan_id, int64_t calib_id, int metric_version,
+/* An eval job: (model, plan, calib, metric_version, dtype) is unique, dtype
+ * the one its forwards run in ("fp32", "bf16"). Creates it 'pending' if
+ * absent. *done says whether its results are already stored. */
+int db_job_ensure(Db *db, int64_t model_id, int64_t plan_id, int64_t calib_id, int metric_version, const char *dtype,
                   int64_t *job_id, int *done);
 
 /* Atomically claims one job among job_ids[0..n-1] that is 'pending', or
@@ -309,9 +312,27 @@ typedef struct {
     int64_t job_id, model_id, plan_id, calib_id;
     const char *spec, *plan_json, *calib_source;
     int n_samples;
+    const char *dtype, *calib_hash, *plan_hash, *config_hash, *weights_hash;
+    int height, width;              /* the calibration set's image size; 0 when not stored */
 } DbDoneJob;
 typedef void (*DbDoneJobFn)(void *ctx, const DbDoneJob *j);
-/* Every done eval job of metric_version, ordered by model, calibration set and plan. */
+/* Every done eval job of metric_version, ordered by model, calibration set, dtype and plan. */
 int db_done_jobs(Db *db, int metric_version, DbDoneJobFn fn, void *ctx);
+
+/* One row of `unetlab agree` (schema 5's agree_results; the schema says what
+ * each kind fills). Strings may be NULL, doubles NaN and ints -1: stored NULL. */
+typedef struct {
+    const char *model, *kind, *metric, *setting_a, *setting_b;
+    int samples, of_samples, bin, students, bootstrap, stage;
+    double kendall_tau, tau_lo, tau_hi, spearman_rho, rho_lo, rho_hi, top5, top10, top20;
+    const char *candidate;
+    double measured, predicted;
+} DbAgreeRow;
+/* Stores rows of run_id in one transaction: all of them or none. */
+int db_agree_put(Db *db, int64_t run_id, const DbAgreeRow *rows, int n);
+typedef void (*DbAgreeFn)(void *ctx, const DbAgreeRow *r);
+/* The rows of the latest run that stored any (*run_id; 0 and no call when
+ * none), in stored order. */
+int db_agree_rows(Db *db, int64_t *run_id, DbAgreeFn fn, void *ctx);
 
 #endif

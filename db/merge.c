@@ -90,8 +90,8 @@ static const char *const MERGE_STEPS[] = {
     " JOIN map_plans bp ON bp.src = x.src AND bp.old = x.base_plan_id"
     " JOIN map_plans pp ON pp.src = x.src AND pp.old = x.plan_id WHERE true ORDER BY x.src ON CONFLICT DO NOTHING",
 
-    "INSERT INTO main.calib_sets(hash, n_samples, source, run_id, created_at)"
-    " SELECT x.hash, x.n_samples, x.source, mr.new, x.created_at FROM in_calib x"
+    "INSERT INTO main.calib_sets(hash, n_samples, source, run_id, created_at, height, width)"
+    " SELECT x.hash, x.n_samples, x.source, mr.new, x.created_at, x.height, x.width FROM in_calib x"
     " LEFT JOIN map_runs mr ON mr.src = x.src AND mr.old = x.run_id WHERE true ORDER BY x.src, x.id"
     " ON CONFLICT(hash) DO NOTHING",
     "INSERT INTO map_calib(src, old, new) SELECT x.src, x.id, c.id FROM in_calib x"
@@ -99,19 +99,19 @@ static const char *const MERGE_STEPS[] = {
 
     /* Done jobs: created pending when out lacks them, then filled from one
      * input each (the first that has it), unless out has it done already. */
-    "INSERT INTO main.eval_jobs(model_id, plan_id, calib_id, metric_version)"
-    " SELECT mm.new, mp.new, mc.new, x.metric_version FROM in_jobs x"
+    "INSERT INTO main.eval_jobs(model_id, plan_id, calib_id, metric_version, dtype)"
+    " SELECT mm.new, mp.new, mc.new, x.metric_version, x.dtype FROM in_jobs x"
     " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
     " JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id"
     " JOIN map_calib mc ON mc.src = x.src AND mc.old = x.calib_id WHERE true ORDER BY x.src, x.id"
-    " ON CONFLICT(model_id, plan_id, calib_id, metric_version) DO NOTHING",
+    " ON CONFLICT(model_id, plan_id, calib_id, metric_version, dtype) DO NOTHING",
     /* A bare column beside min() takes the min row's value (SQLite documents this). */
     "INSERT INTO map_jobs(src, old, new) SELECT min(x.src), x.id, j.id FROM in_jobs x"
     " JOIN map_models mm ON mm.src = x.src AND mm.old = x.model_id"
     " JOIN map_plans mp ON mp.src = x.src AND mp.old = x.plan_id"
     " JOIN map_calib mc ON mc.src = x.src AND mc.old = x.calib_id"
     " JOIN main.eval_jobs j ON j.model_id = mm.new AND j.plan_id = mp.new AND j.calib_id = mc.new"
-    " AND j.metric_version = x.metric_version WHERE j.status <> 'done' GROUP BY j.id",
+    " AND j.metric_version = x.metric_version AND j.dtype = x.dtype WHERE j.status <> 'done' GROUP BY j.id",
     "INSERT INTO main.eval_results(job_id, point, sample, timestep, tbin, metric, value)"
     " SELECT mj.new, r.point, r.sample, r.timestep, r.tbin, r.metric, r.value FROM map_jobs mj"
     " JOIN in_results r ON r.src = mj.src AND r.job_id = mj.old",

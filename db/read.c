@@ -203,16 +203,50 @@ int db_plan_point_means(Db *db, int64_t plan_id, const char *metric, DbEvalJob *
 int db_done_jobs(Db *db, int metric_version, DbDoneJobFn fn, void *ctx) {
     sqlite3_stmt *st;
     if (PREP(db, &st,
-             "SELECT j.id, j.model_id, j.plan_id, j.calib_id, m.spec, p.plan_json, c.source, c.n_samples FROM eval_jobs j"
+             "SELECT j.id, j.model_id, j.plan_id, j.calib_id, m.spec, p.plan_json, c.source, c.n_samples, j.dtype, c.hash,"
+             " p.plan_hash, m.config_hash, m.weights_hash, coalesce(c.height, 0), coalesce(c.width, 0) FROM eval_jobs j"
              " JOIN models m ON m.id = j.model_id JOIN plans p ON p.id = j.plan_id JOIN calib_sets c ON c.id = j.calib_id"
-             " WHERE j.status = 'done' AND j.metric_version = ?1 ORDER BY j.model_id, j.calib_id, j.plan_id"))
+             " WHERE j.status = 'done' AND j.metric_version = ?1 ORDER BY j.model_id, j.calib_id, j.dtype, j.plan_id"))
         return ERR_DB;
     int r = bind_i64(db, st, 1, metric_version) ? -1 : SQLITE_ROW;
     while (r == SQLITE_ROW && (r = STEP(db, st)) == SQLITE_ROW) {
         DbDoneJob j = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
                        sqlite3_column_int64(st, 3), col_text(st, 4), col_text(st, 5), col_text(st, 6),
-                       sqlite3_column_int(st, 7)};
+                       sqlite3_column_int(st, 7), col_text(st, 8), col_text(st, 9), col_text(st, 10), col_text(st, 11),
+                       col_text(st, 12), sqlite3_column_int(st, 13), sqlite3_column_int(st, 14)};
         fn(ctx, &j);
+    }
+    fin(st);
+    return r < 0 ? ERR_DB : 0;
+}
+
+#define AGREE_COLS                                                                                                    \
+    "model, kind, metric, setting_a, setting_b, samples, of_samples, bin, students, bootstrap, stage, kendall_tau,"   \
+    " tau_lo, tau_hi, spearman_rho, rho_lo, rho_hi, top5, top10, top20, candidate, measured, predicted"
+
+int db_agree_rows(Db *db, int64_t *run_id, DbAgreeFn fn, void *ctx) {
+    sqlite3_stmt *st;
+    int found = 0;
+    *run_id = 0;
+    if (PREP(db, &st, "SELECT max(run_id) FROM agree_results")) return ERR_DB;
+    int rc = step_i64(db, st, run_id, &found);
+    fin(st);
+    if (rc) return ERR_DB;
+    if (!*run_id) return 0;
+    if (PREP(db, &st, "SELECT " AGREE_COLS " FROM agree_results WHERE run_id = ?1 ORDER BY id")) return ERR_DB;
+    int r = bind_i64(db, st, 1, *run_id) ? -1 : SQLITE_ROW;
+    while (r == SQLITE_ROW && (r = STEP(db, st)) == SQLITE_ROW) {
+        int k = 0;
+        DbAgreeRow x;
+        x.model = col_text(st, k++), x.kind = col_text(st, k++), x.metric = col_text(st, k++);
+        x.setting_a = col_text(st, k++), x.setting_b = col_text(st, k++);
+        int *ints[] = {&x.samples, &x.of_samples, &x.bin, &x.students, &x.bootstrap, &x.stage};
+        for (int i = 0; i < 6; i++, k++) *ints[i] = sqlite3_column_type(st, k) == SQLITE_NULL ? -1 : sqlite3_column_int(st, k);
+        double *dbl[] = {&x.kendall_tau, &x.tau_lo, &x.tau_hi, &x.spearman_rho, &x.rho_lo, &x.rho_hi, &x.top5, &x.top10, &x.top20};
+        for (int i = 0; i < 9; i++) *dbl[i] = col_f64(st, k++);
+        x.candidate = col_text(st, k++);
+        x.measured = col_f64(st, k++), x.predicted = col_f64(st, k++);
+        fn(ctx, &x);
     }
     fin(st);
     return r < 0 ? ERR_DB : 0;

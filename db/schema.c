@@ -116,6 +116,42 @@ static const char *const MIGRATIONS[] = {
     "INSERT INTO runs_new SELECT * FROM runs;"
     "DROP TABLE runs;"
     "ALTER TABLE runs_new RENAME TO runs;",
+    /* 5: issue 16. An eval job is keyed by the dtype its forwards ran in too:
+     * a bf16 eval is another setting, never a reuse of fp32's results (rows
+     * before this are fp32: the only dtype eval had). Calibration sets keep
+     * their image size (NULL: stored before). agree_results holds `unetlab
+     * agree`'s numbers, one set of rows per run of it: rank agreement between
+     * two settings (kind 'pair': setting_b set), within one (kind
+     * 'convergence': the first `samples` samples against all; 'bin': timestep
+     * bin `bin` against all bins), each candidate's score per timestep bin
+     * ('bin_score': measured), and loss additivity per schedule stage
+     * ('additivity': candidate the removals chosen at `stage`, measured the
+     * combined student's loss, predicted the base's plus the sum of the single
+     * removals' increases). */
+    "CREATE TABLE eval_jobs_new("
+    "  id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id),"
+    "  plan_id INTEGER NOT NULL REFERENCES plans(id), calib_id INTEGER NOT NULL REFERENCES calib_sets(id),"
+    "  metric_version INTEGER NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done')),"
+    "  run_id INTEGER REFERENCES runs(id),"
+    "  claimed_at TEXT, lease_until TEXT, finished_at TEXT,"
+    "  dtype TEXT NOT NULL DEFAULT 'fp32',"
+    "  UNIQUE (model_id, plan_id, calib_id, metric_version, dtype));"
+    "INSERT INTO eval_jobs_new(id, model_id, plan_id, calib_id, metric_version, status, run_id, claimed_at,"
+    "  lease_until, finished_at) SELECT id, model_id, plan_id, calib_id, metric_version, status, run_id, claimed_at,"
+    "  lease_until, finished_at FROM eval_jobs;"
+    "DROP TABLE eval_jobs;"
+    "ALTER TABLE eval_jobs_new RENAME TO eval_jobs;"
+    "ALTER TABLE calib_sets ADD COLUMN height INTEGER;"
+    "ALTER TABLE calib_sets ADD COLUMN width INTEGER;"
+    "CREATE TABLE agree_results("
+    "  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), model TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('pair', 'convergence', 'bin', 'bin_score', 'additivity')),"
+    "  metric TEXT NOT NULL, setting_a TEXT NOT NULL, setting_b TEXT, samples INTEGER, of_samples INTEGER,"
+    "  bin INTEGER, students INTEGER, kendall_tau REAL, tau_lo REAL, tau_hi REAL, spearman_rho REAL, rho_lo REAL,"
+    "  rho_hi REAL, top5 REAL, top10 REAL, top20 REAL, bootstrap INTEGER,"
+    "  stage INTEGER, candidate TEXT, measured REAL, predicted REAL, created_at TEXT NOT NULL);"
+    "CREATE INDEX agree_results_run ON agree_results(run_id);",
 };
 _Static_assert(sizeof MIGRATIONS / sizeof *MIGRATIONS == DB_SCHEMA_VERSION, "one migration per schema version");
 

@@ -83,13 +83,13 @@ enum { R = 3 };   /* rows per finished job */
 static int make_jobs(Db *db, int n, int reverse, int64_t *ids) {
     int64_t model, calib, plan;
     int done, rc = db_model_put(db, "sdxl-base", "cfg-hash", "weights-hash", 2567463684LL, &model) ||
-                   db_calib_put(db, "calib-hash", 4, "calib.safetensors", &calib);
+                   db_calib_put(db, "calib-hash", 4, "calib.safetensors", 0, 0, &calib);
     for (int i = 0; !rc && i < n; i++) {
         int k = reverse ? n - 1 - i : i;
         char json[64], hash[32];
         snprintf(json, sizeof json, "{\"drop\":[\"layer.%d\"]}", k);
         snprintf(hash, sizeof hash, "plan-%03d", k);
-        rc = db_plan_put(db, model, json, hash, 1000 - k, &plan) || db_job_ensure(db, model, plan, calib, 1, &ids[k], &done);
+        rc = db_plan_put(db, model, json, hash, 1000 - k, &plan) || db_job_ensure(db, model, plan, calib, 1, "fp32", &ids[k], &done);
     }
     if (rc) fprintf(stderr, "make_jobs: %s\n", err_msg());
     return rc;
@@ -121,7 +121,7 @@ static void schema_and_puts(void) {
     CHECK_EQ_LL(q1(path, "SELECT value FROM meta WHERE key = 'schema_version'"), DB_SCHEMA_VERSION);
     CHECK(!strcmp(qs(path, "PRAGMA journal_mode", b, sizeof b), "wal"));
     long long n_tables = q1(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'");
-    CHECK_EQ_LL(n_tables, 14);   /* meta + 13 */
+    CHECK_EQ_LL(n_tables, 15);   /* meta + 14 */
     CHECK(!strcmp(db_path(db), path));
     /* Reopening (while the first handle is open) changes nothing. */
     CHECK(db_open(&db2, path) == 0);
@@ -142,8 +142,8 @@ static void schema_and_puts(void) {
     CHECK(db_plan_put(db, m1, "{}", "h1", 5, &p2) == 0);
     CHECK(db_plan_put(db, m3, "{}", "h1", 5, &p3) == 0);
     CHECK(p1 == p2 && p1 != p3);
-    CHECK(db_calib_put(db, "k1", 4, "a.safetensors", &c1) == 0);
-    CHECK(db_calib_put(db, "k1", 8, NULL, &c2) == 0);
+    CHECK(db_calib_put(db, "k1", 4, "a.safetensors", 0, 0, &c1) == 0);
+    CHECK(db_calib_put(db, "k1", 8, NULL, 0, 0, &c2) == 0);
     CHECK(c1 == c2);
     CHECK_ERR(db_plan_put(db, 999, "{}", "h9", 5, &p2), ERR_DB, "FOREIGN KEY constraint failed");
     CHECK(err_msg()[0] == '\'' && !strncmp(err_msg() + 1, path, strlen(path)));   /* the path comes first */
@@ -275,11 +275,28 @@ static const DbLatencyKey KERNEL_KEY = {.batch = 1, .height = 1024, .width = 102
                                         .device = "NVIDIA H100", .engine = "cupti", .warmup = 3, .repeats = 2};
 
 /* Makes a schema version 2 DB at path: today's schema less what migration 3 adds. */
-static int make_v2(const char *path) {
+/* Makes a schema version 4 DB at path: the current schema less what migration
+ * 5 adds (eval_jobs as it was, without dtype; calib_sets without the size). */
+static int make_v4(const char *path) {
     Db *db;
     if (db_open(&db, path)) return 1;
     db_close(db);
-    return raw_exec(path, "ALTER TABLE latency DROP COLUMN unstable; ALTER TABLE latency DROP COLUMN others_load;"
+    return raw_exec(path, "DROP TABLE agree_results;"
+                          " ALTER TABLE calib_sets DROP COLUMN height; ALTER TABLE calib_sets DROP COLUMN width;"
+                          " CREATE TABLE old_jobs(id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id),"
+                          " plan_id INTEGER NOT NULL REFERENCES plans(id),"
+                          " calib_id INTEGER NOT NULL REFERENCES calib_sets(id), metric_version INTEGER NOT NULL,"
+                          " status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done')),"
+                          " run_id INTEGER REFERENCES runs(id), claimed_at TEXT, lease_until TEXT, finished_at TEXT,"
+                          " UNIQUE (model_id, plan_id, calib_id, metric_version));"
+                          " DROP TABLE eval_jobs; ALTER TABLE old_jobs RENAME TO eval_jobs;"
+                          " UPDATE meta SET value = '4' WHERE key = 'schema_version'") != SQLITE_OK;
+}
+
+/* Makes a schema version 2 DB at path: version 4 less what migration 3 adds. */
+static int make_v2(const char *path) {
+    return make_v4(path) ||
+           raw_exec(path, "ALTER TABLE latency DROP COLUMN unstable; ALTER TABLE latency DROP COLUMN others_load;"
                           " UPDATE meta SET value = '2' WHERE key = 'schema_version'") != SQLITE_OK;
 }
 
@@ -449,7 +466,7 @@ static void job_flow(void) {
     int64_t ids[4], id, again;
     int done = -1;
     CHECK(make_jobs(db, 4, 0, ids) == 0);
-    CHECK(db_job_ensure(db, 1, 1, 1, 1, &id, &done) == 0);
+    CHECK(db_job_ensure(db, 1, 1, 1, 1, "fp32", &id, &done) == 0);
     CHECK(id == ids[0] && done == 0);
     int64_t run = begin_run(db, "flow");
     CHECK(db_job_claim(db, run, ids, 4, 60, &id) == 0);
@@ -461,7 +478,7 @@ static void job_flow(void) {
     DbEvalRow rows[R];
     make_rows(rows, 0.5);
     CHECK(db_job_finish(db, ids[0], run, rows, R) == 0);
-    CHECK(db_job_ensure(db, 1, 1, 1, 1, &id, &done) == 0);
+    CHECK(db_job_ensure(db, 1, 1, 1, 1, "fp32", &id, &done) == 0);
     CHECK(id == ids[0] && done == 1);
     make_rows(rows, 9.0);
     CHECK(db_job_finish(db, ids[0], run, rows, R) == 0);   /* done already: kept as it is */
@@ -507,9 +524,9 @@ static void job_flow(void) {
     int64_t more[1], many[600];
     int64_t model, plan, calib;
     CHECK(db_model_put(db, "sdxl-base", "cfg-hash", "weights-hash", 0, &model) == 0);
-    CHECK(db_calib_put(db, "calib-hash", 4, NULL, &calib) == 0);
+    CHECK(db_calib_put(db, "calib-hash", 4, NULL, 0, 0, &calib) == 0);
     CHECK(db_plan_put(db, model, "{}", "plan-extra", 1, &plan) == 0);
-    CHECK(db_job_ensure(db, model, plan, calib, 1, &more[0], &done) == 0 && done == 0);
+    CHECK(db_job_ensure(db, model, plan, calib, 1, "fp32", &more[0], &done) == 0 && done == 0);
     for (int i = 0; i < 599; i++) many[i] = i % 3 ? 100000 + i : ids[i % 4];
     many[599] = more[0];
     CHECK(db_job_claim(db, run, many, 600, 60, &id) == 0);
@@ -769,9 +786,9 @@ static void merge(void) {
     /* The output already holds one of the jobs, pending. */
     CHECK(db_open(&db, out) == 0);
     CHECK(db_model_put(db, "sdxl-base", "cfg-hash", "weights-hash", 0, &model) == 0);
-    CHECK(db_calib_put(db, "calib-hash", 4, NULL, &calib) == 0);
+    CHECK(db_calib_put(db, "calib-hash", 4, NULL, 0, 0, &calib) == 0);
     CHECK(db_plan_put(db, model, "{}", "plan-003", 997, &plan) == 0);
-    CHECK(db_job_ensure(db, model, plan, calib, 1, &job, &done) == 0 && !done);
+    CHECK(db_job_ensure(db, model, plan, calib, 1, "fp32", &job, &done) == 0 && !done);
     db_close(db);
 
     const char *in[2] = {s1, s2};
@@ -781,7 +798,7 @@ static void merge(void) {
     char *want = query_str(dfull, RESULTS_SQL, "csv"), *got = query_str(dout, RESULTS_SQL, "csv");
     CHECK(want && got && strlen(want) > 100);
     CHECK_MSG(want && got && !strcmp(want, got), "merged results differ:\n%s\nvs one run:\n%s", got, want);
-    CHECK(db_job_ensure(dout, model, plan, calib, 1, &job, &done) == 0 && done);
+    CHECK(db_job_ensure(dout, model, plan, calib, 1, "fp32", &job, &done) == 0 && done);
     char *counts = query_str(dout, COUNTS_SQL, "csv");
     CHECK_MSG(counts && !strcmp(counts, "runs,models,modules,plans,candidates,calib,jobs,done,results,latency,kernels\n"
                                         "2,2,2,10,1,1,8,8,24,1,3\n"), "counts: %s", counts);
@@ -858,6 +875,43 @@ static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *
     return remove(p);
 }
 
+/* Schema 5: a version 4 DB's jobs become fp32 jobs, rows kept; a bf16 job of
+ * the same student is another job (never a reuse of the fp32 one), and a merge
+ * keeps the two apart; a calibration set stored without its size gets it. */
+static void dtype_jobs(void) {
+    const char *v4 = tpath("v4.db");
+    CHECK(make_v4(v4) == 0);
+    CHECK(raw_exec(v4, "INSERT INTO runs(uid, host, pid, started_at, status) VALUES('u4', 'h', 1, 'then', 'done');"
+                       " INSERT INTO models(spec, config_hash, weights_hash, params, created_at) VALUES('m', 'c', 'w', 9, 't');"
+                       " INSERT INTO plans(model_id, plan_hash, plan_json, total_params, created_at) VALUES(1, 'p', '{}', 9, 't');"
+                       " INSERT INTO calib_sets(hash, n_samples, created_at) VALUES('k', 2, 't');"
+                       " INSERT INTO eval_jobs(model_id, plan_id, calib_id, metric_version, status, run_id)"
+                       " VALUES(1, 1, 1, 3, 'done', 1);"
+                       " INSERT INTO eval_results VALUES(1, 'output', 0, 500, 5, 'nmse', 0.25)") == SQLITE_OK);
+    Db *db;
+    CHECK(db_open(&db, v4) == 0);
+    CHECK_EQ_LL(q1(v4, "SELECT count(*) FROM eval_jobs WHERE dtype = 'fp32' AND status = 'done'"), 1);
+    CHECK_EQ_LL(q1(v4, "SELECT count(*) FROM eval_results WHERE job_id = 1"), 1);
+    int64_t job, calib;
+    int done;
+    CHECK(db_job_ensure(db, 1, 1, 1, 3, "fp32", &job, &done) == 0 && job == 1 && done);
+    CHECK(db_job_ensure(db, 1, 1, 1, 3, "bf16", &job, &done) == 0 && job != 1 && !done);
+    CHECK(db_calib_put(db, "k", 2, NULL, 256, 128, &calib) == 0 && calib == 1);
+    CHECK_EQ_LL(q1(v4, "SELECT height * 1000 + width FROM calib_sets WHERE id = 1"), 256128);
+    CHECK(db_calib_put(db, "k", 2, NULL, 64, 64, &calib) == 0); /* a size once known stays */
+    CHECK_EQ_LL(q1(v4, "SELECT height * 1000 + width FROM calib_sets WHERE id = 1"), 256128);
+    int64_t run = begin_run(db, "eval --dtype bf16");
+    DbEvalRow r = {"output", 0, 500, 5, "nmse", 0.5};
+    CHECK(db_job_finish(db, job, run, &r, 1) == 0);
+    db_close(db);
+    const char *out = tpath("v4merged.db");
+    CHECK_MSG(db_merge(out, &v4, 1) == 0, "%s", err_msg());
+    CHECK_EQ_LL(q1(out, "SELECT count(*) FROM eval_jobs WHERE status = 'done'"), 2);
+    CHECK_EQ_LL(q1(out, "SELECT round(1000 * sum(r.value * (j.dtype = 'bf16'))) FROM eval_results r"
+                        " JOIN eval_jobs j ON j.id = r.job_id"), 500);
+    CHECK_EQ_LL(q1(out, "SELECT height FROM calib_sets"), 256);
+}
+
 int main(void) {
     if (!test_tmpdir(g_dir, sizeof g_dir, "test_db.")) {
         perror("mkdtemp");
@@ -875,6 +929,7 @@ int main(void) {
     merge();
     kernels();
     latency_noise();
+    dtype_jobs();
     died();
     query();
     nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -211,8 +211,8 @@ static void nonfinite_student(void) {
     int64_t run_id, model, plan, calib, job;
     int done;
     CHECK(db_run_begin(db, &prov, &run_id) == 0 && db_model_put(db, "m", "c", "w", 1, &model) == 0 &&
-          db_plan_put(db, model, "{}", "h", 1, &plan) == 0 && db_calib_put(db, "k", 2, "x", &calib) == 0 &&
-          db_job_ensure(db, model, plan, calib, 1, &job, &done) == 0);
+          db_plan_put(db, model, "{}", "h", 1, &plan) == 0 && db_calib_put(db, "k", 2, "x", 0, 0, &calib) == 0 &&
+          db_job_ensure(db, model, plan, calib, 1, "fp32", &job, &done) == 0);
     DbEvalRow *rows = calloc((size_t)bad.n, sizeof *rows);
     for (int i = 0; i < bad.n; i++)
         rows[i] = (DbEvalRow){bad.r[i].point, bad.r[i].sample, bad.r[i].timestep, 0, bad.r[i].metric, bad.r[i].value};
