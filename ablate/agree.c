@@ -1,6 +1,7 @@
 /* agree: see agree.h. O(n^2) pair counts: candidates number in the hundreds. */
 #include "agree.h"
 #include "err.h"
+#include "rng.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -73,4 +74,48 @@ double agree_topk(const double *x, const double *y, int n, int k) {
     free(oy);
     free(in_y);
     return (double)both / k;
+}
+
+void agree_means(const double *s, int n, int ns, const int *idx, int m, double *out) {
+    for (int i = 0; i < n; i++) {
+        double t = 0;
+        for (int k = 0; k < m; k++) t += s[(size_t)i * ns + (idx ? idx[k] : k)];
+        out[i] = m ? t / m : NAN;
+    }
+}
+
+static int cmp_dbl(const void *pa, const void *pb) {
+    double a = *(const double *)pa, b = *(const double *)pb;
+    return (a > b) - (a < b);
+}
+
+/* The q-quantile of v[0..n-1] (sorted here), interpolated between order statistics. */
+static double quantile(double *v, int n, double q) {
+    if (n < 1) return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
+    double h = q * (n - 1);
+    int lo = (int)floor(h), hi = lo + 1 < n ? lo + 1 : lo;
+    return v[lo] + (h - lo) * (v[hi] - v[lo]);
+}
+
+void agree_bootstrap(const double *a, int na, const double *b, int nb, int n, int paired, int reps, uint64_t seed,
+                     AgreeInterval *out) {
+    *out = (AgreeInterval){NAN, NAN, NAN, NAN};
+    if (reps < 1 || n < 2 || na < 1 || nb < 1) return;
+    Rng r = rng_for(seed, "agree_bootstrap");
+    int *ia = xmalloc((size_t)na * sizeof *ia), *ib = xmalloc((size_t)nb * sizeof *ib), ntau = 0, nrho = 0;
+    double *x = xmalloc((size_t)n * sizeof *x), *y = xmalloc((size_t)n * sizeof *y);
+    double *taus = xmalloc((size_t)reps * sizeof *taus), *rhos = xmalloc((size_t)reps * sizeof *rhos);
+    for (int k = 0; k < reps; k++) {
+        for (int i = 0; i < na; i++) ia[i] = (int)(rng_next(&r) % (uint64_t)na);
+        for (int i = 0; i < nb; i++) ib[i] = paired && nb == na ? ia[i] : (int)(rng_next(&r) % (uint64_t)nb);
+        agree_means(a, n, na, ia, na, x);
+        agree_means(b, n, nb, ib, nb, y);
+        double t = agree_kendall(x, y, n), h = agree_spearman(x, y, n);
+        if (!isnan(t)) taus[ntau++] = t;
+        if (!isnan(h)) rhos[nrho++] = h;
+    }
+    if (ntau) out->tau_lo = quantile(taus, ntau, 0.025), out->tau_hi = quantile(taus, ntau, 0.975);
+    if (nrho) out->rho_lo = quantile(rhos, nrho, 0.025), out->rho_hi = quantile(rhos, nrho, 0.975);
+    free(ia), free(ib), free(x), free(y), free(taus), free(rhos);
 }
