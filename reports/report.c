@@ -47,6 +47,26 @@ void ids_add(Ids *x, int64_t id) {
     x->v[x->n++] = id;
 }
 
+int names_find(const Names *x, const char *s) {
+    for (int i = 0; i < x->n; i++)
+        if (!strcmp(x->v[i], s)) return i;
+    return -1;
+}
+
+int names_add(Names *x, const char *s) {
+    int i = names_find(x, s);
+    if (i >= 0) return i;
+    if (x->n == x->cap) x->v = xrealloc(x->v, (size_t)(x->cap = 2 * x->cap + 8) * sizeof *x->v);
+    x->v[x->n] = dup0(s);
+    return x->n++;
+}
+
+void names_free(Names *x) {
+    for (int i = 0; i < x->n; i++) free(x->v[i]);
+    free(x->v);
+    memset(x, 0, sizeof *x);
+}
+
 /* ---- output files ------------------------------------------------------------------ */
 
 FILE *out_open(Report *R, const char *name, const char *ext, char **path) {
@@ -123,8 +143,11 @@ int report_write(Db *db, const ReportOptions *o, ReportResult *res) {
     int rc = make_dir(o->dir);
     if (!rc) rc = store_load(&R);
     /* index.html lists them in this order */
-    int (*const outputs[])(Report *) = {plot_params_latency, plot_loss_saving, plot_module_latency, plot_schedule,
-                                        plot_layer_loss,     table_comparison, table_schedule,      table_candidates};
+    int (*const outputs[])(Report *) = {
+        plot_params_latency,  plot_loss_saving,       plot_module_latency, plot_schedule,    plot_layer_loss,
+        plot_rank_agreement,  plot_rank_convergence,  plot_timestep_bins,  plot_additivity,  table_comparison,
+        table_schedule,       table_candidates,       table_rank_agreement, table_rank_convergence,
+        table_timestep_bins,  table_additivity};
     for (size_t i = 0; !rc && i < sizeof outputs / sizeof *outputs; i++) rc = outputs[i](&R);
     for (int i = 0; i < R.nart; i++) res->plots += R.art[i].is_plot && !R.art[i].note;
     if (!rc) rc = index_write(&R);

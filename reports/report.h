@@ -1,8 +1,8 @@
-/* report: the store as pictures and tables. Reads models, latency, schedules
- * and eval results through db's report reads and writes, into one directory,
- * gnuplot data (.dat) and scripts (.gp) with their pictures, tables as
- * Markdown, LaTeX (booktabs) and CSV, and an index.html citing the runs
- * behind every number. Tested by tests/test_report.c (the built binary). */
+/* report: the store as pictures and tables. Reads models, latency, schedules,
+ * eval results and the latest agree run through db's report reads and
+ * writes, into one directory, gnuplot data (.dat) and scripts (.gp) with their
+ * pictures, tables as Markdown, LaTeX (booktabs) and CSV, and an index.html
+ * citing the runs behind every number. Tested by tests/test_report.c (the built binary). */
 #ifndef UNETLAB_REPORT_H
 #define UNETLAB_REPORT_H
 #include "db.h"

@@ -33,6 +33,17 @@ typedef struct {
 } Ids;
 void ids_add(Ids *x, int64_t id);
 
+/* A list of distinct strings in the order first added (settings, models, candidates). */
+typedef struct {
+    char **v;
+    int n, cap;
+} Names;
+/* The index of s in x, added (copied) at the end when absent. */
+int names_add(Names *x, const char *s);
+/* The index of s in x, -1 when absent. */
+int names_find(const Names *x, const char *s);
+void names_free(Names *x);
+
 /* ---- what the store holds (store.c) ----------------------------------------- */
 
 typedef struct {
@@ -98,6 +109,15 @@ typedef struct {
     int has_params_saved, chosen;
 } Score;
 
+/* One row of the latest `unetlab agree` run (agree_results; db.h's
+ * DbAgreeRow with its strings owned, "" for NULL). NaN and -1: stored NULL. */
+typedef struct {
+    char *model, *kind, *metric, *setting_a, *setting_b, *candidate;
+    int samples, of_samples, bin, students, bootstrap, stage;
+    double tau, tau_lo, tau_hi, rho, rho_lo, rho_hi, top5, top10, top20;
+    double measured, predicted;
+} Agree;
+
 /* A table: cells row-major, CSV gets raw text, Markdown/LaTeX/HTML the shown text. */
 typedef struct {
     int ncol;
@@ -135,16 +155,27 @@ typedef struct {
     int nstages;
     Score *scores;            /* of the latest schedule */
     int nscores;
-    Artifact art[16];
+    Agree *agree;             /* of the latest agree run, in stored order */
+    int nagree;
+    int64_t agree_run;        /* that run; 0 when the store has none */
+    Artifact art[24];
     int nart;
     char **written;
     int nwritten;
 } Report;
 
-/* Reads runs, models, forwards, schedules and the latest schedule's stages
- * and scores into R (R->db set). ERR_DB from the store. store_free frees. */
+/* Reads runs, models, forwards, schedules, the latest schedule's stages and
+ * scores, and the latest agree run's rows into R (R->db set). ERR_DB from the
+ * store. store_free frees. */
 int store_load(Report *R);
 void store_free(Report *R);
+/* How many rows of the latest agree run are of kind ('pair', 'bin', ...). */
+int agree_count(const Report *R, const char *kind);
+/* "MODEL\nSETTING_A": which setting (or schedule) a row is of; settings are
+ * named per model. Caller frees. */
+char *agree_key(const Agree *g);
+/* A key's setting, after its model's base name when with_model. Caller frees. */
+char *agree_key_title(const char *key, int with_model);
 /* The stages of schedule id into *st (caller frees with stages_free). */
 int store_stages(Report *R, int64_t schedule_id, Stages *st);
 void stages_free(Stages *st);
@@ -242,6 +273,20 @@ int plot_layer_loss(Report *R);       /* plot_layer_loss.c */
 int table_comparison(Report *R);      /* table_comparison.c */
 int table_schedule(Report *R);        /* table_schedule.c */
 int table_candidates(Report *R);      /* table_candidates.c */
+/* the latest agree run (issue 16's rank agreement), a plot and a table each */
+int plot_rank_agreement(Report *R);   /* plot_rank_agreement.c */
+int plot_rank_convergence(Report *R); /* plot_rank_convergence.c */
+int plot_timestep_bins(Report *R);    /* plot_timestep_bins.c */
+int plot_additivity(Report *R);       /* plot_additivity.c */
+int table_rank_agreement(Report *R);  /* table_agree.c, all four */
+int table_rank_convergence(Report *R);
+int table_timestep_bins(Report *R);
+int table_additivity(Report *R);
+/* The artifact of an agree output, or NULL when the store has no agree run:
+ * then it is not made at all, and the report of a store that never ran agree
+ * is what it was before. Skipped (a->note set) when that run stored no rows
+ * of kind (how: what such rows need). */
+Artifact *agree_art(Report *R, const char *name, const char *title, int is_plot, const char *kind, const char *how);
 int index_write(Report *R);           /* index.c: index.html */
 
 #endif

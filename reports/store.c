@@ -1,13 +1,14 @@
 /* store: the store read into a Report, through db's report reads: runs,
  * models, every measured forward (traced and untraced, with p10, p90, the
  * others' load and the unstable flag), schedules with their stored teacher
- * profile, the latest schedule's stages and scores, and a profile's module
- * rows. Also what the outputs ask of those rows (which latency a forward
+ * profile, the latest schedule's stages and scores, the latest agree run's
+ * rows, and a profile's module rows. Also what the outputs ask of those rows (which latency a forward
  * shows, which engine a schedule's milliseconds came from). Tested by
  * tests/test_report.c (the report's numbers against SQL of the same rows). */
 #include "report_int.h"
 #include "err.h"
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,16 @@ static void keep_score(void *ctx, const DbScoreRow *s) {
                                       s->params_saved, s->has_params_saved, s->chosen};
 }
 
+static void keep_agree(void *ctx, const DbAgreeRow *r) {
+    Report *R = ctx;
+    R->agree = xrealloc(R->agree, (size_t)(R->nagree + 1) * sizeof *R->agree);
+    R->agree[R->nagree++] = (Agree){dup0(r->model), dup0(r->kind), dup0(r->metric), dup0(r->setting_a),
+                                    dup0(r->setting_b), dup0(r->candidate), r->samples, r->of_samples, r->bin,
+                                    r->students, r->bootstrap, r->stage, r->kendall_tau, r->tau_lo, r->tau_hi,
+                                    r->spearman_rho, r->rho_lo, r->rho_hi, r->top5, r->top10, r->top20, r->measured,
+                                    r->predicted};
+}
+
 int store_stages(Report *R, int64_t schedule_id, Stages *st) {
     memset(st, 0, sizeof *st);
     return db_schedule_stages(R->db, schedule_id, keep_stage, st);
@@ -107,6 +118,7 @@ int store_load(Report *R) {
         R->nstages = st.n;
         if (!rc) rc = db_schedule_scores(R->db, R->latest->id, keep_score, R);
     }
+    if (!rc) rc = db_agree_rows(R->db, &R->agree_run, keep_agree, R);
     return rc;
 }
 
@@ -127,6 +139,11 @@ void store_free(Report *R) {
     stages_free(&st);
     for (int i = 0; i < R->nscores; i++) free(R->scores[i].candidate), free(R->scores[i].kind);
     free(R->scores);
+    for (int i = 0; i < R->nagree; i++) {
+        Agree *g = &R->agree[i];
+        free(g->model), free(g->kind), free(g->metric), free(g->setting_a), free(g->setting_b), free(g->candidate);
+    }
+    free(R->agree);
 }
 
 /* ---- a profile's module rows --------------------------------------------------------- */
@@ -245,4 +262,32 @@ int spec_is(const char *spec, const char *name) {
     const char *b = base_name(spec);
     size_t n = strlen(name);
     return !strncasecmp(b, name, n) && (b[n] == '\0' || b[n] == '/');
+}
+
+int agree_count(const Report *R, const char *kind) {
+    int n = 0;
+    for (int i = 0; i < R->nagree; i++) n += !strcmp(R->agree[i].kind, kind);
+    return n;
+}
+
+char *agree_key(const Agree *g) { return xasprintf("%s\n%s", g->model, g->setting_a); }
+
+char *agree_key_title(const char *key, int with_model) {
+    const char *nl = strchr(key, '\n');
+    if (!nl) return xstrdup(key);
+    if (!with_model) return xstrdup(nl + 1);
+    char *model = xasprintf("%.*s", (int)(nl - key), key), *t = xasprintf("%s: %s", base_name(model), nl + 1);
+    free(model);
+    return t;
+}
+
+Artifact *agree_art(Report *R, const char *name, const char *title, int is_plot, const char *kind, const char *how) {
+    if (!R->agree_run) return NULL;
+    Artifact *a = art_new(R, name, title, is_plot);
+    if (!agree_count(R, kind)) {
+        char why[600];
+        snprintf(why, sizeof why, "agree run %" PRId64 " stored no '%s' rows (%s)", R->agree_run, kind, how);
+        art_skip(R, a, why);
+    }
+    return a;
 }

@@ -8,7 +8,10 @@
  * .gp; module_latency one tree level a block, stacks adding up to the stored
  * medians; on a copy of the store edited here with known values: unstable
  * rows hollow and flagged, a store without untraced rows marked "(traced)",
- * negative savings left out, k/M tics without decimals, stage labels thinned. */
+ * negative savings left out, k/M tics without decimals, stage labels thinned.
+ * On a second store with `unetlab agree` run: the four agree plots and tables
+ * (rank_agreement, rank_convergence, timestep_bins, additivity), every .dat
+ * number against agree_results; without an agree run they are not made. */
 #include "report.h"
 #include "test.h"
 #include "testcli.h"
@@ -283,6 +286,209 @@ static int latest_lat(const char *db, const char *spec, int b, int u, double *v)
                    t, v, 5) == 5;
 }
 
+/* ---- the latest agree run's plots and tables ---- */
+
+static const char *const AGREE[] = {"rank_agreement", "rank_convergence", "timestep_bins", "additivity"};
+#define AGREE_RUN "run_id = (SELECT max(run_id) FROM agree_results)"
+
+/* The text of a .dat block header after key up to the end (or to stop), for looking a row up in SQL. */
+static void head_part(const char *head, const char *key, const char *stop, char *out, size_t n) {
+    const char *s = strstr(head, key);
+    out[0] = '\0';
+    if (!s) return;
+    s += strlen(key);
+    const char *e = stop && strstr(s, stop) ? strstr(s, stop) : s + strlen(s);
+    snprintf(out, n, "%.*s", (int)(e - s), s);
+}
+
+/* rank_agreement: every cell of the matrix is the stored pair's tau (either order), 1 on the diagonal. */
+static void check_agree_matrix(const char *db, const char *out) {
+    DatRow *dr = NULL;
+    int nd = dat_read(fmt("%s/rank_agreement.dat", out), &dr), diag = 0, cells = 0;
+    double nset = sql_num(db, "SELECT count(*) FROM (SELECT setting_a FROM agree_results WHERE kind = 'pair' AND " AGREE_RUN
+                              " UNION SELECT setting_b FROM agree_results WHERE kind = 'pair' AND " AGREE_RUN ")");
+    CHECK_MSG(nset >= 2 && nd == (int)(nset * nset), "rank_agreement.dat: %d cells for %.0f settings", nd, nset);
+    for (int i = 0; i < nd; i++) {
+        const DatRow *r = &dr[i];
+        CHECK_MSG(r->n == 8, "rank_agreement.dat row %d: %d fields", i, r->n);
+        if (r->n != 8) continue;
+        if (!strcmp(r->f[0], r->f[1])) {
+            diag++;
+            CHECK(!strcmp(r->f[2], "1") && !strcmp(r->f[6], r->f[7]));
+            continue;
+        }
+        char t[4][256];
+        double v[4];
+        int got = sql_row(db, fmt("SELECT kendall_tau, tau_lo, tau_hi, students FROM agree_results WHERE kind = 'pair' AND "
+                                  AGREE_RUN " AND ((setting_a = '%s' AND setting_b = '%s') OR (setting_a = '%s' AND"
+                                  " setting_b = '%s'))", r->f[6], r->f[7], r->f[7], r->f[6]), t, v, 4);
+        cells += got == 4;
+        CHECK_MSG(got == 4 && eq_num(r->f[2], v[0]) && eq_num(r->f[3], v[1]) && eq_num(r->f[4], v[2]) && eq_num(r->f[5], v[3]),
+                  "%s vs %s: tau %s [%s, %s] vs the stored %s [%s, %s]", r->f[6], r->f[7], r->f[2], r->f[3], r->f[4], t[0],
+                  t[1], t[2]);
+    }
+    CHECK_EQ_LL(diag, (int)nset);
+    CHECK_EQ_LL(cells, (int)(2 * sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'pair' AND " AGREE_RUN)));
+    free(dr);
+    char *gp = slurp(fmt("%s/rank_agreement.gp", out));
+    CHECK(gp && strstr(gp, "using 2:1:(0.5):(0.5):3 with boxxyerror") && strstr(gp, "with labels") && strstr(gp, "set cbrange [-1:1]"));
+    free(gp);
+    /* its table: the stored numbers in the CSV, tau with its interval in the shown cell */
+    char *csv = slurp(fmt("%s/rank_agreement.csv", out)), *md = slurp(fmt("%s/rank_agreement.md", out)), row[8192], *f[16];
+    char t[6][256];
+    double v[6];
+    CHECK(sql_row(db, "SELECT kendall_tau, tau_lo, tau_hi, spearman_rho, top10, students FROM agree_results WHERE kind = 'pair' AND "
+                  AGREE_RUN " ORDER BY id", t, v, 6) == 6);
+    int nf = csv ? csv_row(csv, "tests/fixtures/mini-public", row, sizeof row, f, 16) : 0;
+    CHECK_MSG(nf == 15 && eq_num(f[5], v[0]) && eq_num(f[6], v[1]) && eq_num(f[7], v[2]) && eq_num(f[8], v[3]) &&
+                  eq_num(f[12], v[4]) && eq_num(f[4], v[5]), "rank_agreement.csv: %d fields", nf);
+    CHECK_EQ_LL(count_lines(csv), 1 + (int)sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'pair' AND " AGREE_RUN));
+    CHECK_MSG(md && strstr(md, fmt("| %.3f [%.3f, %.3f] |", v[0], v[1], v[2])), "rank_agreement.md: the tau cell");
+    free(csv), free(md);
+}
+
+/* rank_convergence: every stored row of each setting, then its end point (all samples, tau 1). */
+static void check_agree_convergence(const char *db, const char *out) {
+    DatRow *dr = NULL;
+    int nd = dat_read(fmt("%s/rank_convergence.dat", out), &dr), stored = 0, ends = 0;
+    for (int i = 0; i < nd; i++) {
+        const DatRow *r = &dr[i];
+        char set[256], t[5][256];
+        double v[5];
+        head_part(r->head, ", setting ", " (metric", set, sizeof set);
+        CHECK_MSG(r->n == 7 && *set, "rank_convergence.dat row %d: %d fields, setting '%s'", i, r->n, set);
+        if (r->n != 7) continue;
+        if (!strcmp(r->f[6], "0")) {
+            ends++;
+            CHECK(!strcmp(r->f[0], r->f[1]) && !strcmp(r->f[2], "1"));
+            continue;
+        }
+        stored++;
+        int got = sql_row(db, fmt("SELECT kendall_tau, spearman_rho, top10, of_samples, students FROM agree_results WHERE"
+                                  " kind = 'convergence' AND " AGREE_RUN " AND setting_a = '%s' AND samples = %s", set, r->f[0]),
+                          t, v, 5);
+        CHECK_MSG(got == 5 && eq_num(r->f[2], v[0]) && eq_num(r->f[3], v[1]) && eq_num(r->f[4], v[2]) &&
+                      eq_num(r->f[1], v[3]) && eq_num(r->f[5], v[4]),
+                  "%s, %s samples: tau %s vs the stored %s", set, r->f[0], r->f[2], t[0]);
+    }
+    double n = sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'convergence' AND " AGREE_RUN);
+    CHECK_MSG(n > 0 && stored == (int)n, "rank_convergence.dat: %d of %.0f stored rows", stored, n);
+    CHECK_EQ_LL(ends, (int)sql_num(db, "SELECT count(DISTINCT setting_a) FROM agree_results WHERE kind = 'convergence' AND " AGREE_RUN));
+    free(dr);
+    char *gp = slurp(fmt("%s/rank_convergence.gp", out)), *csv = slurp(fmt("%s/rank_convergence.csv", out));
+    CHECK(gp && strstr(gp, "set logscale x 2") && strstr(gp, "index 0 using 1:3 with linespoints"));
+    CHECK_EQ_LL(count_lines(csv), 1 + (int)n);
+    free(gp), free(csv);
+}
+
+/* timestep_bins: the first setting's stored bin scores, the 40 lowest means first, the teacher left out; bins' taus in the tics. */
+static void check_agree_bins(const char *db, const char *out) {
+    char **set = NULL;
+    CHECK(sql_texts(db, "SELECT setting_a FROM agree_results WHERE kind = 'bin_score' AND " AGREE_RUN " ORDER BY id LIMIT 1", &set) == 1);
+    if (!set) return;
+    double nbin = sql_num(db, fmt("SELECT count(DISTINCT bin) FROM agree_results WHERE kind = 'bin_score' AND " AGREE_RUN
+                                  " AND setting_a = '%s'", set[0]));
+    double ncand = sql_num(db, fmt("SELECT count(DISTINCT candidate) FROM agree_results WHERE kind = 'bin_score' AND " AGREE_RUN
+                                   " AND setting_a = '%s' AND candidate <> '(none)'", set[0]));
+    DatRow *dr = NULL;
+    int nd = dat_read(fmt("%s/timestep_bins.dat", out), &dr), nrow = ncand < 40 ? (int)ncand : 40, sorted = 1;
+    CHECK_MSG(nbin >= 2 && nd == nrow * (int)nbin, "timestep_bins.dat: %d cells, want %d x %.0f", nd, nrow, nbin);
+    double mean = 0, prev = -INFINITY;
+    for (int i = 0; i < nd; i++) {
+        const DatRow *r = &dr[i];
+        CHECK_MSG(r->n == 5 && strcmp(r->f[4], "(none)"), "timestep_bins.dat row %d", i);
+        if (r->n != 5) continue;
+        char t[1][256];
+        double v[1];
+        int got = sql_row(db, fmt("SELECT measured FROM agree_results WHERE kind = 'bin_score' AND " AGREE_RUN " AND"
+                                  " setting_a = '%s' AND candidate = '%s' AND bin = %s", set[0], r->f[4], r->f[2]), t, v, 1);
+        CHECK_MSG(got == 1 && eq_num(r->f[3], v[0]), "%s in bin %s: %s vs the stored %s", r->f[4], r->f[2], r->f[3], t[0]);
+        mean += strtod(r->f[3], NULL) / nbin;
+        if ((i + 1) % (int)nbin == 0) { /* a candidate's last bin: its mean is no lower than the one above */
+            sorted &= mean >= prev * (1 - 1e-12);
+            prev = mean, mean = 0;
+        }
+    }
+    CHECK_MSG(sorted, "timestep_bins.dat: candidates not lowest mean first");
+    free(dr);
+    char t[2][256];
+    double v[2];
+    CHECK(sql_row(db, fmt("SELECT bin, kendall_tau FROM agree_results WHERE kind = 'bin' AND " AGREE_RUN " AND setting_a = '%s'"
+                          " ORDER BY bin LIMIT 1", set[0]), t, v, 2) == 2);
+    char *gp = slurp(fmt("%s/timestep_bins.gp", out)), *csv = slurp(fmt("%s/timestep_bins.csv", out));
+    CHECK_MSG(gp && strstr(gp, fmt("\"%.0f-%.0f\\ntau %.2f\"", 100 * v[0], 100 * v[0] + 99, v[1])), "timestep_bins.gp: bin tau tic");
+    CHECK_EQ_LL(count_lines(csv), 1 + (int)sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'bin' AND " AGREE_RUN));
+    free(gp), free(csv), free(set[0]), free(set);
+}
+
+/* additivity: each stage's stored measured and predicted loss, what it removed, and their ratio. */
+static void check_agree_additivity(const char *db, const char *out) {
+    DatRow *dr = NULL;
+    int nd = dat_read(fmt("%s/additivity.dat", out), &dr);
+    CHECK_EQ_LL(nd, (int)sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'additivity' AND " AGREE_RUN));
+    for (int i = 0; i < nd; i++) {
+        const DatRow *r = &dr[i];
+        char t[3][256];
+        double v[3];
+        int got = r->n == 5 ? sql_row(db, fmt("SELECT measured, predicted, candidate FROM agree_results WHERE kind = 'additivity'"
+                                              " AND " AGREE_RUN " AND stage = %s", r->f[0]), t, v, 3) : 0;
+        CHECK_MSG(got == 3 && eq_num(r->f[1], v[0]) && eq_num(r->f[2], v[1]) && near_rel(r->f[3], fmt("%.17g", v[0] / v[1]), 1e-9) &&
+                      !strcmp(r->f[4], t[2]),
+                  "stage %s: %s %s (%s) vs the stored %s %s (%s)", r->f[0], r->f[1], r->f[2], r->f[4], t[0], t[1], t[2]);
+    }
+    free(dr);
+    char *gp = slurp(fmt("%s/additivity.gp", out)), *csv = slurp(fmt("%s/additivity.csv", out)), row[8192], *f[16];
+    CHECK(gp && strstr(gp, "x with lines dt 2") && strstr(gp, "with labels"));
+    int nf = csv ? csv_row(csv, "tests/fixtures/mini-public", row, sizeof row, f, 16) : 0;
+    CHECK_MSG(nf == 7 && !strcmp(f[2], "1") && eq_num(f[4], sql_num(db, "SELECT measured FROM agree_results WHERE kind ="
+                                                                        " 'additivity' AND " AGREE_RUN " AND stage = 1")),
+              "additivity.csv: %d fields", nf);
+    CHECK_EQ_LL(count_lines(csv), 1 + nd);
+    free(gp), free(csv);
+}
+
+/* A store with two settings of the same students and a schedule, agree run on it: the four pictures and tables. */
+static void check_agree(void) {
+    static char db[128], out[128];
+    snprintf(db, sizeof db, "%s/agree.db", T);
+    snprintf(out, sizeof out, "%s/agree", T);
+    double t0 = now();
+    const char *syn = "--model tests/fixtures/mini-public --synthetic 4 --latent 8 --tokens 4";
+    for (int seed = 0; seed < 2; seed++)
+        CHECK(run(fmt("%s eval %s --candidates all --seed %d --db %s >/dev/null 2>&1", BIN, syn, seed, db), NULL) == 0);
+    CHECK(run(fmt("%s schedule %s --stages 3 --db %s >/dev/null 2>&1", BIN, syn, db), NULL) == 0);
+    CHECK(run(fmt("%s agree --db %s --bootstrap 200 >/dev/null", BIN, db), NULL) == 0);
+    fprintf(stderr, "test_report: agree store built in %.1f s\n", now() - t0);
+    CHECK(run(fmt("%s report --db %s --out %s >/dev/null 2>%s/agree.err", BIN, db, out, T), NULL) == 0);
+    char *err = slurp(fmt("%s/agree.err", T)), *html = slurp(fmt("%s/index.html", out));
+    for (size_t i = 0; i < sizeof AGREE / sizeof *AGREE; i++) {
+        CHECK_MSG(err && !strstr(err, fmt(" %s skipped", AGREE[i])), "%s skipped: %s", AGREE[i], err ? err : "");
+        for (int e = 0; e < 2; e++) CHECK_MSG(exists(fmt("%s/%s.%s", out, AGREE[i], e ? "gp" : "dat")), "%s missing", AGREE[i]);
+        check_png(fmt("%s/%s.png", out, AGREE[i]));
+        CHECK_MSG(html && strstr(html, fmt("<img src=\"%s.png\"", AGREE[i])) && strstr(html, fmt("href=\"#table-%s\"", AGREE[i])) &&
+                      strstr(html, fmt("<a href=\"%s.csv\">", AGREE[i])), "index.html lacks %s", AGREE[i]);
+        const char *ext[] = {"csv", "md", "tex"};
+        for (int e = 0; e < 3; e++) CHECK_MSG(exists(fmt("%s/%s.%s", out, AGREE[i], ext[e])), "%s.%s missing", AGREE[i], ext[e]);
+    }
+    free(err), free(html);
+    check_agree_matrix(db, out);
+    check_agree_convergence(db, out);
+    check_agree_bins(db, out);
+    check_agree_additivity(db, out);
+
+    /* an agree run without one kind of rows: that plot and table skipped with a note, the rest made */
+    static char cut[128];
+    snprintf(cut, sizeof cut, "%s/agree-cut.db", T);
+    CHECK(raw_exec(db, fmt("VACUUM INTO '%s'", cut)) == 0 && raw_exec(cut, "DELETE FROM agree_results WHERE kind = 'additivity'") == 0);
+    char *notes = NULL;
+    CHECK(run(fmt("%s report --db %s --out %s/agree-cut 2>&1 >/dev/null", BIN, cut, T), &notes) == 0);
+    CHECK_MSG(notes && strstr(notes, "report: additivity skipped: agree run ") && strstr(notes, "stored no 'additivity' rows") &&
+                  strstr(notes, "report: table additivity skipped: ") && !strstr(notes, "rank_agreement skipped"),
+              "stderr: %s", notes ? notes : "");
+    free(notes);
+    CHECK(exists(fmt("%s/agree-cut/rank_agreement.png", T)) && !exists(fmt("%s/agree-cut/additivity.dat", T)));
+}
+
 static const char *const PLOTS[] = {"params_vs_latency", "loss_vs_saving", "module_latency", "schedule", "layer_loss"};
 static const char *const TABLES[] = {"comparison", "schedule", "candidates"};
 
@@ -369,6 +575,7 @@ int main(void) {
     CHECK(html && commit && strstr(html, commit));
     CHECK(html && strstr(html, "unetlab schedule --model tests/fixtures/mini-public"));
     CHECK(html && dev && strstr(html, dev) && strstr(html, "engine cpu"));
+    CHECK_MSG(html && !strstr(html, "rank_agreement") && !strstr(html, "additivity"), "no agree run: its outputs are not listed");
     free(commit);
     free(html);
     free(dev);
@@ -765,6 +972,8 @@ int main(void) {
     free(notes);
     CHECK(exists(fmt("%s/o7/index.html", T)) && exists(fmt("%s/o7/comparison.csv", T)));
     CHECK(!exists(fmt("%s/o7/schedule.png", T)));
+
+    check_agree();
 
     cli_cleanup();
     TEST_MAIN_END("test_report");
