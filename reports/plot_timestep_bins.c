@@ -1,7 +1,7 @@
 /* plot_timestep_bins: timestep_bins, is a removal harmless at high noise
  * harmless at low noise? Each candidate's score in each timestep bin (bin b:
- * timesteps 100b to 100b+99) as a heatmap, for the first setting of the
- * latest agree run with 'bin_score' rows: candidates on the y axis, the
+ * timesteps 100b to 100b+99) as a heatmap, for the setting of the
+ * latest agree run with the most bins (the first of equals): candidates on the y axis, the
  * MAX_ROWS with the lowest mean over the bins (the ones a schedule would
  * pick) best first, the bins present on the x axis, each labelled with its
  * ranking's tau against all bins ('bin' rows). The teacher itself ("(none)",
@@ -139,13 +139,22 @@ int plot_timestep_bins(Report *R) {
     if (!a || a->note) return 0;
     Heat h = {0};
     Names settings = {0};
+    int most = 0; /* drawn: the setting with the most timestep bins (its 'bin' rows), the first of equals */
     for (int i = 0; i < R->nagree; i++) {
         const Agree *g = &R->agree[i];
         if (strcmp(g->kind, "bin_score")) continue;
-        if (!h.model) h.model = g->model, h.setting = g->setting_a, h.metric = g->metric;
         char *k = agree_key(g);
+        int before = settings.n;
         names_add(&settings, k);
         free(k);
+        if (settings.n == before) continue;
+        int bins = 0;
+        for (int j = 0; j < R->nagree; j++) {
+            const Agree *b = &R->agree[j];
+            bins += !strcmp(b->kind, "bin") && !strcmp(b->model, g->model) && !strcmp(b->setting_a, g->setting_a) &&
+                    !strcmp(b->metric, g->metric);
+        }
+        if (bins > most) most = bins, h.model = g->model, h.setting = g->setting_a, h.metric = g->metric;
     }
     heat_fill(R, &h);
     int *ord = xmalloc((size_t)(h.cand.n ? h.cand.n : 1) * sizeof *ord), nrow = heat_rows(&h, ord), ncol = 0, rc = 0;
@@ -166,7 +175,9 @@ int plot_timestep_bins(Report *R) {
                   "left out. Under each bin: Kendall's tau between that bin's ranking and all bins'.",
             h.metric, h.setting, h.model, R->agree_run, nrow, h.cand.n);
     if (logcb) buf_add(&cap, " Colours on a log scale; a score of 0 or below is blank.");
-    if (settings.n > 1) buf_add(&cap, " Drawn for the first of %d settings; the table has every setting's bin taus.", settings.n);
+    if (settings.n > 1)
+        buf_add(&cap, " Drawn for the one of %d settings with the most bins; the table has every setting's bin taus.",
+                settings.n);
     a->caption = cap.s;
     char title[600];
     snprintf(title, sizeof title, "Score (%s) per timestep bin: %s, setting %s\n%d of %d candidates, lowest mean first",
