@@ -366,6 +366,37 @@ static void pair_rows(Ctx *c) {
     free(a), free(b), free(x), free(y);
 }
 
+/* A row of one view's ranking from a subset of its samples (x: each
+ * student's mean over them) against its ranking from all (all): its first
+ * `samples` of `of` (bin -1, kind 'convergence') or those of timestep bin `bin`
+ * (kind 'bin'). Printed, kept for the DB and the JSON. */
+static void subset_row(Ctx *c, const char *spec, const char *label, int m, int samples, int of, int bin, const double *x,
+                       const double *all, int n) {
+    int conv = bin < 0;
+    DbAgreeRow *r = add_row(c->R, spec, conv ? "convergence" : "bin", METRICS[m], label);
+    r->samples = samples, r->of_samples = conv ? of : -1, r->bin = bin, r->students = n;
+    r->kendall_tau = agree_kendall(x, all, n), r->spearman_rho = agree_spearman(x, all, n), r->top10 = agree_topk(x, all, n, 10);
+    if (c->f == FORMAT_TEXT && conv) printf(" n=%d tau %.3f;", samples, r->kendall_tau);
+    else if (c->f == FORMAT_TEXT) printf(" t %d-%d tau %.3f;", 100 * bin, 100 * bin + 99, r->kendall_tau);
+    else if (c->f == FORMAT_CSV) {
+        char b[16] = "";
+        if (!conv) snprintf(b, sizeof b, "%d", bin);
+        printf("%s,%s,\"%s\",,%s,%d,%s,%d,%.9g,,,%.9g,,,,%.9g,,,,,\n", r->kind, spec, label, METRICS[m], samples, b, n,
+               r->kendall_tau, r->spearman_rho, r->top10);
+    }
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "model", spec);
+    cJSON_AddStringToObject(e, "setting", label);
+    if (!conv) cJSON_AddNumberToObject(e, "bin", bin);
+    cJSON_AddNumberToObject(e, "samples", samples);
+    if (conv) cJSON_AddNumberToObject(e, "of", of);
+    cJSON_AddNumberToObject(e, "students", n);
+    add_num(e, "kendall_tau", r->kendall_tau);
+    add_num(e, "spearman_rho", r->spearman_rho);
+    add_num(e, "top10", r->top10);
+    cJSON_AddItemToArray(conv ? c->conv : c->bins, e);
+}
+
 /* Within one view: the first n samples against all; each bin against all; each student's score per bin. */
 static void within_rows(Ctx *c, const Setting *st, int m) {
     const Jobs *J = c->J;
@@ -379,28 +410,12 @@ static void within_rows(Ctx *c, const Setting *st, int m) {
         if (c->f == FORMAT_TEXT) printf("%s: %s, the first n samples against all %d:", j0->spec, label, ns);
         for (int k = 1; k < ns; k *= 2) {
             agree_means(s, n, ns, NULL, k, x);
-            DbAgreeRow *r = add_row(c->R, j0->spec, "convergence", METRICS[m], label);
-            r->samples = k, r->of_samples = ns, r->students = n, r->kendall_tau = agree_kendall(x, all, n);
-            r->spearman_rho = agree_spearman(x, all, n), r->top10 = agree_topk(x, all, n, 10);
-            if (c->f == FORMAT_TEXT) printf(" n=%d tau %.3f;", k, r->kendall_tau);
-            else if (c->f == FORMAT_CSV)
-                printf("convergence,%s,\"%s\",,%s,%d,,%d,%.9g,,,%.9g,,,,%.9g,,,,,\n", j0->spec, label, METRICS[m], k, n,
-                       r->kendall_tau, r->spearman_rho, r->top10);
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "model", j0->spec);
-            cJSON_AddStringToObject(e, "setting", label);
-            cJSON_AddNumberToObject(e, "samples", k);
-            cJSON_AddNumberToObject(e, "of", ns);
-            cJSON_AddNumberToObject(e, "students", n);
-            add_num(e, "kendall_tau", r->kendall_tau);
-            add_num(e, "spearman_rho", r->spearman_rho);
-            add_num(e, "top10", r->top10);
-            cJSON_AddItemToArray(c->conv, e);
+            subset_row(c, j0->spec, label, m, k, ns, -1, x, all, n);
         }
         if (c->f == FORMAT_TEXT) printf("\n");
     }
     /* timestep bins: the samples of each bin, as eval stored them */
-    int idx[4096], nb = 0, has[NBIN] = {0};
+    int *idx = xmalloc((size_t)ns * sizeof *idx), nb = 0, has[NBIN] = {0};
     for (int k = 0; k < ns; k++)
         if (j0->bin[k] >= 0) has[j0->bin[k]] = 1;
     for (int b = 0; b < NBIN; b++) nb += has[b];
@@ -408,26 +423,10 @@ static void within_rows(Ctx *c, const Setting *st, int m) {
     for (int b = 0; b < NBIN && nb >= 2; b++) {
         if (!has[b]) continue;
         int m_in = 0;
-        for (int k = 0; k < ns && m_in < 4096; k++)
+        for (int k = 0; k < ns; k++)
             if (j0->bin[k] == b) idx[m_in++] = k;
         agree_means(s, n, ns, idx, m_in, x);
-        DbAgreeRow *r = add_row(c->R, j0->spec, "bin", METRICS[m], label);
-        r->bin = b, r->samples = m_in, r->students = n;
-        r->kendall_tau = agree_kendall(x, all, n), r->spearman_rho = agree_spearman(x, all, n), r->top10 = agree_topk(x, all, n, 10);
-        if (c->f == FORMAT_TEXT) printf(" t %d-%d tau %.3f;", 100 * b, 100 * b + 99, r->kendall_tau);
-        else if (c->f == FORMAT_CSV)
-            printf("bin,%s,\"%s\",,%s,%d,%d,%d,%.9g,,,%.9g,,,,%.9g,,,,,\n", j0->spec, label, METRICS[m], m_in, b, n,
-                   r->kendall_tau, r->spearman_rho, r->top10);
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "model", j0->spec);
-        cJSON_AddStringToObject(e, "setting", label);
-        cJSON_AddNumberToObject(e, "bin", b);
-        cJSON_AddNumberToObject(e, "samples", m_in);
-        cJSON_AddNumberToObject(e, "students", n);
-        add_num(e, "kendall_tau", r->kendall_tau);
-        add_num(e, "spearman_rho", r->spearman_rho);
-        add_num(e, "top10", r->top10);
-        cJSON_AddItemToArray(c->bins, e);
+        subset_row(c, j0->spec, label, m, m_in, -1, b, x, all, n);
         /* each student's score in this bin, by its plan's name (the candidate it is) */
         for (int i = 0; i < n; i++) {
             DbAgreeRow *q = add_row(c->R, j0->spec, "bin_score", METRICS[m], label);
@@ -441,7 +440,7 @@ static void within_rows(Ctx *c, const Setting *st, int m) {
         }
     }
     if (nb >= 2 && c->f == FORMAT_TEXT) printf("\n");
-    free(s), free(all), free(x);
+    free(s), free(all), free(x), free(idx);
 }
 
 static int parse_metrics(const char *s, int *metric, int *n) {
