@@ -5,9 +5,9 @@
  * (models matched across DBs by their config and weights hashes, students by
  * their plan hash): Kendall's tau-b, Spearman's rho and top-k overlap of the
  * rankings (ablate/agree.c), with percentile-bootstrap intervals over the
- * calibration samples. Within each view: tau between its first n samples and
- * all of them, and between each timestep bin and all bins; each student's
- * score per bin. Per schedule: the measured loss of each stage's student
+ * calibration samples. Within each view (over the students every setting of
+ * its model scored): tau between its first n samples and all of them, and
+ * between each timestep bin and all bins; each student's score per bin. Per schedule: the measured loss of each stage's student
  * against the base's plus the sum of the single removals' increases
  * (additivity). Scores come from the stored per-sample rows; everything is
  * printed and stored in the first DB (agree_results). Tested by
@@ -39,7 +39,7 @@ static const char USAGE[] =
     "both scored: Kendall's tau-b, Spearman's rho (1: the same ranking, 0: unrelated) and\n"
     "the overlap of their top 5, 10 and 20, with 95% bootstrap intervals of tau and rho\n"
     "over the calibration samples (B replicates, default 1000; 0: none). Within each\n"
-    "setting: tau between the ranking of its first n samples and of all of them (n = 1,\n"
+    "setting (over the students every setting of the model scored): tau between the ranking of its first n samples and of all of them (n = 1,\n"
     "2, 4, ...: how many samples the ranking needs), tau between each timestep bin's\n"
     "ranking (eval's bins of 100 steps) and all bins' (is a removal harmless at high\n"
     "noise harmless at low noise?), and every student's score per bin. For each schedule\n"
@@ -397,14 +397,38 @@ static void subset_row(Ctx *c, const char *spec, const char *label, int m, int s
     cJSON_AddItemToArray(conv ? c->conv : c->bins, e);
 }
 
+/* The jobs of setting st whose student every other setting of its model
+ * scored too (into who; returns how many), so that each setting's
+ * within-setting rows rank the same students (a schedule adds students to
+ * the one it ran on); all of st's when fewer than two are shared. */
+static int shared_students(const Ctx *c, const Setting *st, int *who) {
+    const Jobs *J = c->J;
+    int n = 0;
+    for (int i = st->from; i < st->to; i++) {
+        int everywhere = 1;
+        for (int k = 0; k < c->nset && everywhere; k++) {
+            const Setting *o = &c->set[k];
+            if (o == st || strcmp(J->j[o->from].model_key, J->j[st->from].model_key)) continue;
+            int has = 0;
+            for (int q = o->from; q < o->to && !has; q++) has = !strcmp(J->j[q].plan_hash, J->j[i].plan_hash);
+            everywhere = has;
+        }
+        if (everywhere) who[n++] = i;
+    }
+    if (n >= 2) return n;
+    for (n = 0; n < st->to - st->from; n++) who[n] = st->from + n;
+    return n;
+}
+
 /* Within one view: the first n samples against all; each bin against all; each student's score per bin. */
 static void within_rows(Ctx *c, const Setting *st, int m) {
     const Jobs *J = c->J;
     const Job *j0 = &J->j[st->from];
-    int n = st->to - st->from, ns = j0->n_samples;
+    int ns = j0->n_samples, *who = xmalloc((size_t)(st->to - st->from) * sizeof *who);
+    int n = shared_students(c, st, who);
     const char *label = c->nmetric > 1 ? own(c->R, xasprintf("%s %s", st->label, METRICS[m])) : st->label;
     double *s = xmalloc((size_t)n * ns * sizeof *s), *all = xmalloc((size_t)n * sizeof *all), *x = xmalloc((size_t)n * sizeof *x);
-    for (int i = 0; i < n; i++) memcpy(s + (size_t)i * ns, J->j[st->from + i].score + (size_t)m * ns, (size_t)ns * sizeof *s);
+    for (int i = 0; i < n; i++) memcpy(s + (size_t)i * ns, J->j[who[i]].score + (size_t)m * ns, (size_t)ns * sizeof *s);
     agree_means(s, n, ns, NULL, ns, all);
     if (n >= 2 && ns > 1) {
         if (c->f == FORMAT_TEXT) printf("%s: %s, the first n samples against all %d:", j0->spec, label, ns);
@@ -430,17 +454,17 @@ static void within_rows(Ctx *c, const Setting *st, int m) {
         /* each student's score in this bin, by its plan's name (the candidate it is) */
         for (int i = 0; i < n; i++) {
             DbAgreeRow *q = add_row(c->R, j0->spec, "bin_score", METRICS[m], label);
-            q->bin = b, q->samples = m_in, q->candidate = J->j[st->from + i].name, q->measured = x[i];
+            q->bin = b, q->samples = m_in, q->candidate = J->j[who[i]].name, q->measured = x[i];
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "setting", label);
-            cJSON_AddStringToObject(o, "student", J->j[st->from + i].name);
+            cJSON_AddStringToObject(o, "student", J->j[who[i]].name);
             cJSON_AddNumberToObject(o, "bin", b);
             add_num(o, "score", x[i]);
             cJSON_AddItemToArray(c->bin_scores, o);
         }
     }
     if (nb >= 2 && c->f == FORMAT_TEXT) printf("\n");
-    free(s), free(all), free(x), free(idx);
+    free(s), free(all), free(x), free(idx), free(who);
 }
 
 static int parse_metrics(const char *s, int *metric, int *n) {

@@ -209,6 +209,12 @@ static void command(void) {
     }
     CHECK_MSG(found, "no pair across the two DBs: %.400s", js);
     additivity(o);
+    /* within a setting, the students every setting scored: the schedule's extra students of set 1 are left out */
+    const cJSON *cv;
+    int conv_rows = 0, conv_all = 1;
+    cJSON_ArrayForEach(cv, cJSON_GetObjectItem(o, "convergence")) conv_rows++, conv_all &= jnum(cv, "students") == n;
+    CHECK_MSG(conv_rows > 0 && conv_all, "%d convergence rows, not all over the %d shared students", conv_rows, n);
+    CHECK(q1(dbp, "SELECT count(*) FROM eval_jobs WHERE calib_id = 1 AND dtype = 'fp32'") > n);
     /* stored: this run's rows in the first DB, as many as printed, tau as printed */
     long long stored_run = (long long)jnum(o, "stored_run"), want = 0;
     const char *kinds[] = {"pairs", "convergence", "timestep_bins", "bin_scores", "additivity"};
