@@ -53,17 +53,26 @@ const char *st_dtype_name(DType d) {
     return "?";
 }
 
-/* 0 and *d set for a supported dtype, 1 for a known unsupported one, -1 unknown. */
-static int st_dtype_parse(const char *s, DType *d) {
-    static const char *const unsupported[] = {
-        "F64", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL",
-        "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64",
-    };
+/* The dtypes safetensors knows that unetlab computes nothing with, and their
+ * bits per element: a file may hold them (SD 1.x single files carry an I64
+ * position_ids, some an EMA step counter); they are validated like the rest
+ * and kept apart (st_other_dtype), never converted. */
+static const struct {
+    const char *name;
+    int bits;
+} OTHER[] = {
+    {"F64", 64}, {"I64", 64}, {"I32", 32}, {"I16", 16}, {"I8", 8}, {"U64", 64}, {"U32", 32}, {"U16", 16}, {"U8", 8},
+    {"BOOL", 8}, {"F8_E4M3", 8}, {"F8_E5M2", 8}, {"F8_E8M0", 8}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"F4", 4}, {"C64", 64},
+};
+
+/* 0 and *d set for a supported dtype; 1 and *other (an OTHER index) for a known
+ * one unetlab does not compute with; -1 unknown. */
+static int st_dtype_parse(const char *s, DType *d, int *other) {
     if (!strcmp(s, "F32")) { *d = DTYPE_F32; return 0; }
     if (!strcmp(s, "F16")) { *d = DTYPE_F16; return 0; }
     if (!strcmp(s, "BF16")) { *d = DTYPE_BF16; return 0; }
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
-        if (!strcmp(s, unsupported[i])) return 1;
+    for (int i = 0; i < (int)(sizeof OTHER / sizeof *OTHER); i++)
+        if (!strcmp(s, OTHER[i].name)) { *other = i; return 1; }
     return -1;
 }
 
@@ -72,7 +81,9 @@ static int st_dtype_parse(const char *s, DType *d) {
 void st_close(SafeTensors *st) {
     if (!st) return;
     for (int i = 0; i < st->n; i++) free(st->t[i].name);
+    for (int i = 0; i < st->n_other; i++) free(st->other[i].name);
     free(st->t);
+    free(st->other);
     free(st->path);
     if (st->map) munmap(st->map, st->map_size);
     memset(st, 0, sizeof *st);
@@ -110,10 +121,8 @@ static int parse_entry(StTensor *t, const cJSON *j, const unsigned char *data_be
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(j, "dtype");
     if (!cJSON_IsString(jd) || !jd->valuestring)
         return st_fail(errcode, label, "tensor '%s': missing or non-string \"dtype\"", name);
-    int k = st_dtype_parse(jd->valuestring, &t->dtype);
-    if (k > 0)
-        return st_fail(errcode, label, "tensor '%s': unsupported dtype '%.40s' (F32, F16, BF16 are)",
-                       name, jd->valuestring);
+    int other = -1, k = st_dtype_parse(jd->valuestring, &t->dtype, &other);
+    t->other = other >= 0 ? OTHER[other].name : NULL;
     if (k < 0)
         return st_fail(errcode, label, "tensor '%s': unknown dtype '%.40s'", name, jd->valuestring);
 
@@ -145,7 +154,8 @@ static int parse_entry(StTensor *t, const cJSON *j, const unsigned char *data_be
     else if (overflow || numel > INT64_MAX / 4)
         return st_fail(errcode, label, "tensor '%s': shape element count overflows", name);
     t->numel = numel;
-    t->nbytes = (size_t)numel * dtype_size(t->dtype);
+    t->nbytes = other >= 0 ? (size_t)((numel / 8) * OTHER[other].bits + ((numel % 8) * OTHER[other].bits + 7) / 8)
+                           : (size_t)numel * dtype_size(t->dtype);
 
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
     int64_t b, e;
@@ -163,7 +173,7 @@ static int parse_entry(StTensor *t, const cJSON *j, const unsigned char *data_be
         char sb[200];
         return st_fail(errcode, label,
                        "tensor '%s': shape %s dtype %s needs %zu bytes but data_offsets give %" PRId64,
-                       name, shape_str(t, sb, sizeof sb), st_dtype_name(t->dtype), t->nbytes, e - b);
+                       name, shape_str(t, sb, sizeof sb), t->other ? t->other : st_dtype_name(t->dtype), t->nbytes, e - b);
     }
     t->data = data_begin + b;
     return 0;
@@ -268,7 +278,21 @@ static int parse(SafeTensors *st, const unsigned char *buf, size_t size, const c
         last = i;
     }
     free(ranges);
+    /* the tensors of other dtypes leave the list: nothing can find and convert them */
+    int kept = 0;
+    for (int i = 0; i < st->n && !rc; i++) {
+        if (!st->t[i].other) { st->t[kept++] = st->t[i]; continue; }
+        st->other = xrealloc(st->other, (size_t)(st->n_other + 1) * sizeof *st->other);
+        st->other[st->n_other++] = st->t[i];
+    }
+    if (!rc) st->n = kept;
     return rc;
+}
+
+const char *st_other_dtype(const SafeTensors *st, const char *name) {
+    for (int i = 0; i < st->n_other; i++)
+        if (!strcmp(st->other[i].name, name)) return st->other[i].other;
+    return NULL;
 }
 
 int st_parse(SafeTensors *st, const void *buf, size_t size, const char *label, int errcode) {

@@ -18,6 +18,7 @@ typedef struct {
     int64_t numel;
     size_t nbytes;
     const void *data; /* inside the mapping (or the caller's buffer); may be unaligned */
+    const char *other; /* NULL, or the name of a dtype unetlab does not compute with ("I64") */
 } StTensor;
 
 typedef struct SafeTensors {
@@ -25,7 +26,9 @@ typedef struct SafeTensors {
     void *map;      /* mmap of the whole file, NULL for st_parse on a caller's buffer */
     size_t map_size;
     int n;
-    StTensor *t;    /* sorted by name */
+    StTensor *t;    /* sorted by name: the F32, F16 and BF16 tensors */
+    int n_other;
+    StTensor *other; /* the tensors of other dtypes (I64, U8, F64, ...): validated, never converted */
 } SafeTensors;
 
 /* Maps `path` and validates it. On failure returns `errcode` with a one-line
@@ -40,6 +43,9 @@ void st_close(SafeTensors *st);
 void st_release(const SafeTensors *st, const StTensor *t);
 
 const StTensor *st_find(const SafeTensors *st, const char *name);
+/* The dtype name of tensor `name` when the file holds it in a dtype unetlab
+ * does not compute with (st_find does not find those), else NULL. */
+const char *st_other_dtype(const SafeTensors *st, const char *name);
 /* The dtype's name in safetensors headers: "F32", "F16", "BF16". */
 const char *st_dtype_name(DType d);
 /* Converts t's elements to float32 into out[t->numel]. */

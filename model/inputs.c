@@ -69,6 +69,9 @@ int unet_check_inputs(const Arch *a, const UnetInputs *in) {
 static int read_input(const SafeTensors *st, const char *name, int required, Tensor *out) {
     memset(out, 0, sizeof *out);
     const StTensor *t = st_find(st, name);
+    if (!t && st_other_dtype(st, name))
+        return err_set(ERR_INPUT, "'%s': tensor '%s' is %s, not a float type (F32, F16, BF16)", st->path, name,
+                       st_other_dtype(st, name));
     if (!t) return required ? err_set(ERR_INPUT, "'%s': missing tensor '%s'", st->path, name) : 0;
     if (t->ndim > TENSOR_MAX_DIMS) return err_set(ERR_INPUT, "'%s': tensor '%s' has %d dimensions", st->path, name, t->ndim);
     out->ndim = t->ndim;

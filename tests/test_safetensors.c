@@ -265,7 +265,7 @@ static void test_half_files(void) {
     "\"" name "\":{\"dtype\":\"" dtype "\",\"shape\":" shape ",\"data_offsets\":[" #b "," #e "]}"
 
 static void test_bad_files(void) {
-    unsigned char d[16] = {0};
+    unsigned char d[32] = {0};
 
     /* fewer than 8 bytes */
     const char *p = tpath("short.safetensors");
@@ -313,8 +313,23 @@ static void test_bad_files(void) {
     /* dtypes */
     p = write_raw("dtype.safetensors", "{" T("w", "Q8", "[1]", 0, 1) "}", d, 1);
     expect_bad(p, "tensor 'w': unknown dtype 'Q8'");
-    p = write_raw("f64.safetensors", "{" T("w", "F64", "[1]", 0, 8) "}", d, 8);
-    expect_bad(p, "unsupported dtype 'F64'");
+    /* dtypes unetlab computes nothing with (an SD 1.x single file's I64 position_ids):
+     * validated, kept apart, never found; their sizes are checked too */
+    p = write_raw("other.safetensors",
+                  "{" T("pos", "I64", "[2]", 0, 16) "," T("w", "F32", "[1]", 16, 20) "," T("flag", "BOOL", "[3]", 20, 23) ","
+                  T("q", "F4", "[3]", 23, 25) "}", d, 25);
+    {
+        SafeTensors st;
+        CHECK_MSG(st_open(&st, p, ERR_MODEL) == 0, "%s", err_msg());
+        CHECK(st.n == 1 && st_find(&st, "w") && !st_find(&st, "pos") && !st_find(&st, "flag"));
+        CHECK(st.n_other == 3 && !strcmp(st_other_dtype(&st, "pos"), "I64") && !strcmp(st_other_dtype(&st, "q"), "F4") &&
+              !st_other_dtype(&st, "w"));
+        st_close(&st);
+    }
+    p = write_raw("f64.safetensors", "{" T("w", "F64", "[2]", 0, 8) "}", d, 8);
+    expect_bad(p, "tensor 'w': shape [2] dtype F64 needs 16 bytes but data_offsets give 8");
+    p = write_raw("i64overlap.safetensors", "{" T("a", "I64", "[1]", 0, 8) "," T("b", "F32", "[1]", 4, 8) "}", d, 8);
+    expect_bad(p, "overlap");
     p = write_raw("nodtype.safetensors",
                   "{\"w\":{\"dtype\":3,\"shape\":[1],\"data_offsets\":[0,4]}}", d, 4);
     expect_bad(p, "dtype");
