@@ -28,7 +28,7 @@ ifeq ($(SAN),1)
 endif
 
 SRC = core/err.c core/fileio.c core/hash.c core/numfmt.c core/safetensors.c core/rng.c core/tensor.c \
-      model/config.c model/unet.c model/weights.c model/inputs.c model/forward.c model/backend_cpu.c \
+      model/config.c model/unet.c model/weights.c model/singlefile.c model/inputs.c model/forward.c model/backend_cpu.c \
       ablate/plan.c ablate/candidates.c ablate/eval.c ablate/session.c ablate/agree.c \
       kernels/cpu/ops.c model/backend_fast.c profile/prof.c profile/noise.c \
       $(sort $(wildcard db/*.c)) $(sort $(wildcard reports/*.c)) \
@@ -64,7 +64,7 @@ else
 endif
 OBJ = $(patsubst %.c,$(BUILD)/%.o,$(SRC)) $(BUILD)/presets.o $(CUOBJ)
 LIBOBJ = $(filter-out $(BUILD)/cli/%,$(OBJ))
-TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report test_hostile test_agree
+TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtures test_db test_eval test_schedule test_profile test_report test_hostile test_agree test_singlefile
 ifeq ($(CUDA),1)
   TESTS += $(basename $(notdir $(wildcard tests/test_cuda_*.c)))
 endif
@@ -163,7 +163,7 @@ FUZZ_SRC_safetensors = core/err.c core/fileio.c core/safetensors.c
 FUZZ_SRC_config = core/err.c core/fileio.c model/config.c model/unet.c
 FUZZ_SRC_plan = $(FUZZ_CORE) model/config.c model/unet.c ablate/plan.c
 FUZZ_SRC_inputs = $(FUZZ_CORE) model/config.c model/inputs.c
-FUZZ_SRC_weights = $(FUZZ_CORE) model/config.c model/unet.c model/weights.c
+FUZZ_SRC_weights = $(FUZZ_CORE) model/config.c model/unet.c model/weights.c model/singlefile.c
 FUZZ_LEN_safetensors = 4096
 FUZZ_LEN_config = 8192
 FUZZ_LEN_plan = 4096

@@ -6,6 +6,7 @@
 #include "device.h"
 #include "err.h"
 #include "numfmt.h"
+#include "singlefile.h"
 #include "weights.h"
 #include <signal.h>
 #include <stdio.h>
@@ -62,11 +63,14 @@ static void bounded_spin(char **argv) {
 
 /* Options every command takes, removed from argv before the command parses
  * its own: --allow-nonfinite-weights (load a checkpoint with NaN or infinite
- * weights, to study it). Returns the new argc. */
+ * weights, to study it); --config FILE (the diffusers config.json of a
+ * single-file checkpoint given as --model). Returns the new argc. */
 static int global_options(int argc, char **argv) {
     int k = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--allow-nonfinite-weights")) { weights_allow_nonfinite(1); continue; }
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) { sf_config_set(argv[++i]); continue; }
+        if (!strncmp(argv[i], "--config=", 9)) { sf_config_set(argv[i] + 9); continue; }
         argv[k++] = argv[i];
     }
     argv[k] = NULL;
@@ -91,7 +95,9 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "  %-10s %s\n", "version", "version and build configuration");
     fprintf(f, "\nglobal options: --allow-nonfinite-weights  load checkpoints with NaN or infinite weights (an\n"
-               "                error otherwise, naming the tensor)\n");
+               "                error otherwise, naming the tensor)\n"
+               "                --config FILE  the diffusers config.json of a single-file --model (default:\n"
+               "                NAME.config.json beside NAME.safetensors, else inferred from its tensors)\n");
     fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage, 3 bad model (config/weights),\n"
                "            4 bad input tensors, 5 output not writable, 6 database, 7 plan,\n"
                "            8 report drawn without pictures (gnuplot missing), 9 timing too noisy to use,\n"

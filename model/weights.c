@@ -5,6 +5,7 @@
 #include "hash.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "singlefile.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -32,6 +33,12 @@ int model_resolve(ModelSource *m, const char *spec) {
         m->config_label = xasprintf("preset %s", spec);
         m->config_text = xstrdup(preset);
         rc = config_parse(&m->arch, preset, strlen(preset), m->config_label);
+    } else if (is_file(spec) && sf_is_single_file(spec)) {
+        m->file = xstrdup(spec);
+        /* its directory ("/" for /x.safetensors): a model with a dir has trained weights */
+        const char *slash = strrchr(spec, '/');
+        m->dir = !slash ? xstrdup(".") : xasprintf("%.*s", slash == spec ? 1 : (int)(slash - spec), spec);
+        rc = sf_resolve(spec, &m->arch, &m->config_text, &m->config_label);
     } else if (exists(spec) && !is_dir(spec)) { /* a file; anything but a regular one is refused when read */
         m->config_label = xstrdup(spec);
         rc = read_config(m);
@@ -60,6 +67,7 @@ void model_source_free(ModelSource *m) {
     free(m->config_label);
     free(m->config_text);
     free(m->dir);
+    free(m->file);
     memset(m, 0, sizeof *m);
 }
 
@@ -144,17 +152,32 @@ static int weight_files(const char *dir, char ***files, int *nfiles, cJSON **map
 int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const cJSON *map,
                   const char *index_path, const char *dir, const StTensor **src, const SafeTensors **from, int64_t *numel,
                   int *stored_dtype) {
+    return weights_match_names(tree, st, files, nf, map, index_path, dir, NULL, src, from, numel, stored_dtype);
+}
+
+int weights_match_names(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const cJSON *map,
+                        const char *index_path, const char *dir, const TensorNames *tn, const StTensor **src,
+                        const SafeTensors **from, int64_t *numel, int *stored_dtype) {
     int n = tree->n_tensors, rc = 0;
     const TensorSpec **spec = xmalloc((size_t)n * sizeof *spec);
     const char **names = xmalloc((size_t)n * sizeof *names); /* sorted, as a Weights' names */
-    for (int i = 0; i < n; i++) spec[i] = &tree->t[i], names[i] = tree->t[i].src;
+    const char **in_file = xmalloc((size_t)n * sizeof *in_file); /* sorted, as the files name them */
+    for (int i = 0; i < n; i++) {
+        spec[i] = &tree->t[i];
+        names[i] = tree->t[i].src;
+        in_file[i] = tn ? tn->file_name[i] : names[i];
+    }
     qsort(names, (size_t)n, sizeof *names, cmp_str);
+    qsort(in_file, (size_t)n, sizeof *in_file, cmp_str);
+    size_t scope = tn && tn->scope ? strlen(tn->scope) : 0;
     /* every tensor the config implies: present, of that shape (checked first) */
     for (int i = 0; i < n && !rc; i++) {
         const TensorSpec *s = spec[i];
+        const char *fname = tn ? tn->file_name[i] : s->src; /* its name in the files */
         const StTensor *t = NULL;
-        char want[96], got[96];
+        char want[96], got[96], also[600] = "";
         shape_str(s->shape, s->ndim, want, sizeof want);
+        if (tn) snprintf(also, sizeof also, "diffusers '%s'; ", s->src);
         int f = 0;
         if (map) { /* the shard the index assigns it to, and no other */
             const cJSON *e = cJSON_GetObjectItemCaseSensitive(map, s->src);
@@ -165,27 +188,39 @@ int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *con
             }
             if (!cJSON_IsString(e)) f = nf;
             if (f == nf) { rc = err_set(ERR_MODEL, "'%s': entry for tensor '%s' names no shard", index_path, s->src); break; }
-            if (!(t = st_find(&st[f], s->src))) {
+            if (!(t = st_find(&st[f], fname))) {
                 rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (the index assigns it to this file; config expects %s)",
                              files[f], s->src, want);
                 break;
             }
             for (int k = 0; k < nf && !rc; k++)
-                if (k != f && st_find(&st[k], s->src))
+                if (k != f && st_find(&st[k], fname))
                     rc = err_set(ERR_MODEL, "'%s': tensor '%s' is also in '%s', the file the index assigns it to: a tensor"
                                  " belongs to one shard", files[k], s->src, files[f]);
             if (rc) break;
             f++; /* as after the search below: files[f - 1] holds t */
         } else {
-            for (f = 0; f < nf && !t; f++) t = st_find(&st[f], s->src);
+            for (f = 0; f < nf && !t; f++) t = st_find(&st[f], fname);
         }
-        if (!t) { rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (config expects %s)", nf == 1 ? files[0] : dir, s->src, want); break; }
+        if (!t) {
+            const char *other = NULL;
+            for (int k = 0; k < nf && !other; k++) other = st_other_dtype(&st[k], fname);
+            if (other)
+                rc = err_set(ERR_MODEL, "'%s': tensor '%s' is %s, not a float type (F32, F16, BF16; %sconfig expects %s)",
+                             nf == 1 ? files[0] : dir, fname, other, also, want);
+            else
+                rc = err_set(ERR_MODEL, "'%s': missing tensor '%s' (%sconfig expects %s)", nf == 1 ? files[0] : dir, fname,
+                             also, want);
+            break;
+        }
         if (*stored_dtype < 0 || t->dtype == DTYPE_F32) *stored_dtype = (int)t->dtype;
         int same = t->ndim == s->ndim;
         for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
         if (!same) {
             shape_str(t->shape, t->ndim, got, sizeof got);
-            rc = err_set(ERR_MODEL, "'%s': tensor '%s' has shape %s, config expects %s", files[f - 1], s->src, got, want);
+            if (tn) snprintf(also, sizeof also, " (diffusers '%s')", s->src);
+            rc = err_set(ERR_MODEL, "'%s': tensor '%s'%s has shape %s, config expects %s", files[f - 1], fname, also, got,
+                         want);
             break;
         }
         const char **slot = bsearch(&s->src, names, (size_t)n, sizeof *names, cmp_str);
@@ -193,13 +228,15 @@ int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *con
         from[slot - names] = &st[f - 1];
         numel[slot - names] = t->numel;
     }
-    /* nothing in the files that the config does not describe */
+    /* nothing in the files that the config does not describe (of the UNet's, in a file holding more) */
     for (int f = 0; f < nf && !rc; f++)
         for (int k = 0; k < st[f].n && !rc; k++)
-            if (!bsearch(&st[f].t[k].name, names, (size_t)n, sizeof *names, cmp_str))
+            if ((!scope || !strncmp(st[f].t[k].name, tn->scope, scope)) &&
+                !bsearch(&st[f].t[k].name, in_file, (size_t)n, sizeof *in_file, cmp_str))
                 rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
     free(spec);
     free(names);
+    free(in_file);
     return rc;
 }
 
@@ -239,10 +276,29 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
         return 0;
     }
 
-    char **files, *index_path;
+    char **files, *index_path, **ldm = NULL;
     int nf;
     cJSON *map;
-    if ((rc = weight_files(m->dir, &files, &nf, &map, &index_path))) { free(spec); weights_free(w); return rc; }
+    if (m->file) { /* a single file: its UNet tensors under their original names */
+        files = xmalloc(sizeof *files);
+        files[0] = xstrdup(m->file);
+        nf = 1;
+        map = NULL;
+        index_path = NULL;
+        SfRules *r = sf_rules_new(&m->arch);
+        ldm = xcalloc((size_t)n, sizeof *ldm);
+        char buf[512];
+        for (int i = 0; i < n; i++) {
+            if (sf_to_ldm(r, tree->t[i].src, buf, sizeof buf)) die("internal: no LDM name for '%s'", tree->t[i].src);
+            ldm[i] = xstrdup(buf);
+        }
+        sf_rules_free(r);
+    } else if ((rc = weight_files(m->dir, &files, &nf, &map, &index_path))) {
+        free(spec);
+        weights_free(w);
+        return rc;
+    }
+    const TensorNames names = {(const char *const *)ldm, SF_PREFIX};
     SafeTensors *st = xcalloc((size_t)nf, sizeof *st);
     size_t olen = 0;
     for (int f = 0; f < nf && !rc; f++) {
@@ -256,8 +312,8 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
     }
     const StTensor **src = xcalloc((size_t)n, sizeof *src); /* by index in names */
     const SafeTensors **from = xcalloc((size_t)n, sizeof *from);
-    if (!rc) rc = weights_match(tree, st, (const char *const *)files, nf, map, index_path, m->dir, src, from, w->numel,
-                                &w->stored_dtype);
+    if (!rc) rc = weights_match_names(tree, st, (const char *const *)files, nf, map, index_path, m->dir, ldm ? &names : NULL,
+                                      src, from, w->numel, &w->stored_dtype);
     /* then convert, on every thread, each tensor's file pages dropped once it is
      * converted: the file and its float32 copy are never both resident */
     if (!rc) {
@@ -286,6 +342,8 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
         free(nonfinite);
     }
     for (int f = 0; f < nf; f++) { st_close(&st[f]); free(files[f]); }
+    for (int i = 0; ldm && i < n; i++) free(ldm[i]);
+    free(ldm);
     cJSON_Delete(map);
     free(index_path);
     free(src);

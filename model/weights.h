@@ -1,10 +1,14 @@
 /* weights: where a model comes from (--model M) and its float32 weights.
  * M is a built-in preset name, a config.json, a diffusers UNet directory
  * (config.json + diffusion_pytorch_model[.fp16].safetensors, or sharded with
- * an .index.json), or a pipeline root with unet/ inside. Presets and bare
- * configs get seeded normal random weights. Loaded tensors are checked against
- * the module tree: a missing, extra or mis-shaped tensor is ERR_MODEL naming
- * it. Tested by tests/test_fixtures.c and tests/cli.sh. */
+ * an .index.json), a pipeline root with unet/ inside, or a single-file
+ * checkpoint in the original (LDM) layout: a .safetensors file (or one whose
+ * header names model.diffusion_model. tensors) holding the UNet beside the VAE
+ * and text encoders, its config from NAME.config.json beside it or inferred
+ * from its tensors (model/singlefile.h). Presets and bare configs get seeded
+ * normal random weights. Loaded tensors are checked against the module tree:
+ * a missing, extra or mis-shaped tensor is ERR_MODEL naming it. Tested by
+ * tests/test_fixtures.c, tests/test_singlefile.c and tests/cli.sh. */
 #ifndef UNETLAB_WEIGHTS_H
 #define UNETLAB_WEIGHTS_H
 #include "config.h"
@@ -14,9 +18,10 @@
 
 typedef struct {
     char *spec;          /* what the user gave */
-    char *config_label;  /* config.json path, or "preset NAME" */
-    char *config_text;   /* the config.json text as read */
+    char *config_label;  /* config.json path, "preset NAME", or "inferred from FILE" */
+    char *config_text;   /* the config.json text as read (or as inferred) */
     char *dir;           /* directory holding the weights; NULL for random weights */
+    char *file;          /* a single-file checkpoint (in dir); NULL otherwise */
     Arch arch;
 } ModelSource;
 
@@ -59,6 +64,20 @@ struct cJSON;
 int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const struct cJSON *map,
                   const char *index_path, const char *dir, const StTensor **src, const SafeTensors **from, int64_t *numel,
                   int *stored_dtype);
+/* How a checkpoint names the tree's tensors when not by their diffusers names
+ * (a single file, model/singlefile.h): file_name[i] is the file's name of
+ * tree->t[i]; the file's tensors whose names do not start with scope belong to
+ * other models in it (VAE, text encoders) and are left alone. Messages then
+ * give both names. */
+typedef struct {
+    const char *const *file_name;
+    const char *scope;
+} TensorNames;
+/* weights_match, the files naming the tensors as `names` says (NULL: by their
+ * diffusers names, as weights_match). */
+int weights_match_names(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf,
+                        const struct cJSON *map, const char *index_path, const char *dir, const TensorNames *names,
+                        const StTensor **src, const SafeTensors **from, int64_t *numel, int *stored_dtype);
 
 /* Non-finite weights (NaN, infinity) in a checkpoint are an error at load
  * (ERR_MODEL naming the file and tensor) unless allowed here: for users who

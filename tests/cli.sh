@@ -253,5 +253,13 @@ if ! "$BIN" version | grep -q "SAN=1"; then # AddressSanitizer reserves more add
   expect "out of memory" 1 "out of memory: could not allocate" -- bash -c "ulimit -v 3000000; exec '$BIN' bench --model sdxl-base --height 64 --width 64 --device cpu"
 else ok; fi
 
+# single-file checkpoints (LDM layout; tests/test_singlefile.c proves the forward): what is not one, said
+expect "single file without a UNet" 3 "$FX/mini-ssd/diffusion_pytorch_model.safetensors': no UNet tensors (none named model.diffusion_model.*)" -- "$BIN" inspect --model $FX/mini-ssd/diffusion_pytorch_model.safetensors
+CI='"model.diffusion_model.input_blocks.0.0.weight":{"dtype":"F32","shape":[32,4,3,3],"data_offsets":[0,4608]}'
+mkst "$T/conv-in-only.safetensors" "{$CI}" 4608
+expect "single file, no conv_out" 3 "conv-in-only.safetensors': no 4-d tensor 'model.diffusion_model.out.2.weight' (conv_out)" -- "$BIN" inspect --model "$T/conv-in-only.safetensors"
+mkst "$T/ckpt.bin" "{$CI,\"first_stage_model.decoder.conv_in.bias\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[4608,4616]}}" 4616
+expect "single file by its header" 3 "ckpt.bin': no 4-d tensor 'model.diffusion_model.out.2.weight'" -- "$BIN" inspect --model "$T/ckpt.bin"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
