@@ -1,12 +1,17 @@
 /* unetlab export: a student as a diffusers checkpoint: config.json,
  * diffusion_pytorch_model.safetensors (the teacher's weights minus the removed
  * modules, re-indexed to the student's names) and removal.json (what was
- * removed, the name map, params, tool version, teacher hash). */
+ * removed, the name map, params, tool version, teacher hash); or, with
+ * --format single-file, as one NAME.safetensors in Stability's original (LDM)
+ * layout (the UNet only, under model.diffusion_model., named by
+ * model/singlefile.c's rules for the student's architecture), with
+ * NAME.config.json and NAME.removal.json beside it. */
 #include "cli.h"
 #include "err.h"
 #include "fileio.h"
 #include "hash.h"
 #include "safetensors.h"
+#include "singlefile.h"
 #include "weights.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -22,7 +27,7 @@
 
 static const char USAGE[] =
     "usage: unetlab export --model TEACHER --plan P --out DIR [--drop NAME,...] [--dtype fp16|bf16|fp32]\n"
-    "                      [--random-weights [--seed S]]\n"
+    "                      [--format diffusers|single-file] [--random-weights [--seed S]]\n"
     "\n"
     "Writes DIR/config.json (diffusers UNet2DConditionModel), DIR/diffusion_pytorch_model.safetensors\n"
     "(the teacher's weights minus the removed modules, re-indexed: a student's transformer_blocks.3\n"
@@ -31,7 +36,13 @@ static const char USAGE[] =
     "`unetlab forward --model DIR` then equals `unetlab forward --model TEACHER --plan P` (exactly\n"
     "when --dtype holds the teacher's weights: a float32 teacher written as fp16 is rounded, and\n"
     "export says so). DIR is never the teacher's directory nor one that holds it. A preset\n"
-    "teacher has no trained weights: export refuses it unless --random-weights (seeded by --seed).\n";
+    "teacher has no trained weights: export refuses it unless --random-weights (seeded by --seed).\n"
+    "\n"
+    "--format single-file: --out is a file NAME.safetensors holding the UNet only, in Stability's\n"
+    "original layout (model.diffusion_model.input_blocks.1.0.in_layers.0.weight, ...; the names\n"
+    "the tools that read SDXL and SD 1.x single files expect), with NAME.config.json (the\n"
+    "student's diffusers config: what the tensors do not say, such as its attention heads) and\n"
+    "NAME.removal.json beside it. `unetlab forward --model NAME.safetensors` reads it back.\n";
 
 /* The teacher is never written over: refuses an existing out that is, or holds,
  * the directory of the teacher's weights or config (a pipeline root holds its unet/). */
@@ -64,13 +75,19 @@ static const char *module_of(const char *tensor, char *buf, size_t n) {
 
 int cmd_export(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *drop = NULL, *out = NULL, *dtype_s = "fp16", *seed_s = "0",
-               *random = NULL;
+               *random = NULL, *format = "diffusers";
     const Opt opts[] = {{"--model", 1, &model}, {"--plan", 1, &plan_path}, {"--drop", 1, &drop}, {"--out", 1, &out},
                         {"--dtype", 1, &dtype_s}, {"--seed", 1, &seed_s}, {"--random-weights", 0, &random},
-                        {NULL, 0, NULL}};
+                        {"--format", 1, &format}, {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model || !out || (!plan_path && !drop)) return err_set(ERR_USAGE, "export: --model, --plan (or --drop) and --out are required (see unetlab export --help)");
+    int single = !strcmp(format, "single-file");
+    if (!single && strcmp(format, "diffusers"))
+        return err_set(ERR_USAGE, "option '--format': '%s' is not one of diffusers, single-file", format);
+    size_t olen = strlen(out);
+    if (single && (olen < 13 || strcmp(out + olen - 12, ".safetensors")))
+        return err_set(ERR_USAGE, "export: --format single-file writes one file: --out '%s' must end in .safetensors", out);
     DType dt;
     if ((rc = cli_dtype(dtype_s, &dt))) return rc;
     long seed;
@@ -81,12 +98,30 @@ int cmd_export(int argc, char **argv) {
     Arch st;
     Weights w = {0};
     ModuleTree tt = {0}, ts = {0};
-    char *cfg = NULL;
+    char *cfg = NULL, *p_weights = NULL, *p_config = NULL, *p_manifest = NULL;
     plan_init(&p);
     if ((rc = model_resolve(&m, model)) || (rc = cli_student(&m.arch, plan_path, drop, &p, &st)) ||
         (rc = plan_config_json(&st, m.config_text, &cfg)))
         goto done;
-    if ((rc = check_out(out, &m))) goto done;
+    /* where it goes: DIR/NAME, or NAME.safetensors with NAME.config.json and NAME.removal.json beside it */
+    char *base = single ? xasprintf("%.*s", (int)(olen - 12), out) : NULL;
+    char *dir = single ? xstrdup(out) : NULL;
+    if (dir && strrchr(dir, '/')) *strrchr(dir, '/') = '\0';
+    else if (dir) strcpy(dir, ".");
+    p_weights = single ? xstrdup(out) : xasprintf("%s/diffusion_pytorch_model.safetensors", out);
+    p_config = single ? xasprintf("%s.config.json", base) : xasprintf("%s/config.json", out);
+    p_manifest = single ? xasprintf("%s.removal.json", base) : xasprintf("%s/removal.json", out);
+    free(base);
+    /* a single file beside a single-file teacher is fine, over it is not; into a
+     * teacher's diffusers directory never */
+    char rt[PATH_MAX], ro[PATH_MAX];
+    if (single && m.file) {
+        if (realpath(m.file, rt) && realpath(out, ro) && !strcmp(rt, ro))
+            rc = err_set(ERR_OUTPUT, "export: --out '%s' is the teacher's file: writing there would replace it; give a"
+                         " new name", out);
+    } else rc = check_out(single ? dir : out, &m);
+    free(dir);
+    if (rc) goto done;
     if (!m.dir && !random) {
         rc = err_set(ERR_USAGE, "export: '%s' has no trained weights (%s): the student would hold seeded random numbers;"
                      " give a checkpoint directory as --model, or --random-weights to export random ones", model,
@@ -95,7 +130,10 @@ int cmd_export(int argc, char **argv) {
     }
     if (p.teacher && strcmp(p.teacher, model))
         err_warn("export: the plan names '%s' as its teacher; exporting from '%s'", p.teacher, model);
-    if (mkdir(out, 0755) && errno != EEXIST) { rc = err_set(ERR_OUTPUT, "cannot create '%s': %s", out, strerror(errno)); goto done; }
+    if (!single && mkdir(out, 0755) && errno != EEXIST) {
+        rc = err_set(ERR_OUTPUT, "cannot create '%s': %s", out, strerror(errno));
+        goto done;
+    }
     Shape s = {1, 8, 8, 4};
     unet_tree_build(&tt, &m.arch, &s);
     unet_tree_build(&ts, &st, &s);
@@ -105,23 +143,28 @@ int cmd_export(int argc, char **argv) {
                  " from the plan's forward by that rounding (--dtype %s keeps them exact)",
                  dtype_name((DType)w.stored_dtype), dtype_s, dtype_name((DType)w.stored_dtype));
 
-    /* the weights, under the student's names */
+    /* the weights, under the student's names (diffusers', or the LDM layout's for its architecture) */
     StOut *o = xmalloc((size_t)ts.n_tensors * sizeof *o);
+    char **ldm = single ? xcalloc((size_t)ts.n_tensors, sizeof *ldm) : NULL;
+    SfRules *rules = single ? sf_rules_new(&st) : NULL;
     for (int i = 0; i < ts.n_tensors; i++) {
         const TensorSpec *x = &ts.t[i];
         o[i] = (StOut){.name = x->name, .ndim = x->ndim, .data = weights_find(&w, x->src), .dtype = dt};
         for (int d = 0; d < x->ndim; d++) o[i].shape[d] = x->shape[d];
         if (!o[i].data) die("internal: no teacher weight '%s' for '%s'", x->src, x->name);
+        if (single) {
+            char b[512];
+            if (sf_to_ldm(rules, x->name, b, sizeof b)) die("internal: no LDM name for the student's '%s'", x->name);
+            o[i].name = ldm[i] = xstrdup(b);
+        }
     }
-    char *path = xasprintf("%s/diffusion_pytorch_model.safetensors", out);
-    rc = st_write(path, o, ts.n_tensors);
+    sf_rules_free(rules);
+    rc = st_write(p_weights, o, ts.n_tensors);
+    for (int i = 0; ldm && i < ts.n_tensors; i++) free(ldm[i]);
+    free(ldm);
     free(o);
-    free(path);
     if (rc) goto done;
-    path = xasprintf("%s/config.json", out);
-    rc = out_write_text(path, cfg);
-    free(path);
-    if (rc) goto done;
+    if ((rc = out_write_text(p_config, cfg))) goto done;
 
     /* the manifest */
     char wh[17], ch[17], buf[512], buf2[512];
@@ -141,6 +184,7 @@ int cmd_export(int argc, char **argv) {
     cJSON_AddNumberToObject(te, "params", (double)tt.m[0].params);
     cJSON_AddNumberToObject(man, "student_params", (double)ts.m[0].params);
     cJSON_AddStringToObject(man, "dtype", dtype_s);
+    cJSON_AddStringToObject(man, "layout", single ? "single-file (LDM names, model.diffusion_model.)" : "diffusers");
     cJSON *rm = cJSON_AddArrayToObject(man, "removed");
     for (int i = 0; i < p.n; i++) cJSON_AddItemToArray(rm, cJSON_CreateString(p.remove[i]));
     /* teacher modules that survive under another name (re-indexed) */
@@ -153,9 +197,7 @@ int cmd_export(int argc, char **argv) {
     }
     char *txt = cJSON_Print(man);
     cJSON_Delete(man);
-    path = xasprintf("%s/removal.json", out);
-    rc = out_write_text(path, txt);
-    free(path);
+    rc = out_write_text(p_manifest, txt);
     free(txt);
     if (!rc) {
         char b1[32], b2[32];
@@ -163,6 +205,9 @@ int cmd_export(int argc, char **argv) {
                cli_commas(ts.m[0].params, b2, sizeof b2), dtype_s, ts.n_tensors);
     }
 done:
+    free(p_weights);
+    free(p_config);
+    free(p_manifest);
     free(cfg);
     unet_tree_free(&tt);
     unet_tree_free(&ts);

@@ -582,6 +582,37 @@ static void tiny(const char *tag, const char *config) {
     model_source_free(&m);
 }
 
+/* ---- export --format single-file: the student loads back and equals its plan's forward ---- */
+
+static void exported(const char *name, const char *removals) {
+    char dir[256], plan[300], stu[300], a[300], b[300];
+    snprintf(dir, sizeof dir, FXDIR "/%s", name);
+    snprintf(plan, sizeof plan, "%s/%s-plan.json", T, name);
+    snprintf(stu, sizeof stu, "%s/%s-student.safetensors", T, name);
+    snprintf(a, sizeof a, "%s/%s-student.st", T, name);
+    snprintf(b, sizeof b, "%s/%s-plan.st", T, name);
+    write_text(plan, fmt("{\"format\": \"unetlab-plan\", \"version\": 1, \"remove\": [%s]}", removals));
+    char *err;
+    CHECK_MSG(run_err(fmt("%s export --model %s --plan %s --out %s --format single-file", BIN, dir, plan, stu), &err) == 0,
+              "export %s: %s", name, err);
+    free(err);
+    CHECK(run(fmt("test -s %s/%s-student.config.json && test -s %s/%s-student.removal.json", T, name, T, name), NULL) == 0);
+    /* every tensor under the LDM prefix, named by the rules for the student's architecture */
+    SafeTensors st;
+    if (st_open(&st, stu, ERR_MODEL) == 0) {
+        int under = 0;
+        for (int i = 0; i < st.n; i++) under += !strncmp(st.t[i].name, P, strlen(P));
+        CHECK_MSG(st.n > 100 && under == st.n, "%s: %d of %d tensors under " P, stu, under, st.n);
+        st_close(&st);
+    } else CHECK_MSG(0, "%s", err_msg());
+    const char *FWD = "%s forward --model %s %s --inputs %s/io.safetensors --out %s";
+    CHECK_MSG(run_err(fmt(FWD, BIN, stu, "", dir, a), &err) == 0, "%s: %s", stu, err);
+    free(err);
+    CHECK_MSG(run_err(fmt(FWD, BIN, dir, fmt("--plan %s", plan), dir, b), &err) == 0, "%s --plan: %s", dir, err);
+    free(err);
+    CHECK_MSG(same_bytes(a, b), "%s: the exported single file's forward differs from the plan's", name);
+}
+
 int main(void) {
     cli_setup("singlefile");
     for (int i = 0; i < 77 * 16; i++) decoy_data[i] = (float)(i % 7) - 3;
@@ -597,6 +628,23 @@ int main(void) {
 
     tiny("sd", TINY_SD);
     tiny("xl", TINY_XL);
+
+    /* students with every kind of removal: a transformer layer, an attention level, a resnet pair, the mid block */
+    exported("mini-public", "\"mid_block.attentions\", \"down_blocks.0.resnets.0\", \"up_blocks.2.resnets.2\","
+                            " \"up_blocks.1.attentions\", \"down_blocks.2.attentions.1.transformer_blocks.3\"");
+    exported("mini-ssd", "\"mid_block\", \"down_blocks.0.resnets.1\", \"up_blocks.2.resnets.2\","
+                         " \"up_blocks.1.attentions.0.transformer_blocks.1\"");
+    char *err;
+    CHECK(run_err(fmt("%s export --model %s/mini-ssd --drop mid_block --out %s/x.st --format single-file", BIN, FXDIR, T),
+                  &err) == 2 && strstr(err, "must end in .safetensors"));
+    free(err);
+    CHECK(run_err(fmt("%s export --model %s/mini-ssd-student.safetensors --drop up_blocks.1.attentions"
+                      " --out %s/mini-ssd-student.safetensors --format single-file", BIN, T, T), &err) == 5 &&
+          strstr(err, "is the teacher's file"));
+    free(err);
+    CHECK(run_err(fmt("%s export --model %s/mini-ssd --drop mid_block --out %s/x --format onnx", BIN, FXDIR, T), &err) == 2 &&
+          strstr(err, "not one of diffusers, single-file"));
+    free(err);
 
     /* what is a single file: by name, or by its header's names */
     CHECK(sf_is_single_file(FXDIR "/mini-ssd/config.json") == 0);
