@@ -74,7 +74,9 @@ static int heat_rows(const Heat *h, int *ord) {
 
 /* The tics of both axes: bins (with their tau against all bins) and candidates. */
 static void heat_tics(Buf *b, const Heat *h, const int *ord, int nrow) {
-    buf_add(b, "set xtics scale 0 (");
+    int ncol = 0;
+    for (int bin = 0; bin < NBIN; bin++) ncol += h->has[bin];
+    buf_add(b, "set xtics scale 0%s (", ncol > 7 ? " font \",7\"" : ncol > 5 ? " font \",8\"" : ""); /* labels side by side */
     for (int bin = 0, col = 0; bin < NBIN; bin++) {
         if (!h->has[bin]) continue;
         char t[80];
