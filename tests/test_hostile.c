@@ -8,6 +8,7 @@
  * ranked last: never NULL or 0). */
 #include "test.h"
 #include "testcli.h"
+#include "testst.h"
 #include "db.h"
 #include "err.h"
 #include "eval.h"
@@ -19,41 +20,11 @@
 
 #define FX "tests/fixtures/mini-ssd"
 
-/* Every tensor of a safetensors file as float32 StOut rows (names and data owned). */
-typedef struct {
-    int n;
-    StOut *t;
-} Tensors;
-
-static Tensors load_all(const char *path) {
-    SafeTensors st;
-    Tensors r = {0};
-    if (st_open(&st, path, ERR_INPUT)) return r;
-    r.n = st.n;
-    r.t = calloc((size_t)st.n, sizeof *r.t);
-    for (int i = 0; i < st.n; i++) {
-        const StTensor *x = &st.t[i];
-        float *d = malloc((size_t)(x->numel ? x->numel : 1) * sizeof(float));
-        st_to_f32(x, d);
-        r.t[i] = (StOut){strdup(x->name), x->ndim, {0}, d, x->dtype};
-        for (int k = 0; k < x->ndim; k++) r.t[i].shape[k] = x->shape[k];
-    }
-    st_close(&st);
-    return r;
-}
 
 static StOut *find(Tensors *t, const char *name) {
     for (int i = 0; i < t->n; i++)
         if (!strcmp(t->t[i].name, name)) return &t->t[i];
     return NULL;
-}
-
-static void free_all(Tensors *t) {
-    for (int i = 0; i < t->n; i++) {
-        free((char *)t->t[i].name);
-        free((float *)t->t[i].data);
-    }
-    free(t->t);
 }
 
 /* The fixture's inputs with input.timestep replaced by ts[0..n-1] (n 0: a scalar ts[0]). */
