@@ -41,8 +41,11 @@ static const char USAGE[] =
     "engine is timed with the wall clock, labelled engine 'cpu', in fp32 (default) or\n"
     "bf16 (where the CPU has AVX512-BF16 or AMX); --device ref times the plain-loop\n"
     "reference engine instead (engine 'cpu-ref', fp32). --batch 1,2 measures each\n"
-    "batch size in turn on one upload of the weights. --format json prints an array\n"
-    "with one object per batch size. --inputs FILE times the forward on that inputs file\n"
+    "batch size in turn on one upload of the weights; each size's result is printed\n"
+    "(and flushed) as soon as it is measured, so a failure at a later size keeps the\n"
+    "earlier ones (the command still ends with the failure's exit code). --format json\n"
+    "prints an array with one object per batch size, written one object at a time and\n"
+    "closed even when a later size fails. --inputs FILE times the forward on that inputs file\n"
     "(as `unetlab forward` reads it) instead of seeded inputs; its shapes set the size.\n"
     "Noise: the share of the CPUs' time other processes took while the forwards ran\n"
     "(/proc/stat) and the spread p90/p10 are printed with each result (JSON: others_load,\n"
@@ -135,6 +138,16 @@ static int bench_cuda(CudaEngine *e, const Arch *a, const UnetInputs *in, int wa
 }
 #endif
 
+/* --format json: the array is open (its first object printed, the "]" not yet).
+ * A failure that exits the process on the spot (out of memory, a CUDA error)
+ * still closes it, so the sizes measured before the failure stay one valid
+ * JSON document; only a kill leaves it open. */
+static int json_open;
+static void json_close(void) {
+    if (json_open) printf("\n]\n");
+    json_open = 0;
+}
+
 /* "1,2,4" -> batches; ERR_USAGE naming the bad one. */
 static int parse_batches(const char *list, int *b, int max, int *n) {
     *n = 0;
@@ -183,7 +196,8 @@ int cmd_bench(int argc, char **argv) {
     Arch student;
     Shape s;
     UnetInputs file_in = {0};
-    cJSON *all = cJSON_CreateArray();
+    int printed = 0; /* JSON: objects written so far; the array opens with the first */
+    static int at_exit;
 #ifdef UNETLAB_CUDA
     CudaEngine *e = NULL;
 #endif
@@ -272,7 +286,12 @@ int cmd_bench(int argc, char **argv) {
                 cJSON_AddNumberToObject(mm, "workspace", r.mem_workspace);
                 cJSON_AddNumberToObject(mm, "device_used", r.mem_device_used);
             }
-            cJSON_AddItemToArray(all, o);
+            char *txt = cJSON_Print(o); /* now, not after the last size: a later failure keeps this one */
+            if (!printed && !at_exit) at_exit = !atexit(json_close);
+            printf("%s%s", printed++ ? ",\n" : "[\n", txt);
+            json_open = 1;
+            free(txt);
+            cJSON_Delete(o);
         } else if (fmt == FORMAT_CSV) {
             printf("%s,%d,%lld,%lld,%d,%d,%d,%s,%s,%s,%d,%.4f,%.4f,%.4f,%.4g,", model, plan_path || drop,
                    (long long)params, (long long)macs, s.batch, s.height * 8, s.width * 8, dts, mode, r.engine,
@@ -297,18 +316,14 @@ int cmd_bench(int argc, char **argv) {
                        r.mem_workspace / 1073741824.0, r.mem_device_used / 1073741824.0);
             if (bi + 1 < nb) printf("\n");
         }
+        fflush(stdout);
         free(r.ms);
     }
-    if (!rc && fmt == FORMAT_JSON) {
-        char *txt = cJSON_Print(all);
-        printf("%s\n", txt);
-        free(txt);
-    }
+    json_close(); /* closed on a failure too: the sizes measured before it */
 done:
 #ifdef UNETLAB_CUDA
     cuda_engine_free(e);
 #endif
-    cJSON_Delete(all);
     unet_inputs_free(&file_in);
     weights_free(&w);
     unet_tree_free(&tt);
