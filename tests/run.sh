@@ -22,7 +22,7 @@ for t in "$build"/tests/test_*; do
   fi
 done
 # the shell tests: their last line is "NAME: N passed, N failed" (or "NAME: skipped: why")
-for sh in cli slurm; do
+for sh in cli slurm gpu_check; do
   out=$(tests/$sh.sh "$build/unetlab" 2>&1); rc=$?
   line=$(printf '%s\n' "$out" | tail -n 1)
   printf '%s\n' "$line"

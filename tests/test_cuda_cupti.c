@@ -66,6 +66,7 @@ static void check_trace(const char *what, const CuptiRec *r, int n, uint64_t dro
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a killed hang keeps the line naming its case */
     char desc[256];
     if (device_probe(desc, sizeof desc) == 0) TEST_SKIP(NAME, "%s", desc);
     printf("%s: %s; %s\n", NAME, desc, cupti_version());

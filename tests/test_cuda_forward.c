@@ -164,6 +164,7 @@ static void run_fixture(const char *name) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a killed hang keeps the line naming its case */
     char desc[256];
     if (device_probe(desc, sizeof desc) == 0) TEST_SKIP("test_cuda_forward", "%s", desc);
     printf("device: %s\n", desc);

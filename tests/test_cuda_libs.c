@@ -375,6 +375,7 @@ static const LinCase lin_misaligned[] = {
 };
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a killed hang keeps the line naming its case */
     char desc[256];
     if (device_probe(desc, sizeof desc) == 0) TEST_SKIP("test_cuda_libs", "%s", desc);
     setenv("UNETLAB_LIB_LOG", "1", 0);
