@@ -247,7 +247,7 @@ static void fixture(const char *name, const char *missing, const char *missing_d
     Tensors w = load_all(fmt("%s/diffusion_pytorch_model.safetensors", dir));
     if (!w.n) return;
     CHECK(w.t[0].dtype == DTYPE_F16); /* the fixtures are stored as fp16 */
-    const char *FWD = "%s forward --model %s --inputs %s --out %s --features";
+    const char *FWD = "%s forward --device cpu --model %s --inputs %s --out %s --features";
     char *err;
     CHECK_MSG(run_err(fmt(FWD, BIN, dir, io, ref), &err) == 0, "%s: %s", dir, err);
     free(err);
@@ -286,7 +286,7 @@ static void fixture(const char *name, const char *missing, const char *missing_d
         snprintf(single, sizeof single, "%s/%s-fp16.safetensors", T, name);
         snprintf(out, sizeof out, "%s/%s-config.st", T, name);
         CHECK(run(fmt("mv %s/%s-fp16.config.json %s/%s-moved.json", T, name, T, name), NULL) == 0);
-        CHECK_MSG(run_err(fmt("%s forward --config %s/%s-moved.json --model %s --inputs %s --out %s --features", BIN, T, name,
+        CHECK_MSG(run_err(fmt("%s forward --device cpu --config %s/%s-moved.json --model %s --inputs %s --out %s --features", BIN, T, name,
                               single, io, out), &err) == 0, "%s --config: %s", single, err);
         free(err);
         CHECK_MSG(same_bytes(out, ref), "%s: forward with --config differs from the directory's", name);
@@ -538,10 +538,10 @@ static void tiny(const char *tag, const char *config) {
                    {"input.time_ids", 2, {1, 6}, buf, DTYPE_F32}};
     CHECK(st_write(io, in, m.arch.text_time ? 5 : 3) == 0);
     char *err;
-    CHECK_MSG(run_err(fmt("%s forward --model %s --seed 0 --inputs %s --out %s --features", BIN, cfg, io, a), &err) == 0,
+    CHECK_MSG(run_err(fmt("%s forward --device cpu --model %s --seed 0 --inputs %s --out %s --features", BIN, cfg, io, a), &err) == 0,
               "%s: %s", cfg, err);
     free(err);
-    CHECK_MSG(run_err(fmt("%s forward --model %s --inputs %s --out %s --features", BIN, single, io, b), &err) == 0,
+    CHECK_MSG(run_err(fmt("%s forward --device cpu --model %s --inputs %s --out %s --features", BIN, single, io, b), &err) == 0,
               "%s: %s", single, err);
     free(err);
     CHECK_MSG(same_bytes(a, b), "tiny %s: forward of the single file differs from the config's", tag);
@@ -573,7 +573,7 @@ static void exported(const char *name, const char *removals) {
         CHECK_MSG(st.n > 100 && under == st.n, "%s: %d of %d tensors under " P, stu, under, st.n);
         st_close(&st);
     } else CHECK_MSG(0, "%s", err_msg());
-    const char *FWD = "%s forward --model %s %s --inputs %s/io.safetensors --out %s";
+    const char *FWD = "%s forward --device cpu --model %s %s --inputs %s/io.safetensors --out %s";
     CHECK_MSG(run_err(fmt(FWD, BIN, stu, "", dir, a), &err) == 0, "%s: %s", stu, err);
     free(err);
     CHECK_MSG(run_err(fmt(FWD, BIN, dir, fmt("--plan %s", plan), dir, b), &err) == 0, "%s --plan: %s", dir, err);
