@@ -39,8 +39,9 @@ static const char USAGE[] =
     "both scored: Kendall's tau-b, Spearman's rho (1: the same ranking, 0: unrelated) and\n"
     "the overlap of their top 5, 10 and 20, with 95% bootstrap intervals of tau and rho\n"
     "over the calibration samples (B replicates, default 1000; 0: none). Within each\n"
-    "setting (over the students every setting of the model scored): tau between the ranking of its first n samples and of all of them (n = 1,\n"
-    "2, 4, ...: how many samples the ranking needs), tau between each timestep bin's\n"
+    "setting (over the students every setting of the model scored): tau between the\n"
+    "ranking of its first n samples and of all of them (n = 1, 2, 4, ...: how many\n"
+    "samples the ranking needs), tau between each timestep bin's\n"
     "ranking (eval's bins of 100 steps) and all bins' (is a removal harmless at high\n"
     "noise harmless at low noise?), and every student's score per bin. For each schedule\n"
     "in a DB: each stage's measured loss against the base's loss plus the sum of its\n"
@@ -265,7 +266,7 @@ static int additivity(Db *db, int d, int ndb, const Jobs *J, Rows *R, Format f, 
                 printf("  %d %s %.6g %.6g %.3f%s\n", G.stage[g], G.chosen[g], r->measured, r->predicted,
                        r->measured / r->predicted, later ? " (a removal first scored after stage 1)" : "");
             else if (f == FORMAT_CSV)
-                printf("additivity,%s,\"%s\",,block_nmse,,,,,,,,,,,%d,\"%s\",%.9g,%.9g\n", S.s[s].spec, label, G.stage[g],
+                printf("additivity,%s,\"%s\",,block_nmse,,,,,,,,,,,,,%d,\"%s\",%.9g,%.9g\n", S.s[s].spec, label, G.stage[g],
                        G.chosen[g], r->measured, r->predicted);
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "model", S.s[s].spec);

@@ -231,6 +231,33 @@ static void command(void) {
     CHECK(q1(dbr, "SELECT count(*) FROM agree_results") == 0);
     cJSON_Delete(o);
     free(js);
+    /* CSV: every row as many fields as the header, the additivity rows' stage in its column */
+    char *csv_all = NULL;
+    CHECK(run(fmt("%s agree --db %s --no-store --bootstrap 20 --format csv", BIN, dbp), &csv_all) == 0);
+    int nf_head = -1, rows_ok = 1, add_rows = 0;
+    for (char *l = csv_all ? strtok(csv_all, "\n") : NULL; l; l = strtok(NULL, "\n")) {
+        int nf = 1, q = 0, field = 0, stage_col = -1;
+        for (char *c = l; *c; c++) {
+            if (*c == '"') q = !q;
+            else if (*c == ',' && !q) nf++;
+        }
+        if (nf_head < 0) { /* the header: which field is "stage" */
+            nf_head = nf;
+            continue;
+        }
+        rows_ok &= nf == nf_head;
+        if (strncmp(l, "additivity,", 11)) continue;
+        add_rows++;
+        q = 0;
+        for (char *c = l; *c && stage_col < 0; c++) { /* the 18th field (stage) holds the stage number */
+            if (*c == '"') q = !q;
+            else if (*c == ',' && !q && ++field == 17) stage_col = atoi(c + 1);
+        }
+        CHECK_MSG(stage_col == add_rows, "additivity CSV row %d: stage column holds %d: %s", add_rows, stage_col, l);
+    }
+    CHECK_MSG(nf_head == 21 && rows_ok && add_rows == 3, "CSV: %d header fields, rows %s, %d additivity rows", nf_head,
+              rows_ok ? "aligned" : "NOT aligned", add_rows);
+    free(csv_all);
     CHECK(run(fmt("%s agree --db %s --no-store >/dev/null", BIN, dbp), NULL) == 0);
     CHECK(q1(dbp, "SELECT count(DISTINCT run_id) FROM agree_results") == 1);
     /* every metric at once: four views per setting */
