@@ -68,6 +68,14 @@ TESTS = test_safetensors test_config test_unet test_ops test_fastops test_fixtur
 ifeq ($(CUDA),1)
   TESTS += $(basename $(notdir $(wildcard tests/test_cuda_*.c)))
 endif
+# test_cuda_emu runs the grid-stride kernels of kernels/cuda/ops_kernels.cuh
+# on the CPU (kernels/cuda/emu.h): host C++ with the CUDA headers' host
+# fp16/bf16 code and no CUDA runtime, so it is built wherever those headers
+# are, CUDA=0 builds included.
+EMU_CUDA_INC = $(patsubst %/cuda_fp16.h,%,$(firstword $(wildcard $(CUDA_HOME)/include/cuda_fp16.h /usr/local/cuda/include/cuda_fp16.h)))
+ifneq ($(EMU_CUDA_INC),)
+  TESTS += test_cuda_emu
+endif
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
 all: $(BUILD)/unetlab
@@ -123,6 +131,19 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIBOBJ)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS) -Itests $< $(LIBOBJ) -o $@ $(LDLIBS)
+
+EMU_CXXFLAGS = -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -fopenmp -Icore -Ikernels/cpu -Ikernels/cuda -Itests \
+               -isystem $(EMU_CUDA_INC)
+ifeq ($(SAN),1)
+  EMU_CXXFLAGS += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+EMU_OBJ = $(BUILD)/kernels/cpu/ops.o $(BUILD)/core/tensor.o $(BUILD)/core/err.o
+$(BUILD)/tests/test_cuda_emu: tests/test_cuda_emu.cpp kernels/cuda/ops_kernels.cuh kernels/cuda/emu.h $(wildcard tests/*.h core/*.h kernels/cpu/*.h) $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	$(Q)$(CXX) $(EMU_CXXFLAGS) $< $(EMU_OBJ) -o $@ -lm -fopenmp $(filter -fsanitize=%,$(LDLIBS)) $(RPATH)
+# ops.cu includes ops_kernels.cuh (the .cu rule above lists only *.h)
+$(BUILD)/kernels/cuda/ops.o: kernels/cuda/ops_kernels.cuh
 
 # What a GPU machine needs, small enough to carry (the device tool's 64 MiB
 # covers the tracked tree too): the binary and the GPU test programs without

@@ -3,7 +3,7 @@
 # Needs root (or sudo) the first time; prints what it does.
 set -eu
 need=()
-for p in libsqlite3-dev libcjson-dev libdnnl-dev gnuplot-nox make gcc; do
+for p in libsqlite3-dev libcjson-dev libdnnl-dev gnuplot-nox make gcc g++; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

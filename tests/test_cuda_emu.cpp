@@ -1,0 +1,523 @@
+/* test_cuda_emu: the grid-stride kernels of kernels/cuda/ops_kernels.cuh (the
+ * code nvcc compiles into ops.cu) run on the CPU through kernels/cuda/emu.h,
+ * every (block, thread) in turn, against kernels/cpu/ops.c. It checks what a
+ * GPU adds nothing to: indexing, pack widths and tails, pointer alignment
+ * (a misaligned pack is a fault), and that any grid covers the data: each
+ * case runs with the grid ops.cu's launcher would pick on a 132-SM device,
+ * on a 1-SM device (every thread loops) and a 3 x 32 grid. The launchers'
+ * few lines of sizing (which helper with which work count) are repeated
+ * here; the helpers themselves (pick_vec, grid_for_sms) are shared. fp32,
+ * fp16 and bf16; sizes off the pack widths, pointers off alignment. Data
+ * movement (convert, upsample, concat) must be exact, the rest within
+ * test_cuda_ops's tolerances. What it cannot see: device arithmetic
+ * (erff, expf, fma, the hardware conversions), races, and the kernels with
+ * shared memory or shuffles (group/layer norm, attention), which only
+ * tests/test_cuda_ops.c on a GPU checks. Host C++ with the CUDA headers'
+ * host fp16/bf16 code; no CUDA runtime, so it runs in every build. */
+#include "emu.h"
+
+#include "ops_kernels.cuh"
+
+extern "C" {
+#include "half.h"
+#include "ops.h"
+#include "tensor.h"
+}
+#include "test.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const DType DTS[3] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
+
+/* ---------- values ---------- */
+
+static uint64_t rs = 0x9E3779B97F4A7C15ull;
+static float urand(float lo, float hi) { /* xorshift64* */
+    rs ^= rs >> 12, rs ^= rs << 25, rs ^= rs >> 27;
+    return lo + (hi - lo) * (float)((rs * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
+static float round_dt(float v, DType dt) {
+    return dt == DTYPE_F32 ? v : dt == DTYPE_F16 ? half_to_f32(f32_to_half(v)) : bf16_to_f32(f32_to_bf16(v));
+}
+static float get(const void *p, int64_t i, DType dt) {
+    if (dt == DTYPE_F32) return ((const float *)p)[i];
+    uint16_t h = ((const uint16_t *)p)[i];
+    return dt == DTYPE_F16 ? half_to_f32(h) : bf16_to_f32(h);
+}
+static void put(void *p, int64_t i, DType dt, float v) {
+    if (dt == DTYPE_F32) ((float *)p)[i] = v;
+    else ((uint16_t *)p)[i] = dt == DTYPE_F16 ? f32_to_half(v) : f32_to_bf16(v);
+}
+
+/* n values uniform in [-s, s], rounded to dt (what the device would hold). */
+static float *rnd(int64_t n, float s, DType dt) {
+    float *x = (float *)xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) x[i] = round_dt(urand(-s, s), dt);
+    return x;
+}
+
+/* ---------- buffers ----------
+ * An input is malloc'd to its exact size (ASan sees a read past its end),
+ * `off` elements past malloc's 16-byte alignment. An output has GUARD bytes
+ * of 0xFF (NaN in every dtype, so an element never written fails too) on
+ * both sides, which must come back untouched. */
+#define GUARD 64
+
+struct Buf {
+    unsigned char *base;
+    void *p;
+    size_t lead, bytes;
+};
+
+static Buf buf_in(const float *x, int64_t n, DType dt, int off) {
+    Buf b;
+    b.lead = (size_t)off * dtype_size(dt);
+    b.bytes = (size_t)n * dtype_size(dt);
+    b.base = (unsigned char *)xmalloc(b.lead + b.bytes + (b.lead + b.bytes == 0));
+    if ((uintptr_t)b.base % 16) die("test_cuda_emu: malloc returned a pointer not 16-byte aligned");
+    b.p = b.base + b.lead;
+    for (int64_t i = 0; i < n; i++) put(b.p, i, dt, x[i]);
+    return b;
+}
+
+static Buf buf_out(int64_t n, DType dt, int off, const float *init = NULL) {
+    Buf b;
+    b.lead = GUARD + (size_t)off * dtype_size(dt);
+    b.bytes = (size_t)n * dtype_size(dt);
+    b.base = (unsigned char *)xmalloc(b.lead + b.bytes + GUARD);
+    memset(b.base, 0xFF, b.lead + b.bytes + GUARD);
+    b.p = b.base + b.lead;
+    if (init)
+        for (int64_t i = 0; i < n; i++) put(b.p, i, dt, init[i]);
+    return b;
+}
+
+static bool guards_ok(const Buf &b) {
+    for (size_t i = 0; i < b.lead; i++)
+        if (b.base[i] != 0xFF) return false;
+    for (size_t i = 0; i < GUARD; i++)
+        if (b.base[b.lead + b.bytes + i] != 0xFF) return false;
+    return true;
+}
+
+/* ---------- launches ----------
+ * Cfg 0 and 1: the launcher's grid for a device of 132 SMs (an H100 / H200)
+ * and of 1 SM (geglu's grid does not depend on it: the same twice); cfg 2:
+ * 3 blocks of 32 threads (geglu: 2 x 3 blocks). */
+struct Cfg {
+    const char *name;
+    int sms;
+};
+static const Cfg CFGS[3] = {{"grid@132sm", 132}, {"grid@1sm", 1}, {"grid3x32", 0}};
+
+struct Launch {
+    dim3 grid, block;
+};
+static Launch grid1(const Cfg &c, int64_t work) {
+    if (c.sms == 0) return Launch{dim3(3), dim3(32)};
+    return Launch{dim3(grid_for_sms(work, 256, c.sms)), dim3(256)};
+}
+
+/* The launchers of ops.cu with emu_launch for <<<>>>; each returns the pack
+ * width it ran. vforce > 0 overrides pick_vec (the failure checks give a
+ * width the launcher would not). */
+template <typename F> static int emu_map(void *x, DType dt, int64_t n, F f, const Cfg &c, int vforce = 0) {
+    const int v = vforce ? vforce : pick_vec(dt, 0, x);
+    DISPATCH_T(dt, DISPATCH_V(v, {
+        const Launch l = grid1(c, n / VW > 0 ? n / VW : 1);
+        emu_launch(l.grid, l.block, k_map<T, VW, F>, (T *)x, n, f);
+    }));
+    return v;
+}
+
+static int emu_add(void *y, const void *x, DType dt, int64_t n, float scale, const Cfg &c, int vforce = 0) {
+    const int v = vforce ? vforce : pick_vec(dt, 0, y, x);
+    DISPATCH_T(dt, DISPATCH_V(v, {
+        const Launch l = grid1(c, n / VW > 0 ? n / VW : 1);
+        emu_launch(l.grid, l.block, k_add<T, VW>, (T *)y, (const T *)x, n, scale);
+    }));
+    return v;
+}
+
+template <typename X> static void emu_convert_from(const X *x, void *y, DType yt, int64_t n, int v, const Cfg &c) {
+    const Launch l = grid1(c, n / 4 > 0 ? n / 4 : 1);
+    DISPATCH_T(yt, {
+        if (v == 4) emu_launch(l.grid, l.block, k_convert<X, T, 4>, x, (T *)y, n);
+        else emu_launch(l.grid, l.block, k_convert<X, T, 1>, x, (T *)y, n);
+    });
+}
+static int emu_convert(const void *x, DType xt, void *y, DType yt, int64_t n, const Cfg &c) {
+    const int v = aligned_to(x, 4 * dtype_size(xt)) && aligned_to(y, 4 * dtype_size(yt)) ? 4 : 1;
+    DISPATCH_T(xt, emu_convert_from<T>((const T *)x, y, yt, n, v, c));
+    return v;
+}
+
+static int emu_geglu(const void *h, void *out, DType dt, int64_t M, int64_t I, const Cfg &c, int vforce = 0) {
+    const int v = vforce ? vforce : pick_vec(dt, I, h, out);
+    const int64_t ip = I / v;
+    int64_t gx = (ip + 255) / 256;
+    if (gx > 1024) gx = 1024;
+    const unsigned gy = (unsigned)(M < 65535 ? M : 65535);
+    const Launch l = c.sms ? Launch{dim3((unsigned)gx, gy), dim3(256)} : Launch{dim3(2, 3), dim3(32)};
+    DISPATCH_T(dt, DISPATCH_V(v, { emu_launch(l.grid, l.block, k_geglu<T, VW>, (const T *)h, (T *)out, M, I); }));
+    return v;
+}
+
+static int emu_upsample2x(const void *x, void *y, DType dt, int64_t B, int64_t H, int64_t W, int64_t C,
+                          const Cfg &c) {
+    const int v = pick_vec(dt, C, x, y);
+    DISPATCH_T(dt, DISPATCH_V(v, {
+        const Launch l = grid1(c, B * H * W * (C / VW));
+        emu_launch(l.grid, l.block, k_upsample2x<T, VW>, (const T *)x, (T *)y, B, H, W, C);
+    }));
+    return v;
+}
+
+static int emu_concat_last(const void *a, int64_t Ca, const void *b, int64_t Cb, void *y, DType dt, int64_t rows,
+                           const Cfg &c) {
+    int v = pick_vec(dt, Ca, a, b, y);
+    while (v > 1 && Cb % v) v /= 2;
+    DISPATCH_T(dt, DISPATCH_V(v, {
+        const Launch l = grid1(c, rows * ((Ca + Cb) / VW));
+        emu_launch(l.grid, l.block, k_concat_last<T, VW>, (const T *)a, Ca, (const T *)b, Cb, (T *)y, rows);
+    }));
+    return v;
+}
+
+static void emu_timestep(const float *t, int64_t n, int dim, int flip, float freq_shift, void *out, DType dt,
+                         const Cfg &c) {
+    const int half = dim / 2;
+    const float neg_log = (float)-log(10000.0), denom = (float)half - freq_shift;
+    const int64_t work = n * (half > 0 ? half : 1);
+    const Launch l = grid1(c, work);
+    DISPATCH_T(dt, emu_launch(l.grid, l.block, k_timestep<T>, t, n, dim, flip, neg_log, denom, (T *)out));
+}
+
+/* ---------- checking ---------- */
+
+/* test_cuda_ops's per-element tolerance: |got - ref| <= atol * max|ref| + rtol * |ref|. */
+static double tol_of(DType dt) { return dt == DTYPE_F32 ? 1e-5 : dt == DTYPE_F16 ? 2e-3 : 1.6e-2; }
+
+/* Elements of got (n in dt) that miss ref: exact compares the bits with ref
+ * rounded to dt, else the tolerance above; NaN or Inf always misses unless
+ * exact and ref has it. Describes the first miss into why. */
+static int64_t misses(const void *got, DType dt, const float *ref, int64_t n, bool exact, char *why, size_t wsz) {
+    double refmax = 0;
+    for (int64_t i = 0; i < n; i++) refmax = fmax(refmax, fabs((double)ref[i]));
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float g = get(got, i, dt), r = ref[i];
+        bool ok;
+        if (exact) {
+            uint32_t want = 0;
+            put(&want, 0, dt, r);
+            ok = !memcmp((const unsigned char *)got + i * dtype_size(dt), &want, dtype_size(dt));
+        } else {
+            const double t = tol_of(dt);
+            ok = isfinite(g) && fabs((double)g - r) <= t * refmax + t * fabs((double)r);
+        }
+        if (!ok && bad++ == 0) snprintf(why, wsz, "[%lld] got %.9g want %.9g", (long long)i, (double)g, (double)r);
+    }
+    return bad;
+}
+
+static int ncases;
+
+/* One case: out (n elements in dt) against ref, its guards, and no emulated fault. */
+static void verdict(const char *label, const Buf &out, DType dt, const float *ref, int64_t n, bool exact) {
+    char why[160] = "";
+    const int64_t bad = misses(out.p, dt, ref, n, exact, why, sizeof why);
+    const bool guards = guards_ok(out);
+    CHECK_MSG(bad == 0 && guards && emu_faults == 0, "%s: %lld wrong (first %s)%s%s%s", label, (long long)bad, why,
+              guards ? "" : ", guard bytes overwritten", emu_faults ? ", fault: " : "",
+              emu_faults ? emu_fault_msg : "");
+    emu_faults = 0;
+    ncases++;
+}
+
+/* seen[kernel][dtype] bit v: the pack widths each kernel ran, for the coverage check. */
+enum { K_MAP, K_ADD, K_CONVERT, K_GEGLU, K_UPSAMPLE, K_CONCAT, K_N };
+static const char *const KNAME[K_N] = {"k_map", "k_add", "k_convert", "k_geglu", "k_upsample2x", "k_concat_last"};
+static unsigned seen[K_N][3];
+
+/* Pointer offsets in elements: every pack width of every dtype, and pointers of one call misaligned differently. */
+static const int OFFS[][3] = {{0, 0, 0}, {1, 1, 1}, {2, 2, 2}, {4, 4, 4}, {0, 1, 0}, {2, 0, 4}};
+#define NOFFS (int)(sizeof OFFS / sizeof OFFS[0])
+static const int64_t NS[] = {1, 7, 8, 9, 1023, 4097, 100003};
+
+/* ---------- the kernels ---------- */
+
+static void test_map_add(void) {
+    for (int d = 0; d < 3; d++)
+        for (int64_t n : NS)
+            for (int o = 0; o < NOFFS; o++)
+                for (int ci = 0; ci < 3; ci++) {
+                    const DType dt = DTS[d];
+                    const Cfg &c = CFGS[ci];
+                    const int es = (int)dtype_size(dt);
+                    float *x = rnd(n, 4.0f, dt), *y = rnd(n, 4.0f, dt), *ref = (float *)xmalloc((size_t)n * 4);
+                    /* the launcher's width, then every other width the alignment allows */
+                    for (int vf = 0; vf <= 16 / es; vf = vf ? 2 * vf : 1) {
+                        const int oy = OFFS[o][0], ox = OFFS[o][1];
+                        if (vf && (oy * es % (vf * es) || ox * es % (vf * es))) continue;
+                        char label[128];
+                        for (int op = 0; op < 3; op++) {
+                            Buf by = buf_out(n, dt, oy, y), bx = buf_in(x, n, dt, ox);
+                            int v;
+                            memcpy(ref, y, (size_t)n * 4);
+                            if (op == 0) {
+                                const float a = 2.0f, b = -1.0f; /* center_input_sample */
+                                for (int64_t i = 0; i < n; i++) ref[i] = a * ref[i] + b;
+                                v = emu_map(by.p, dt, n, AffineF{a, b}, c, vf);
+                            } else if (op == 1) {
+                                op_silu(ref, n);
+                                v = emu_map(by.p, dt, n, SiluF{}, c, vf);
+                            } else {
+                                const float scale = n % 2 ? 1.0f : 0.70710678f;
+                                op_add(ref, x, n);
+                                for (int64_t i = 0; i < n; i++) ref[i] *= scale;
+                                v = emu_add(by.p, bx.p, dt, n, scale, c, vf);
+                            }
+                            seen[op < 2 ? K_MAP : K_ADD][d] |= 1u << v;
+                            snprintf(label, sizeof label, "%s %s n%lld off%d/%d %s V%d",
+                                     op == 0 ? "affine" : op == 1 ? "silu" : "add", dtype_name(dt), (long long)n, oy,
+                                     ox, c.name, v);
+                            verdict(label, by, dt, ref, n, false);
+                            free(by.base);
+                            free(bx.base);
+                        }
+                    }
+                    free(x);
+                    free(y);
+                    free(ref);
+                }
+}
+
+static void test_convert(void) {
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int64_t n : NS)
+                for (int o = 0; o < NOFFS; o++)
+                    for (int ci = 0; ci < 3; ci++) {
+                        const DType xt = DTS[a], yt = DTS[b];
+                        float *x = rnd(n, 3.0f, xt), *ref = (float *)xmalloc((size_t)n * 4);
+                        /* edges of the formats: fp16's largest, its overflow to inf, subnormals, -0, bf16's range */
+                        const float edge[] = {65504.0f, 65520.0f, 1e-7f, -0.0f, 3.0e38f, 1e-40f, -65519.0f};
+                        for (int i = 0; i < 7 && i + 1 < n; i++) x[i + 1] = round_dt(edge[i], xt);
+                        for (int64_t i = 0; i < n; i++) ref[i] = round_dt(x[i], yt);
+                        Buf bx = buf_in(x, n, xt, OFFS[o][0]), by = buf_out(n, yt, OFFS[o][1]);
+                        const int v = emu_convert(bx.p, xt, by.p, yt, n, CFGS[ci]);
+                        seen[K_CONVERT][a] |= 1u << v;
+                        char label[128];
+                        snprintf(label, sizeof label, "convert %s->%s n%lld off%d/%d %s V%d", dtype_name(xt),
+                                 dtype_name(yt), (long long)n, OFFS[o][0], OFFS[o][1], CFGS[ci].name, v);
+                        verdict(label, by, yt, ref, n, true);
+                        free(bx.base);
+                        free(by.base);
+                        free(x);
+                        free(ref);
+                    }
+}
+
+static void test_geglu(void) {
+    const int64_t Ms[] = {1, 3, 17}, Is[] = {1, 7, 8, 9, 320, 1023, 1280};
+    for (int d = 0; d < 3; d++)
+        for (int64_t M : Ms)
+            for (int64_t I : Is)
+                for (int o = 0; o < NOFFS; o++)
+                    for (int ci = 0; ci < 3; ci++) {
+                        const DType dt = DTS[d];
+                        float *h = rnd(M * 2 * I, 3.0f, dt), *ref = (float *)xmalloc((size_t)(M * I) * 4);
+                        op_geglu(h, M, I, ref);
+                        Buf bh = buf_in(h, M * 2 * I, dt, OFFS[o][0]), bo = buf_out(M * I, dt, OFFS[o][1]);
+                        const int v = emu_geglu(bh.p, bo.p, dt, M, I, CFGS[ci]);
+                        seen[K_GEGLU][d] |= 1u << v;
+                        char label[128];
+                        snprintf(label, sizeof label, "geglu %s M%lld I%lld off%d/%d %s V%d", dtype_name(dt),
+                                 (long long)M, (long long)I, OFFS[o][0], OFFS[o][1], CFGS[ci].name, v);
+                        verdict(label, bo, dt, ref, M * I, false);
+                        free(bh.base);
+                        free(bo.base);
+                        free(h);
+                        free(ref);
+                    }
+}
+
+static void test_upsample(void) {
+    const int64_t BHW[][3] = {{1, 1, 1}, {2, 3, 5}, {1, 8, 8}}, Cs[] = {1, 3, 8, 77, 320};
+    for (int d = 0; d < 3; d++)
+        for (const auto &s : BHW)
+            for (int64_t C : Cs)
+                for (int o = 0; o < NOFFS; o++)
+                    for (int ci = 0; ci < 3; ci++) {
+                        const DType dt = DTS[d];
+                        const int64_t B = s[0], H = s[1], W = s[2], n = B * H * W * C;
+                        float *x = rnd(n, 3.0f, dt), *xn = (float *)xmalloc((size_t)n * 4),
+                              *ref = (float *)xmalloc((size_t)n * 16);
+                        /* NHWC <-> the CPU reference's NCHW */
+                        op_nlc_to_nchw(x, B, C, H * W, xn);
+                        const Tensor tx = {xn, 4, {B, C, H, W}};
+                        Tensor ty = op_upsample2x(&tx);
+                        op_nchw_to_nlc(ty.d, B, C, 4 * H * W, ref);
+                        tensor_free(&ty);
+                        Buf bx = buf_in(x, n, dt, OFFS[o][0]), by = buf_out(4 * n, dt, OFFS[o][1]);
+                        const int v = emu_upsample2x(bx.p, by.p, dt, B, H, W, C, CFGS[ci]);
+                        seen[K_UPSAMPLE][d] |= 1u << v;
+                        char label[128];
+                        snprintf(label, sizeof label, "upsample2x %s %lldx%lldx%lldx%lld off%d/%d %s V%d",
+                                 dtype_name(dt), (long long)B, (long long)H, (long long)W, (long long)C, OFFS[o][0],
+                                 OFFS[o][1], CFGS[ci].name, v);
+                        verdict(label, by, dt, ref, 4 * n, true);
+                        free(bx.base);
+                        free(by.base);
+                        free(x);
+                        free(xn);
+                        free(ref);
+                    }
+}
+
+static void test_concat(void) {
+    const int64_t rowss[] = {1, 7, 64}, CC[][2] = {{1, 1}, {3, 5}, {8, 1}, {1, 8}, {77, 3},
+                                                   {4, 6}, {8, 8}, {16, 24}, {320, 640}, {640, 320}};
+    for (int d = 0; d < 3; d++)
+        for (int64_t rows : rowss)
+            for (const auto &cc : CC)
+                for (int o = 0; o < NOFFS; o++)
+                    for (int ci = 0; ci < 3; ci++) {
+                        const DType dt = DTS[d];
+                        const int64_t Ca = cc[0], Cb = cc[1], Ct = Ca + Cb;
+                        float *a = rnd(rows * Ca, 3.0f, dt), *b = rnd(rows * Cb, 3.0f, dt);
+                        float *an = (float *)xmalloc((size_t)(rows * Ca) * 4),
+                              *bn = (float *)xmalloc((size_t)(rows * Cb) * 4);
+                        float *ref = (float *)xmalloc((size_t)(rows * Ct) * 4);
+                        /* rows as the pixels of one NCHW image for the CPU reference */
+                        op_nlc_to_nchw(a, 1, Ca, rows, an);
+                        op_nlc_to_nchw(b, 1, Cb, rows, bn);
+                        const Tensor ta = {an, 4, {1, Ca, rows, 1}}, tb = {bn, 4, {1, Cb, rows, 1}};
+                        Tensor ty = op_concat_channels(&ta, &tb);
+                        op_nchw_to_nlc(ty.d, 1, Ct, rows, ref);
+                        tensor_free(&ty);
+                        Buf ba = buf_in(a, rows * Ca, dt, OFFS[o][0]), bb = buf_in(b, rows * Cb, dt, OFFS[o][1]),
+                            by = buf_out(rows * Ct, dt, OFFS[o][2]);
+                        const int v = emu_concat_last(ba.p, Ca, bb.p, Cb, by.p, dt, rows, CFGS[ci]);
+                        seen[K_CONCAT][d] |= 1u << v;
+                        char label[128];
+                        snprintf(label, sizeof label, "concat %s rows%lld %lld+%lld off%d/%d/%d %s V%d",
+                                 dtype_name(dt), (long long)rows, (long long)Ca, (long long)Cb, OFFS[o][0],
+                                 OFFS[o][1], OFFS[o][2], CFGS[ci].name, v);
+                        verdict(label, by, dt, ref, rows * Ct, true);
+                        free(ba.base);
+                        free(bb.base);
+                        free(by.base);
+                        free(a);
+                        free(b);
+                        free(an);
+                        free(bn);
+                        free(ref);
+                    }
+}
+
+static void test_timestep(void) {
+    const float ts[] = {999.0f, 0.0f, 500.5f, 1.0f};
+    const int dims[] = {1, 2, 3, 7, 8, 77, 320, 1280};
+    for (int d = 0; d < 3; d++)
+        for (int64_t n = 1; n <= 4; n += 3)
+            for (int dim : dims)
+                for (int flip = 0; flip < 2; flip++)
+                    for (int off = 0; off < 4; off++)
+                        for (int ci = 0; ci < 3; ci++) {
+                            const DType dt = DTS[d];
+                            const float shift = (float)(off / 2); /* freq_shift 0 and 1 */
+                            if ((float)(dim / 2) == shift) continue; /* a zero denominator: NaN in both */
+                            float *ref = (float *)xmalloc((size_t)(n * dim) * 4);
+                            op_timestep_embedding(ts, n, dim, flip, shift, ref);
+                            Buf bo = buf_out(n * dim, dt, off % 2);
+                            emu_timestep(ts, n, dim, flip, shift, bo.p, dt, CFGS[ci]);
+                            char label[128];
+                            snprintf(label, sizeof label, "timestep %s n%lld dim%d flip%d shift%g off%d %s",
+                                     dtype_name(dt), (long long)n, dim, flip, (double)shift, off % 2, CFGS[ci].name);
+                            /* fp32 and the same libm as the reference: within a rounding of the output */
+                            verdict(label, bo, dt, ref, n * dim, false);
+                            free(bo.base);
+                            free(ref);
+                        }
+}
+
+/* Every pack width each kernel can take in each dtype ran at least once. */
+static void test_coverage(void) {
+    for (int k = 0; k < K_N; k++)
+        for (int d = 0; d < 3; d++) {
+            const int es = (int)dtype_size(DTS[d]);
+            unsigned want = 0;
+            for (int v = 1; v * es <= 16; v *= 2) want |= 1u << v;
+            if (k == K_CONVERT) want = 1u << 1 | 1u << 4;
+            CHECK_MSG(seen[k][d] == want, "%s %s: pack widths run 0x%x, want 0x%x", KNAME[k], dtype_name(DTS[d]),
+                      seen[k][d], want);
+        }
+}
+
+/* The checks can fail: a pack width the launcher would not pick is caught,
+ * both as wrong elements (a tail left out) and as a misaligned access. */
+static void test_expected_failures(void) {
+    char why[160];
+    { /* geglu with packs of 4 over rows of 9: element 8 of every row is never written */
+        const int64_t M = 3, I = 9;
+        float *h = rnd(M * 2 * I, 3.0f, DTYPE_F32), ref[M * I];
+        op_geglu(h, M, I, ref);
+        Buf bh = buf_in(h, M * 2 * I, DTYPE_F32, 0), bo = buf_out(M * I, DTYPE_F32, 0);
+        emu_geglu(bh.p, bo.p, DTYPE_F32, M, I, CFGS[0], 4);
+        const int64_t bad = misses(bo.p, DTYPE_F32, ref, M * I, false, why, sizeof why);
+        CHECK_MSG(bad == M, "geglu V4 on I=9: %lld wrong elements, want %lld (one a row)", (long long)bad,
+                  (long long)M);
+        CHECK_MSG(pick_vec(DTYPE_F32, I, bh.p, bo.p) == 1, "pick_vec would take packs over rows of 9");
+        free(bh.base);
+        free(bo.base);
+        free(h);
+    }
+    { /* add with packs of 4 floats on a y one float off 16-byte alignment */
+        const int64_t n = 64;
+        float *x = rnd(n, 1.0f, DTYPE_F32), *y = rnd(n, 1.0f, DTYPE_F32);
+        Buf by = buf_out(n, DTYPE_F32, 1, y), bx = buf_in(x, n, DTYPE_F32, 0);
+        emu_faults = 0;
+        emu_add(by.p, bx.p, DTYPE_F32, n, 1.0f, CFGS[0], 4);
+        CHECK_MSG(emu_faults > 0, "a misaligned pack was not reported");
+        emu_faults = 0;
+        free(by.base);
+        free(bx.base);
+        free(x);
+        free(y);
+    }
+    { /* a launch the device refuses (more than 1024 threads a block) */
+        Buf by = buf_out(1, DTYPE_F32, 0);
+        emu_launch(dim3(1), dim3(2048), k_map<float, 1, SiluF>, (float *)by.p, (int64_t)1, SiluF{});
+        CHECK_MSG(emu_faults > 0, "a block of 2048 threads was not refused");
+        emu_faults = 0;
+        free(by.base);
+    }
+}
+
+int main(void) {
+    test_map_add();
+    test_convert();
+    test_geglu();
+    test_upsample();
+    test_concat();
+    test_timestep();
+    test_coverage();
+    test_expected_failures();
+    printf("test_cuda_emu: %d kernel runs on the CPU (3 grids each: 132 SMs, 1 SM, 3 x 32)\n", ncases);
+    { /* the element-wise launchers pack wherever the pointers allow, at any length */
+        alignas(16) float f[9];
+        alignas(16) uint16_t h[9];
+        CHECK_MSG(pick_vec(DTYPE_F32, 0, f) == 4 && pick_vec(DTYPE_F16, 0, h, h) == 8 && pick_vec(DTYPE_F32, 0, f + 1) == 1 &&
+                      pick_vec(DTYPE_BF16, 0, h + 2) == 2,
+                  "pick_vec(dt, 0, ...): %d %d %d %d", pick_vec(DTYPE_F32, 0, f), pick_vec(DTYPE_F16, 0, h, h),
+                  pick_vec(DTYPE_F32, 0, f + 1), pick_vec(DTYPE_BF16, 0, h + 2));
+    }
+    TEST_MAIN_END("test_cuda_emu");
+}
