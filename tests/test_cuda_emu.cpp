@@ -12,7 +12,8 @@
  * test_cuda_ops's tolerances. What it cannot see: device arithmetic
  * (erff, expf, fma, the hardware conversions), races, and the kernels with
  * shared memory or shuffles (group/layer norm, attention), which only
- * tests/test_cuda_ops.c on a GPU checks. Host C++ with the CUDA headers'
+ * tests/test_cuda_ops.c on a GPU checks. The convolution's bias/residual
+ * epilogue (cuk_bias_res, which kernels/cudnn/conv.cu calls) is here too. Host C++ with the CUDA headers'
  * host fp16/bf16 code; no CUDA runtime, so it runs in every build. */
 #include "emu.h"
 
@@ -168,6 +169,16 @@ static int emu_geglu(const void *h, void *out, DType dt, int64_t M, int64_t I, c
     return v;
 }
 
+/* cuk_bias_res, as ops.cu launches it. */
+static int emu_bias_res(void *y, const void *bias, const void *res, DType dt, int64_t rows, int64_t C, const Cfg &c) {
+    const int v = pick_vec(dt, C, y, bias, res);
+    DISPATCH_T(dt, DISPATCH_V(v, {
+        const Launch l = grid1(c, rows * (C / VW));
+        emu_launch(l.grid, l.block, k_bias_res<T, VW>, (T *)y, (const T *)bias, (const T *)res, rows, C);
+    }));
+    return v;
+}
+
 static int emu_upsample2x(const void *x, void *y, DType dt, int64_t B, int64_t H, int64_t W, int64_t C,
                           const Cfg &c) {
     const int v = pick_vec(dt, C, x, y);
@@ -241,8 +252,9 @@ static void verdict(const char *label, const Buf &out, DType dt, const float *re
 }
 
 /* seen[kernel][dtype] bit v: the pack widths each kernel ran, for the coverage check. */
-enum { K_MAP, K_ADD, K_CONVERT, K_GEGLU, K_UPSAMPLE, K_CONCAT, K_N };
-static const char *const KNAME[K_N] = {"k_map", "k_add", "k_convert", "k_geglu", "k_upsample2x", "k_concat_last"};
+enum { K_MAP, K_ADD, K_CONVERT, K_GEGLU, K_UPSAMPLE, K_CONCAT, K_BIAS_RES, K_N };
+static const char *const KNAME[K_N] = {"k_map",        "k_add",         "k_convert", "k_geglu",
+                                       "k_upsample2x", "k_concat_last", "k_bias_res"};
 static unsigned seen[K_N][3];
 
 /* Pointer offsets in elements: every pack width of every dtype, and pointers of one call misaligned differently. */
@@ -346,6 +358,47 @@ static void test_geglu(void) {
                         free(h);
                         free(ref);
                     }
+}
+
+/* The convolution's epilogue: y += bias (per channel) + res, with either
+ * one absent; the sum in fp32 as the kernel takes it, so bit for bit. */
+static void test_bias_res(void) {
+    const int64_t Rs[] = {1, 3, 17}, Cs[] = {1, 3, 8, 9, 77, 320, 1280};
+    for (int d = 0; d < 3; d++)
+        for (int64_t rows : Rs)
+            for (int64_t C : Cs)
+                for (int which = 1; which <= 3; which++) /* 1 bias, 2 res, 3 both */
+                    for (int o = 0; o < NOFFS; o++)
+                        for (int ci = 0; ci < 3; ci++) {
+                            const DType dt = DTS[d];
+                            const int64_t n = rows * C;
+                            float *y = rnd(n, 3.0f, dt), *bias = rnd(C, 1.0f, dt), *res = rnd(n, 3.0f, dt),
+                                  *ref = (float *)xmalloc((size_t)n * 4);
+                            for (int64_t i = 0; i < n; i++) {
+                                float v = y[i];
+                                if (which & 1) v += bias[i % C];
+                                if (which & 2) v += res[i];
+                                ref[i] = v;
+                            }
+                            Buf by = buf_out(n, dt, OFFS[o][0], y), bb = buf_in(bias, C, dt, OFFS[o][1]),
+                                br = buf_in(res, n, dt, OFFS[o][2]);
+                            const int v = emu_bias_res(by.p, which & 1 ? bb.p : NULL, which & 2 ? br.p : NULL, dt,
+                                                       rows, C, CFGS[ci]);
+                            seen[K_BIAS_RES][d] |= 1u << v;
+                            char label[128];
+                            snprintf(label, sizeof label, "bias_res %s rows%lld C%lld %s off%d/%d/%d %s V%d",
+                                     dtype_name(dt), (long long)rows, (long long)C,
+                                     which == 1 ? "bias" : which == 2 ? "res" : "bias+res", OFFS[o][0], OFFS[o][1],
+                                     OFFS[o][2], CFGS[ci].name, v);
+                            verdict(label, by, dt, ref, n, true);
+                            free(by.base);
+                            free(bb.base);
+                            free(br.base);
+                            free(y);
+                            free(bias);
+                            free(res);
+                            free(ref);
+                        }
 }
 
 static void test_upsample(void) {
@@ -505,6 +558,7 @@ int main(void) {
     test_map_add();
     test_convert();
     test_geglu();
+    test_bias_res();
     test_upsample();
     test_concat();
     test_timestep();

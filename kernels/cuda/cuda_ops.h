@@ -36,6 +36,10 @@ void cuk_group_norm(const void *x, const void *add, void *y, DType dt, int64_t B
 /* LayerNorm over the last dim of x [M, C] into y [M, C] (y may equal x). */
 void cuk_layer_norm(const void *x, void *y, DType dt, int64_t M, int64_t C, const void *gamma, const void *beta,
                     float eps, cudaStream_t s);
+/* y[r, c] += bias[c] + res[r, c] for NHWC y [rows, C] (bias or res may be
+ * NULL): the epilogue of a convolution whose bias and residual cuDNN did not
+ * fuse. Packs of up to 16 bytes where C and the pointers allow. */
+void cuk_bias_res(void *y, const void *bias, const void *res, DType dt, int64_t rows, int64_t C, cudaStream_t s);
 /* out[m, i] = h[m, i] * gelu(h[m, I + i]) for h [M, 2I], exact erf GELU. */
 void cuk_geglu(const void *h, void *out, DType dt, int64_t M, int64_t I, cudaStream_t s);
 /* Nearest 2x upsample, NHWC: x [B, H, W, C] -> y [B, 2H, 2W, C]. */

@@ -309,6 +309,17 @@ extern "C" void cuk_layer_norm(const void *x, void *y, DType dt, int64_t M, int6
 
 /* ---------- GEGLU ---------- */
 
+extern "C" void cuk_bias_res(void *y, const void *bias, const void *res, DType dt, int64_t rows, int64_t C,
+                             cudaStream_t s) {
+    if (rows <= 0 || C <= 0 || (!bias && !res)) return;
+    const int v = pick_vec(dt, C, y, bias, res);
+    DISPATCH_T(dt, DISPATCH_V(v, {
+        unsigned g = grid_for(rows * (C / VW), 256);
+        k_bias_res<T, VW><<<g, 256, 0, s>>>((T *)y, (const T *)bias, (const T *)res, rows, C);
+        CUDA_LAUNCHED("bias_res", s);
+    }));
+}
+
 extern "C" void cuk_geglu(const void *h, void *out, DType dt, int64_t M, int64_t I, cudaStream_t s) {
     if (M <= 0 || I <= 0) return;
     const int v = pick_vec(dt, I, h, out);

@@ -1,5 +1,6 @@
 /* ops_kernels: the grid-stride kernels of ops.cu (element-wise maps, add,
- * convert, GEGLU, upsample, concat, timestep embedding), their element and
+ * convert, GEGLU, the convolution's bias/residual epilogue, upsample, concat,
+ * timestep embedding), their element and
  * pack helpers and the host helpers that size their launches (pick_vec,
  * grid_for_sms). ops.cu includes it under nvcc; tests/test_cuda_emu.cpp
  * includes it in host C++ after emu.h (UNETLAB_CUDA_EMU), which runs each
@@ -171,6 +172,37 @@ template <typename T, int V> __global__ void k_geglu(const T *h, T *out, int64_t
             }
             stp<T, V>(orow + i * V, o);
         }
+    }
+}
+
+/* ---------- the convolution's epilogue ---------- */
+
+/* y[r][c] += bias[c] + res[r][c] over NHWC y of `rows` pixels x C channels
+ * (bias, res may be NULL): what cuDNN's unfused path leaves to us. Packs of
+ * V channels (V divides C); the channel of a pack comes from one division
+ * per pack, not a 64-bit remainder per element. */
+template <typename T, int V>
+__global__ void k_bias_res(T *y, const T *bias, const T *res, int64_t rows, int64_t C) {
+    const int64_t cpn = C / V, total = rows * cpn;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t c = (e - e / cpn * cpn) * V, at = e * V; /* e * V = row * C + c */
+        Pack<T, V> a = ldp<T, V>(y + at);
+        float v[V];
+#pragma unroll
+        for (int k = 0; k < V; k++) v[k] = ldf(a.v[k]);
+        if (bias) {
+            const Pack<T, V> b = ldp<T, V>(bias + c);
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] += ldf(b.v[k]);
+        }
+        if (res) {
+            const Pack<T, V> r = ldp<T, V>(res + at);
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] += ldf(r.v[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) a.v[k] = stf<T>(v[k]);
+        stp<T, V>(y + at, a);
     }
 }
 

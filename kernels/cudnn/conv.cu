@@ -19,6 +19,7 @@
  * UNETLAB_LIB_LOG=1 prints one line per plan to stderr. */
 #include "conv.h"
 #include "cuda_check.h"
+#include "cuda_ops.h"
 #include "half.h"
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -107,42 +108,6 @@ static void key_str(const ConvKey *k, char *buf, size_t n) {
              (long long)k->align);
 }
 
-/* ---- the bias / residual pass of the unfused path ---- */
-
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ void from_f(float v, float *o) { *o = v; }
-__device__ __forceinline__ void from_f(float v, __half *o) { *o = __float2half_rn(v); }
-__device__ __forceinline__ void from_f(float v, __nv_bfloat16 *o) { *o = __float2bfloat16_rn(v); }
-
-/* y[i] += bias[i % C] + res[i] over NHWC y of n elements (bias, res may be NULL). */
-template <typename T>
-__global__ void conv_bias_res_kernel(T *y, const T *bias, const T *res, int64_t n, int64_t C) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        float v = to_f(y[i]);
-        if (bias) v += to_f(bias[i % C]);
-        if (res) v += to_f(res[i]);
-        from_f(v, &y[i]);
-    }
-}
-
-static void bias_res(cudaStream_t s, void *y, const void *bias, const void *res, int64_t n, int64_t C, DType dt) {
-    const int threads = 256;
-    int64_t blocks = (n + threads - 1) / threads;
-    if (blocks > 65536) blocks = 65536;
-    if (dt == DTYPE_F32)
-        conv_bias_res_kernel<float><<<(unsigned)blocks, threads, 0, s>>>((float *)y, (const float *)bias,
-                                                                         (const float *)res, n, C);
-    else if (dt == DTYPE_F16)
-        conv_bias_res_kernel<__half><<<(unsigned)blocks, threads, 0, s>>>((__half *)y, (const __half *)bias,
-                                                                          (const __half *)res, n, C);
-    else
-        conv_bias_res_kernel<__nv_bfloat16><<<(unsigned)blocks, threads, 0, s>>>(
-            (__nv_bfloat16 *)y, (const __nv_bfloat16 *)bias, (const __nv_bfloat16 *)res, n, C);
-    CUDA_LAUNCHED("conv_bias_res", s);
-}
-
 /* ---- the two execution paths (return the cuDNN status, never die) ---- */
 
 static cudnnStatus_t exec_unfused(CudnnConv *c, const ConvPlan *p, const void *x, const void *w, const void *bias,
@@ -152,7 +117,8 @@ static cudnnStatus_t exec_unfused(CudnnConv *c, const ConvPlan *p, const void *x
                                                res == y ? &one : &zero, p->yd, y);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     const void *r = res == y ? NULL : res;
-    if (bias || r) bias_res(c->s, y, bias, r, p->ny, p->key.Cout, (DType)p->key.dt);
+    if (bias || r) /* the bias / residual pass (kernels/cuda/ops_kernels.cuh) */
+        cuk_bias_res(y, bias, r, (DType)p->key.dt, p->ny / p->key.Cout, p->key.Cout, c->s);
     return st;
 }
 
