@@ -9,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -453,11 +452,9 @@ int db_schedule_latency_set(Db *db, int64_t schedule_id, const char *json) {
 
 /* ---- agree ---------------------------------------------------------------- */
 
+/* -1 (not applicable) as NULL; doubles go through bind_f64: SQLite stores a NaN as NULL itself. */
 static int bind_int_or_null(Db *db, sqlite3_stmt *st, int i, int v) {
     return (v < 0 ? SQ(db, sqlite3_bind_null(st, i)) : SQ(db, sqlite3_bind_int64(st, i, v))) < 0 ? ERR_DB : 0;
-}
-static int bind_real_or_null(Db *db, sqlite3_stmt *st, int i, double v) {
-    return (isfinite(v) ? SQ(db, sqlite3_bind_double(st, i, v)) : SQ(db, sqlite3_bind_null(st, i))) < 0 ? ERR_DB : 0;
 }
 
 int db_agree_put(Db *db, int64_t run_id, const DbAgreeRow *rows, int n) {
@@ -477,9 +474,9 @@ int db_agree_put(Db *db, int64_t run_id, const DbAgreeRow *rows, int n) {
         for (int k = 0; !rc && k < 6; k++) rc = bind_int_or_null(db, st, 7 + k, ints[k]);
         const double dbl[] = {r->kendall_tau, r->tau_lo, r->tau_hi, r->spearman_rho, r->rho_lo, r->rho_hi,
                               r->top5, r->top10, r->top20};
-        for (int k = 0; !rc && k < 9; k++) rc = bind_real_or_null(db, st, 13 + k, dbl[k]);
-        rc = rc || bind_text(db, st, 22, r->candidate) || bind_real_or_null(db, st, 23, r->measured) ||
-             bind_real_or_null(db, st, 24, r->predicted) || STEP(db, st) < 0 || SQ(db, sqlite3_reset(st)) < 0;
+        for (int k = 0; !rc && k < 9; k++) rc = bind_f64(db, st, 13 + k, dbl[k]);
+        rc = rc || bind_text(db, st, 22, r->candidate) || bind_f64(db, st, 23, r->measured) ||
+             bind_f64(db, st, 24, r->predicted) || STEP(db, st) < 0 || SQ(db, sqlite3_reset(st)) < 0;
     }
     fin(st);
     if (rc || EXEC(db, "COMMIT")) {

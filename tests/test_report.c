@@ -28,18 +28,6 @@
 
 static char ABSBIN[PATH_MAX];
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    b[fread(b, 1, (size_t)n, f)] = '\0';
-    fclose(f);
-    return b;
-}
-
 static int exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && sb.st_size > 0;
@@ -107,7 +95,7 @@ static int count_lines(const char *s) {
 
 /* Data rows of a .dat file: lines that are neither comments nor blank. */
 static int dat_rows(const char *path) {
-    char *s = slurp(path);
+    char *s = slurp(path, NULL);
     int n = 0;
     for (char *l = s; l && *l;) {
         size_t len = strcspn(l, "\n");
@@ -208,7 +196,7 @@ typedef struct {
 
 /* Every data row of a .dat file (caller frees *rows); the count, -1 when it cannot be read. */
 static int dat_read(const char *path, DatRow **rows) {
-    char *s = slurp(path);
+    char *s = slurp(path, NULL);
     *rows = NULL;
     if (!s) return -1;
     int n = 0, cap = 0, block = -1;
@@ -330,11 +318,11 @@ static void check_agree_matrix(const char *db, const char *out) {
     CHECK_EQ_LL(diag, (int)nset);
     CHECK_EQ_LL(cells, (int)(2 * sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'pair' AND " AGREE_RUN)));
     free(dr);
-    char *gp = slurp(fmt("%s/rank_agreement.gp", out));
+    char *gp = slurp(fmt("%s/rank_agreement.gp", out), NULL);
     CHECK(gp && strstr(gp, "using 2:1:(0.5):(0.5):3 with boxxyerror") && strstr(gp, "with labels") && strstr(gp, "set cbrange [-1:1]"));
     free(gp);
     /* its table: the stored numbers in the CSV, tau with its interval in the shown cell */
-    char *csv = slurp(fmt("%s/rank_agreement.csv", out)), *md = slurp(fmt("%s/rank_agreement.md", out)), row[8192], *f[16];
+    char *csv = slurp(fmt("%s/rank_agreement.csv", out), NULL), *md = slurp(fmt("%s/rank_agreement.md", out), NULL), row[8192], *f[16];
     char t[6][256];
     double v[6];
     CHECK(sql_row(db, "SELECT kendall_tau, tau_lo, tau_hi, spearman_rho, top10, students FROM agree_results WHERE kind = 'pair' AND "
@@ -375,7 +363,7 @@ static void check_agree_convergence(const char *db, const char *out) {
     CHECK_MSG(n > 0 && stored == (int)n, "rank_convergence.dat: %d of %.0f stored rows", stored, n);
     CHECK_EQ_LL(ends, (int)sql_num(db, "SELECT count(DISTINCT setting_a) FROM agree_results WHERE kind = 'convergence' AND " AGREE_RUN));
     free(dr);
-    char *gp = slurp(fmt("%s/rank_convergence.gp", out)), *csv = slurp(fmt("%s/rank_convergence.csv", out));
+    char *gp = slurp(fmt("%s/rank_convergence.gp", out), NULL), *csv = slurp(fmt("%s/rank_convergence.csv", out), NULL);
     CHECK(gp && strstr(gp, "set logscale x 2") && strstr(gp, "index 0 using 1:3 with linespoints"));
     CHECK_EQ_LL(count_lines(csv), 1 + (int)n);
     free(gp), free(csv);
@@ -415,7 +403,7 @@ static void check_agree_bins(const char *db, const char *out) {
     double v[2];
     CHECK(sql_row(db, fmt("SELECT bin, kendall_tau FROM agree_results WHERE kind = 'bin' AND " AGREE_RUN " AND setting_a = '%s'"
                           " ORDER BY bin LIMIT 1", set[0]), t, v, 2) == 2);
-    char *gp = slurp(fmt("%s/timestep_bins.gp", out)), *csv = slurp(fmt("%s/timestep_bins.csv", out));
+    char *gp = slurp(fmt("%s/timestep_bins.gp", out), NULL), *csv = slurp(fmt("%s/timestep_bins.csv", out), NULL);
     CHECK_MSG(gp && strstr(gp, fmt("\"%.0f-%.0f\\ntau %.2f\"", 100 * v[0], 100 * v[0] + 99, v[1])), "timestep_bins.gp: bin tau tic");
     CHECK_EQ_LL(count_lines(csv), 1 + (int)sql_num(db, "SELECT count(*) FROM agree_results WHERE kind = 'bin' AND " AGREE_RUN));
     free(gp), free(csv), free(set[0]), free(set);
@@ -437,7 +425,7 @@ static void check_agree_additivity(const char *db, const char *out) {
                   "stage %s: %s %s (%s) vs the stored %s %s (%s)", r->f[0], r->f[1], r->f[2], r->f[4], t[0], t[1], t[2]);
     }
     free(dr);
-    char *gp = slurp(fmt("%s/additivity.gp", out)), *csv = slurp(fmt("%s/additivity.csv", out)), row[8192], *f[16];
+    char *gp = slurp(fmt("%s/additivity.gp", out), NULL), *csv = slurp(fmt("%s/additivity.csv", out), NULL), row[8192], *f[16];
     CHECK(gp && strstr(gp, "x with lines dt 2") && strstr(gp, "with labels"));
     int nf = csv ? csv_row(csv, "tests/fixtures/mini-public", row, sizeof row, f, 16) : 0;
     CHECK_MSG(nf == 7 && !strcmp(f[2], "1") && eq_num(f[4], sql_num(db, "SELECT measured FROM agree_results WHERE kind ="
@@ -460,7 +448,7 @@ static void check_agree(void) {
     CHECK(run(fmt("%s agree --db %s --bootstrap 200 >/dev/null", BIN, db), NULL) == 0);
     fprintf(stderr, "test_report: agree store built in %.1f s\n", now() - t0);
     CHECK(run(fmt("%s report --db %s --out %s >/dev/null 2>%s/agree.err", BIN, db, out, T), NULL) == 0);
-    char *err = slurp(fmt("%s/agree.err", T)), *html = slurp(fmt("%s/index.html", out));
+    char *err = slurp(fmt("%s/agree.err", T), NULL), *html = slurp(fmt("%s/index.html", out), NULL);
     for (size_t i = 0; i < sizeof AGREE / sizeof *AGREE; i++) {
         CHECK_MSG(err && !strstr(err, fmt(" %s skipped", AGREE[i])), "%s skipped: %s", AGREE[i], err ? err : "");
         for (int e = 0; e < 2; e++) CHECK_MSG(exists(fmt("%s/%s.%s", out, AGREE[i], e ? "gp" : "dat")), "%s missing", AGREE[i]);
@@ -537,11 +525,11 @@ int main(void) {
         const char *ext[] = {"dat", "gp", "png", "svg"};
         for (int e = 0; e < 4; e++) CHECK_MSG(exists(fmt("%s/%s.%s", out, PLOTS[i], ext[e])), "%s.%s missing", PLOTS[i], ext[e]);
         check_png(fmt("%s/%s.png", out, PLOTS[i]));
-        char *gp = slurp(fmt("%s/%s.gp", out, PLOTS[i]));
+        char *gp = slurp(fmt("%s/%s.gp", out, PLOTS[i]), NULL);
         CHECK(gp && strstr(gp, "set terminal pngcairo size 1000,700") && strstr(gp, "set terminal svg size 1000,700"));
         CHECK(gp && strstr(gp, fmt("\"%s.dat\"", PLOTS[i])));
         free(gp);
-        char *svg = slurp(fmt("%s/%s.svg", out, PLOTS[i]));
+        char *svg = slurp(fmt("%s/%s.svg", out, PLOTS[i]), NULL);
         CHECK(svg && strstr(svg, "<svg") && strstr(svg, "width=\"1000\" height=\"700\""));
         free(svg);
         CHECK(!exists(fmt("%s/%s.gnuplot.log", out, PLOTS[i]))); /* kept only when gnuplot fails */
@@ -549,25 +537,25 @@ int main(void) {
     for (size_t i = 0; i < sizeof TABLES / sizeof *TABLES; i++) {
         const char *ext[] = {"md", "tex", "csv"};
         for (int e = 0; e < 3; e++) CHECK_MSG(exists(fmt("%s/%s.%s", out, TABLES[i], ext[e])), "%s.%s missing", TABLES[i], ext[e]);
-        char *tex = slurp(fmt("%s/%s.tex", out, TABLES[i]));
+        char *tex = slurp(fmt("%s/%s.tex", out, TABLES[i]), NULL);
         CHECK(tex && strstr(tex, "\\toprule") && strstr(tex, "\\midrule") && strstr(tex, "\\bottomrule"));
         free(tex);
-        char *md = slurp(fmt("%s/%s.md", out, TABLES[i]));
+        char *md = slurp(fmt("%s/%s.md", out, TABLES[i]), NULL);
         CHECK(md && strstr(md, "|---"));
         free(md);
     }
-    char *err = slurp(fmt("%s/err", T));
+    char *err = slurp(fmt("%s/err", T), NULL);
     CHECK_MSG(err && !strstr(err, "skipped") && !strstr(err, "error"), "stderr: %s", err ? err : "");
     free(err);
 
     /* the plot that says where its milliseconds come from */
-    char *gp = slurp(fmt("%s/params_vs_latency.gp", out));
+    char *gp = slurp(fmt("%s/params_vs_latency.gp", out), NULL);
     char *dev = query1(db, "SELECT device FROM runs WHERE id = 1");
     CHECK_MSG(gp && dev && strstr(gp, fmt("ms (engine cpu, %s)", dev)), "params_vs_latency's x label names engine and device");
     free(gp);
 
     /* index.html: every picture and table, with the runs behind them */
-    char *html = slurp(fmt("%s/index.html", out));
+    char *html = slurp(fmt("%s/index.html", out), NULL);
     for (size_t i = 0; html && i < sizeof PLOTS / sizeof *PLOTS; i++)
         CHECK_MSG(strstr(html, fmt("<img src=\"%s.png\"", PLOTS[i])), "index.html lacks %s.png", PLOTS[i]);
     CHECK(html && strstr(html, "<th>UNet params</th>") && strstr(html, "<th>removed</th>") && strstr(html, "<th>candidate</th>"));
@@ -581,13 +569,13 @@ int main(void) {
     free(dev);
 
     /* comparison: each number equals the store's; the latency cells are the untraced forwards' median, p10, p90 */
-    char *csv = slurp(fmt("%s/comparison.csv", out)), row[8192], *f[16];
+    char *csv = slurp(fmt("%s/comparison.csv", out), NULL), row[8192], *f[16];
     const char *head = "model,params,flops,flops_at,latency_b1_ms,latency_b1_p10_ms,latency_b1_p90_ms,latency_b2_ms,"
                        "latency_b2_p10_ms,latency_b2_p90_ms,latency_forward,latency_at,measured_on,unstable,"
                        "speedup_vs_sdxl_base,reported_paper\n";
     CHECK_MSG(csv && !strncmp(csv, head, strlen(head)), "comparison.csv header: %.300s", csv ? csv : "");
     CHECK_EQ_LL(count_lines(csv), 3); /* header + one row per model */
-    char *md = slurp(fmt("%s/comparison.md", out));
+    char *md = slurp(fmt("%s/comparison.md", out), NULL);
     int nf = csv ? csv_row(csv, "tests/fixtures/mini-public", row, sizeof row, f, 16) : 0;
     CHECK_EQ_LL(nf, 16);
     if (nf == 16) {
@@ -637,7 +625,7 @@ int main(void) {
     /* params_vs_latency: the measured points are the untraced forwards' median with p10-p90 error bars */
     DatRow *dr = NULL;
     int nd = dat_read(fmt("%s/params_vs_latency.dat", out), &dr);
-    char *pgp = slurp(fmt("%s/params_vs_latency.gp", out));
+    char *pgp = slurp(fmt("%s/params_vs_latency.gp", out), NULL);
     const char *const SPECS[3] = {"tests/fixtures/mini-public", "tests/fixtures/mini-public", "tests/fixtures/mini-ssd"};
     const int BATCH[3] = {1, 2, 1};
     for (int k = 0; k < 3; k++) {
@@ -699,7 +687,7 @@ int main(void) {
         CHECK_MSG(nlevel[b] > 0 && nblock[b] == (nlevel[b] < 15 ? nlevel[b] : 15), "level %d: %d rows of %d modules", b + 1,
                   nblock[b], nlevel[b]);
     free(dr);
-    char *mgp = slurp(fmt("%s/module_latency.gp", out));
+    char *mgp = slurp(fmt("%s/module_latency.gp", out), NULL);
     for (int b = 0; b < 3; b++) /* the error bar on each total: p10 to p90 */
         CHECK_MSG(mgp && strstr(mgp, fmt("index %d using 8:1:9:10 with xerrorbars", b)), "module_latency.gp block %d", b);
     free(mgp);
@@ -708,7 +696,7 @@ int main(void) {
     char *stages = NULL;
     CHECK(run(fmt("%s db query --db %s --format csv \"SELECT stage, chosen, params, macs, loss, ms FROM schedule_stages"
                   " ORDER BY stage\"", BIN, db), &stages) == 0);
-    csv = slurp(fmt("%s/schedule.csv", out));
+    csv = slurp(fmt("%s/schedule.csv", out), NULL);
     CHECK(csv && !strncmp(csv, "stage,removed,params,macs,loss,ms,ms_source,unstable\n", 52));
     CHECK_EQ_LL(count_lines(csv), 4);
     for (int s = 1; s <= 3 && csv && stages; s++) {
@@ -731,7 +719,7 @@ int main(void) {
     free(csv);
 
     /* candidates: the lowest scores of stage 1, best first */
-    csv = slurp(fmt("%s/candidates.csv", out));
+    csv = slurp(fmt("%s/candidates.csv", out), NULL);
     CHECK_EQ_LL(count_lines(csv), 16); /* header + the default top 15 */
     char *best = query1(db, "SELECT candidate FROM schedule_scores WHERE stage = 1 ORDER BY score LIMIT 1");
     nf = csv ? csv_row(csv, "1", row, sizeof row, f, 16) : 0;
@@ -753,11 +741,11 @@ int main(void) {
     snprintf(out2, sizeof out2, "%s/out2", T);
     CHECK(run(fmt("%s report --db %s --out %s --format svg --top 5 --plan %s >/dev/null 2>&1", BIN, db, out2, plan), NULL) == 0);
     CHECK_EQ_LL(dat_rows(fmt("%s/module_latency.dat", out2)), 15); /* 5 a level */
-    csv = slurp(fmt("%s/candidates.csv", out2));
+    csv = slurp(fmt("%s/candidates.csv", out2), NULL);
     CHECK_EQ_LL(count_lines(csv), 6);
     free(csv);
     CHECK(exists(fmt("%s/layer_loss.svg", out2)) && !exists(fmt("%s/layer_loss.png", out2)));
-    char *ll = slurp(fmt("%s/layer_loss.dat", out2));
+    char *ll = slurp(fmt("%s/layer_loss.dat", out2), NULL);
     CHECK_MSG(ll && strstr(ll, "tests/fixtures/mini-public/io.safetensors"), "layer_loss names its calibration set");
     char *npts = query1(db, "SELECT count(DISTINCT r.point) FROM eval_results r JOIN eval_jobs j ON j.id = r.job_id"
                             " JOIN calib_sets c ON c.id = j.calib_id WHERE c.source LIKE '%io.safetensors' AND r.metric = 'nmse'");
@@ -825,7 +813,7 @@ int main(void) {
     CHECK(run(fmt("cp -r tests/fixtures/mini-public %s/sdxl-base && cp -r tests/fixtures/mini-ssd %s/SSD-1B", T, T), NULL) == 0);
     CHECK(run(fmt("%s profile --compare %s/sdxl-base,%s/SSD-1B %s --db %s >/dev/null 2>&1", BIN, T, T, size, pub), NULL) == 0);
     CHECK(run(fmt("%s report --db %s --out %s/o8 >/dev/null 2>&1", BIN, pub, T), NULL) == 0);
-    csv = slurp(fmt("%s/o8/comparison.csv", T));
+    csv = slurp(fmt("%s/o8/comparison.csv", T), NULL);
     char row2[8192], *g[16];
     int n1 = csv ? csv_row(csv, fmt("%s/sdxl-base", T), row, sizeof row, f, 16) : 0;
     int n2 = csv ? csv_row(csv, fmt("%s/SSD-1B", T), row2, sizeof row2, g, 16) : 0;
@@ -870,7 +858,7 @@ int main(void) {
     snprintf(out4, sizeof out4, "%s/out4", T);
     CHECK(run(fmt("%s report --db %s --out %s >/dev/null 2>&1", BIN, mut, out4), NULL) == 0);
     nd = dat_read(fmt("%s/params_vs_latency.dat", out4), &dr);
-    pgp = slurp(fmt("%s/params_vs_latency.gp", out4));
+    pgp = slurp(fmt("%s/params_vs_latency.gp", out4), NULL);
     /* unstable: the untraced numbers as set, flagged, drawn hollow in a clause of their own */
     const DatRow *r = measured_row(dr, nd, "mini-ssd", 1);
     CHECK_MSG(r && !strcmp(r->f[0], "12.5") && !strcmp(r->f[1], "11.25") && !strcmp(r->f[2], "14.75") &&
@@ -904,8 +892,8 @@ int main(void) {
     free(pgp);
     free(dr);
     /* the tables: numbers as set, markers on the cells, the CSV's unstable and latency_forward columns */
-    csv = slurp(fmt("%s/comparison.csv", out4));
-    md = slurp(fmt("%s/comparison.md", out4));
+    csv = slurp(fmt("%s/comparison.csv", out4), NULL);
+    md = slurp(fmt("%s/comparison.md", out4), NULL);
     nf = csv ? csv_row(csv, "tests/fixtures/mini-ssd", row, sizeof row, f, 16) : 0;
     CHECK(nf == 16 && !strcmp(f[4], "12.5") && !strcmp(f[5], "11.25") && !strcmp(f[6], "14.75") &&
           !strcmp(f[10], "untraced") && !strcmp(f[13], "1"));
@@ -916,15 +904,15 @@ int main(void) {
     CHECK_MSG(md && strstr(md, fmt("%.2f (%.2f-%.2f) (traced)", tr[0], tr[1], tr[2])), "comparison.md: the traced cell");
     free(csv);
     free(md);
-    csv = slurp(fmt("%s/schedule.csv", out4));
-    md = slurp(fmt("%s/schedule.md", out4));
+    csv = slurp(fmt("%s/schedule.csv", out4), NULL);
+    md = slurp(fmt("%s/schedule.md", out4), NULL);
     CHECK_EQ_LL(count_lines(csv), 31);
     nf = csv ? csv_row(csv, "2", row, sizeof row, f, 16) : 0;
     CHECK(nf == 8 && !strcmp(f[6], "predicted") && !strcmp(f[7], "1"));
     CHECK(md && strstr(md, "| ms (predicted) |") && strstr(md, " (unstable) |"));
     free(csv);
     free(md);
-    csv = slurp(fmt("%s/candidates.csv", out4));
+    csv = slurp(fmt("%s/candidates.csv", out4), NULL);
     nf = csv ? csv_row(csv, "1", row, sizeof row, f, 16) : 0;
     CHECK(nf == 10 && !strcmp(f[8], "predicted") && !strcmp(f[9], "1"));
     free(csv);
@@ -934,17 +922,17 @@ int main(void) {
     for (int i = 0; i < nd; i++) neg += strtod(dr[i].f[0], NULL) < 0;
     CHECK_MSG(nd > 0 && !neg, "%d negative savings drawn", neg);
     free(dr);
-    char *lgp = slurp(fmt("%s/loss_vs_saving.gp", out4));
+    char *lgp = slurp(fmt("%s/loss_vs_saving.gp", out4), NULL);
     CHECK(lgp && strstr(lgp, "set xrange [0:*]") && strstr(lgp, "(unstable profile)"));
     free(lgp);
-    html = slurp(fmt("%s/index.html", out4));
+    html = slurp(fmt("%s/index.html", out4), NULL);
     CHECK_MSG(html && strstr(html, "Left out: 1 candidate with a negative saving"), "the caption counts the negative saving");
     free(html);
 
     /* parameters saved (a schedule scored without latency): k/M tics without decimals or signs */
     CHECK(raw_exec(mut, "UPDATE schedule_scores SET ms_saved = NULL") == 0);
     CHECK(run(fmt("%s report --db %s --out %s/out5 >/dev/null 2>&1", BIN, mut, T), NULL) == 0);
-    lgp = slurp(fmt("%s/out5/loss_vs_saving.gp", T));
+    lgp = slurp(fmt("%s/out5/loss_vs_saving.gp", T), NULL);
     const char *tics = lgp ? strstr(lgp, "set xtics (") : NULL;
     CHECK_MSG(tics && lgp && strstr(lgp, "parameters saved"), "loss_vs_saving.gp: explicit x tics");
     int ntics = 0, bad = 0;

@@ -109,19 +109,6 @@ static int ldm_of(const Arch *a, const char *d, char *out, size_t size) {
 /* ---- files --------------------------------------------------------------- */
 
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    b[*n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static int same_bytes(const char *a, const char *b) {
     size_t na = 0, nb = 0;
     char *x = slurp(a, &na), *y = slurp(b, &nb);
@@ -152,19 +139,14 @@ static const StOut DECOYS[] = {
  * single files carry one (position_ids), rewriting its header by hand: the
  * library's writer writes float tensors only. */
 static void add_i64(const char *path, const char *name, int n) {
-    FILE *f = fopen(path, "rb");
-    CHECK(f != NULL);
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    unsigned char *buf = malloc((size_t)size);
-    rewind(f);
-    CHECK(fread(buf, 1, (size_t)size, f) == (size_t)size);
-    fclose(f);
+    size_t size = 0;
+    unsigned char *buf = (unsigned char *)slurp(path, &size);
+    CHECK(buf != NULL && size > 8);
+    if (!buf || size <= 8) { free(buf); return; }
     uint64_t hn = 0;
     for (int i = 7; i >= 0; i--) hn = (hn << 8) | buf[i];
     cJSON *h = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hn);
-    long data = size - 8 - (long)hn;
+    long data = (long)size - 8 - (long)hn;
     cJSON *e = cJSON_AddObjectToObject(h, name), *shape = cJSON_AddArrayToObject(e, "shape"),
           *offs = cJSON_AddArrayToObject(e, "data_offsets");
     cJSON_AddStringToObject(e, "dtype", "I64");
@@ -173,7 +155,7 @@ static void add_i64(const char *path, const char *name, int n) {
     cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)data + 8.0 * n));
     char *text = cJSON_PrintUnformatted(h);
     uint64_t tn = strlen(text);
-    f = fopen(path, "wb");
+    FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     if (f) {
         for (int i = 0; i < 8; i++) fputc((int)((tn >> (8 * i)) & 0xff), f);

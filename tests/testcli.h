@@ -52,4 +52,20 @@ static int run(const char *cmd, char **out) {
 
 static void cli_cleanup(void) { run(fmt("rm -rf %s", T), NULL); }
 
+/* A whole file, NUL-terminated (caller frees); NULL when it cannot be opened.
+ * *n (if n) gets its length. */
+static inline char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)(len > 0 ? len : 0) + 1);
+    size_t got = fread(b, 1, (size_t)(len > 0 ? len : 0), f);
+    b[got] = '\0';
+    if (n) *n = got;
+    fclose(f);
+    return b;
+}
+
 #endif
