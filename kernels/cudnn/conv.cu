@@ -16,6 +16,11 @@
  * makes no cuDNN planning call again; planning refuses to run while the
  * stream is being captured. Workspaces are never freed while a graph may
  * still use them (grown ones are retired, freed with the engine).
+ * The choices (algorithm, math, fused or not, workspace) are also kept for
+ * the process: a second engine (another model, another dtype's run of the
+ * same shapes) meeting a key already planned makes its descriptors and
+ * skips Find and the timings, so a process planning SDXL's ~30 shapes
+ * once pays for it once.
  * UNETLAB_LIB_LOG=1 prints one line per plan to stderr. */
 #include "conv.h"
 #include "cuda_check.h"
@@ -73,6 +78,32 @@ struct CudnnConv {
     ConvPlan **plans;
     int nplans, cap;
 };
+
+/* What planning decided for a key, remembered for the process (single-threaded use, as the engines). */
+typedef struct {
+    ConvKey key;
+    cudnnConvolutionFwdAlgo_t algo;
+    cudnnMathType_t math;
+    cudnnTensorFormat_t bias_fmt;
+    int fused;
+    size_t ws;
+} ConvChoice;
+static ConvChoice *g_choices;
+static int g_nchoices, g_capchoices;
+
+static const ConvChoice *choice_find(const ConvKey *k) {
+    for (int i = 0; i < g_nchoices; i++)
+        if (!memcmp(&g_choices[i].key, k, sizeof *k)) return &g_choices[i];
+    return NULL;
+}
+
+static void choice_keep(const ConvChoice *c) {
+    if (g_nchoices == g_capchoices) {
+        g_capchoices = g_capchoices ? 2 * g_capchoices : 32;
+        g_choices = (ConvChoice *)xrealloc(g_choices, (size_t)g_capchoices * sizeof *g_choices);
+    }
+    g_choices[g_nchoices++] = *c;
+}
 
 static int lib_log(void) {
     static int v = -1;
@@ -246,6 +277,19 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
         die("cudnn_conv_forward %s: cuDNN output %dx%dx%dx%d, expected %lldx%lldx%lldx%lld", ks, on, oc, oh, ow,
             (long long)B, (long long)Cout, (long long)Ho, (long long)Wo);
 
+    const ConvChoice *known = choice_find(key);
+    if (known) { /* planned before in this process: the same decisions, no Find, no timing */
+        p->algo = known->algo;
+        p->fused = known->fused;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, known->math));
+        CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bd, known->bias_fmt, t, 1, (int)Cout, 1, 1));
+        ensure_ws(c, known->ws);
+        if (lib_log())
+            fprintf(stderr, "cudnn plan %s: %s (algo %d math %d), the process's earlier choice; ws %zu B\n", ks,
+                    p->fused ? "fused" : "unfused", (int)p->algo, (int)known->math, c->ws_bytes);
+        return p;
+    }
+
     /* scratch outputs (and a zero residual) at the real call's alignment; x and w are the real ones */
     size_t ybytes = (size_t)p->ny * dtype_size(dt);
     void *ba = NULL, *bb = NULL, *br = NULL, *fws = NULL;
@@ -335,6 +379,9 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
     }
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->fused ? fmath : umath));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bd, p->fused ? bfmt : CUDNN_TENSOR_NHWC, t, 1, (int)Cout, 1, 1));
+    ConvChoice kept = {*key, p->algo, p->fused ? fmath : umath, p->fused ? bfmt : CUDNN_TENSOR_NHWC, p->fused,
+                       c->ws_bytes /* covers what the chosen path needs (grown for it above) */};
+    choice_keep(&kept);
     CUDA_CHECK(cudaStreamSynchronize(c->s));
     CUDA_CHECK(cudaFree(ba));
     CUDA_CHECK(cudaFree(bb));
