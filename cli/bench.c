@@ -14,6 +14,7 @@
 #include "prof.h"
 #include "weights.h"
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,9 @@
 static const char USAGE[] =
     "usage: unetlab bench --model M [--plan P] [--drop NAME,...] [--batch B[,B...] --height H --width W --tokens L]\n"
     "                     [--inputs FILE]\n"
-    "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph] [--device auto|cuda|cpu|ref]\n"
-    "                     [--seed S] [--format text|json|csv]\n"
+    "                     [--dtype fp16|bf16|fp32] [--warmup W --repeats R] [--graph | --mode graph,eager]\n"
+    "                     [--device auto|cuda|cpu|ref] [--seed S] [--format text|json|csv]\n"
+    "                     [--profile B --profile-out FILE [--profile-repeats R] [--db DB]]\n"
     "\n"
     "Times R forwards (default 20) after W warm-ups (default 5) on seeded inputs of the\n"
     "given size (default: the config's sample_size x 8 pixels, batch 1, 77 tokens) and\n"
@@ -47,6 +49,12 @@ static const char USAGE[] =
     "prints an array with one object per batch size, written one object at a time and\n"
     "closed even when a later size fails. --inputs FILE times the forward on that inputs file\n"
     "(as `unetlab forward` reads it) instead of seeded inputs; its shapes set the size.\n"
+    "One process, one upload, every measurement of the model (GPU): --mode graph,eager\n"
+    "times each mode in turn (each at every --batch size; --graph is --mode graph), and\n"
+    "--profile B profiles batch B with CUPTI after the first mode's sizes, on the same\n"
+    "engine (3 warm-ups, --profile-repeats R rounds, default 10; replayed as a CUDA graph\n"
+    "when the first mode is graph), writing what `unetlab profile --format json` prints\n"
+    "to --profile-out FILE and storing it in --db DB when given.\n"
     "Noise: the share of the CPUs' time other processes took while the forwards ran\n"
     "(/proc/stat) and the spread p90/p10 are printed with each result (JSON: others_load,\n"
     "spread, unstable); above 10%% of the CPUs or a spread of 1.5 the result is marked\n"
@@ -164,30 +172,83 @@ static int parse_batches(const char *list, int *b, int max, int *n) {
     return rc;
 }
 
+enum { MODE_EAGER, MODE_GRAPH };
+
+/* --mode "graph,eager" (each once, in the order given) or --graph -> modes. */
+static int parse_modes(const char *list, int graph, int *modes, int *n) {
+    *n = 1;
+    modes[0] = graph ? MODE_GRAPH : MODE_EAGER;
+    if (!list) return 0;
+    if (graph) return err_set(ERR_USAGE, "bench: --graph is --mode graph: give one of them");
+    *n = 0;
+    char *copy = xstrdup(list), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        int mo = !strcmp(tok, "graph") ? MODE_GRAPH : !strcmp(tok, "eager") ? MODE_EAGER : -1;
+        if (mo < 0) rc = err_set(ERR_USAGE, "option '--mode': '%s' is not graph or eager", tok);
+        else if (*n == 2 || (*n == 1 && modes[0] == mo)) rc = err_set(ERR_USAGE, "option '--mode': '%s' given twice", tok);
+        else modes[(*n)++] = mo;
+    }
+    free(copy);
+    if (!rc && !*n) rc = err_set(ERR_USAGE, "option '--mode': no mode given");
+    return rc;
+}
+
+#ifdef UNETLAB_CUDA
+/* --profile: the CUPTI profile of the loaded model on the bench's engine. */
+static int bench_profile(CudaEngine *e, const char *model, const ModelSource *m, const Weights *w, Shape s, int batch,
+                         int repeats, int graph, DType dt, long seed, const char *dbpath, const char *out, int argc,
+                         char **argv) {
+    char h[17];
+    weights_hash(w, h);
+    s.batch = batch;
+    fflush(stdout);
+    ProfileOnEngine q = {e, model, m, h, s, 3, repeats, graph, dt, seed, dbpath, out, argc, argv};
+    return profile_on_engine(&q);
+}
+#endif
+
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *plan_path = NULL, *drop = NULL, *batch = NULL, *height = NULL, *width = NULL,
                *tokens = NULL, *dtype_s = NULL, *warmup_s = "5", *repeats_s = "20", *graph = NULL,
-               *device = "auto", *seed_s = "0", *fmt_s = "text", *inputs = NULL;
+               *device = "auto", *seed_s = "0", *fmt_s = "text", *inputs = NULL, *modes_s = NULL, *prof_b = NULL,
+               *prof_out = NULL, *prof_rep = "10", *dbpath = NULL;
     const Opt opts[] = {{"--model", 1, &model},   {"--plan", 1, &plan_path},   {"--drop", 1, &drop},
                         {"--batch", 1, &batch},   {"--height", 1, &height},    {"--width", 1, &width},
                         {"--tokens", 1, &tokens}, {"--dtype", 1, &dtype_s},    {"--warmup", 1, &warmup_s},
                         {"--repeats", 1, &repeats_s}, {"--graph", 0, &graph},  {"--device", 1, &device},
                         {"--seed", 1, &seed_s},   {"--format", 1, &fmt_s},     {"--inputs", 1, &inputs},
+                        {"--mode", 1, &modes_s},  {"--profile", 1, &prof_b},   {"--profile-out", 1, &prof_out},
+                        {"--profile-repeats", 1, &prof_rep},                   {"--db", 1, &dbpath},
                         {NULL, 0, NULL}};
     int rc = cli_parse(argc, argv, opts, USAGE);
     if (rc) return rc;
     if (!model) return err_set(ERR_USAGE, "bench: --model is required (see unetlab bench --help)");
     if (inputs && (batch || height || width || tokens))
         return err_set(ERR_USAGE, "bench: --inputs sets the size: give it without --batch, --height, --width, --tokens");
-    long warmup, repeats, seed;
+    long warmup, repeats, seed, prof_batch = 0, prof_repeats;
     Format fmt;
     DType dt;
-    int use_cuda, batches[16], nb;
+    int use_cuda, batches[16], nb, modes[2], nm;
     if ((rc = cli_int("--warmup", warmup_s, 0, 100000, &warmup)) || (rc = cli_int("--repeats", repeats_s, 1, 100000, &repeats)) ||
         (rc = cli_int("--seed", seed_s, 0, 0x7fffffffL, &seed)) || (rc = cli_format(fmt_s, &fmt, 1)) ||
-        (rc = parse_batches(batch, batches, 16, &nb)))
+        (rc = parse_batches(batch, batches, 16, &nb)) || (rc = parse_modes(modes_s, graph != NULL, modes, &nm)) ||
+        (prof_b && (rc = cli_int("--profile", prof_b, 1, 1 << 16, &prof_batch))) ||
+        (rc = cli_int("--profile-repeats", prof_rep, 1, 10000, &prof_repeats)))
         return rc;
-    if ((rc = cli_device("bench", device, dtype_s, graph != NULL, &use_cuda, &dt))) return rc;
+    if (!prof_b != !prof_out) return err_set(ERR_USAGE, "bench: --profile B and --profile-out FILE go together");
+    if (dbpath && !prof_b) return err_set(ERR_USAGE, "bench: --db stores the profile of --profile B; give both");
+    if (prof_b && inputs) return err_set(ERR_USAGE, "bench: --profile runs on seeded inputs: give it without --inputs");
+    int any_graph = modes[0] == MODE_GRAPH || (nm > 1 && modes[1] == MODE_GRAPH);
+    if ((rc = cli_device("bench", device, dtype_s, any_graph, &use_cuda, &dt))) return rc;
+    if (!use_cuda && (modes_s || prof_b))
+        return err_set(ERR_USAGE, "bench: --mode and --profile need a GPU (--device cuda); this run is on the CPU"
+                                  " (unetlab profile times modules on the CPU)");
+    if (prof_out) { /* before minutes of loading: the file can be written */
+        FILE *pf = fopen(prof_out, "w");
+        if (!pf) return err_set(ERR_OUTPUT, "bench: --profile-out '%s': %s", prof_out, strerror(errno));
+        fclose(pf);
+    }
 
     ModelSource m;
     Weights w = {0};
@@ -227,7 +288,15 @@ int cmd_bench(int argc, char **argv) {
     if (fmt == FORMAT_CSV)
         printf("model,student,params,macs,batch,height,width,dtype,mode,engine,repeats,ms_median,ms_p10,ms_p90,tflops,"
                "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes,others_load,spread,unstable\n");
-    for (int bi = 0; bi < nb && !rc; bi++) {
+    for (int run = 0; run < nm * nb && !rc; run++) {
+        int bi = run % nb, mode_graph = modes[run / nb] == MODE_GRAPH;
+#ifdef UNETLAB_CUDA
+        if (bi == 0 && run == nb && prof_b && !rc) { /* the first mode's sizes done: the profile, on this engine */
+            if ((rc = bench_profile(e, model, &m, &w, s, (int)prof_batch, (int)prof_repeats, modes[0] == MODE_GRAPH,
+                                    dt, seed, dbpath, prof_out, argc, argv)))
+                break;
+        }
+#endif
         s.batch = batches[bi];
         UnetInputs in = file_in;
         if (!inputs) calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
@@ -235,7 +304,7 @@ int cmd_bench(int argc, char **argv) {
         BenchResult r = {.repeats = (int)repeats};
         r.ms = xcalloc((size_t)repeats, sizeof(double));
 #ifdef UNETLAB_CUDA
-        if (use_cuda) rc = bench_cuda(e, &student, &in, (int)warmup, graph != NULL, &r);
+        if (use_cuda) rc = bench_cuda(e, &student, &in, (int)warmup, mode_graph, &r);
         else
 #endif
             rc = bench_cpu(&student, &w, &in, (int)warmup, &r);
@@ -251,7 +320,7 @@ int cmd_bench(int argc, char **argv) {
         unet_tree_free(&st);
         double tflops = 2.0 * (double)macs / (r.med * 1e-3) / 1e12;
         const char *dts = dtype_name(dt);
-        const char *mode = use_cuda ? (graph ? "graph" : "eager") : "cpu";
+        const char *mode = use_cuda ? (mode_graph ? "graph" : "eager") : "cpu";
         char pb[32], mb[32];
         if (fmt == FORMAT_JSON) {
             cJSON *o = cJSON_CreateObject();
@@ -314,11 +383,16 @@ int cmd_bench(int argc, char **argv) {
                        " device in use %.2f GiB (cudaMemGetInfo, context included)\n",
                        r.mem_weights / 1073741824.0, r.mem_arena_peak / 1073741824.0, r.mem_arena / 1073741824.0,
                        r.mem_workspace / 1073741824.0, r.mem_device_used / 1073741824.0);
-            if (bi + 1 < nb) printf("\n");
+            if (run + 1 < nm * nb) printf("\n");
         }
         fflush(stdout);
         free(r.ms);
     }
+#ifdef UNETLAB_CUDA
+    if (!rc && prof_b && nm == 1) /* one mode: the profile after it */
+        rc = bench_profile(e, model, &m, &w, s, (int)prof_batch, (int)prof_repeats, modes[0] == MODE_GRAPH, dt, seed,
+                           dbpath, prof_out, argc, argv);
+#endif
     json_close(); /* closed on a failure too: the sizes measured before it */
 done:
 #ifdef UNETLAB_CUDA

@@ -8,6 +8,7 @@
 #include "dtype.h"
 #include "plan.h"
 #include "unet.h"
+#include "weights.h"
 #include <stdint.h>
 
 typedef enum { FORMAT_TEXT, FORMAT_JSON, FORMAT_CSV } Format;
@@ -56,6 +57,27 @@ typedef struct {
 } CliProvenance;
 void prov_fill(CliProvenance *p, int argc, char **argv, long seed);
 void prov_free(CliProvenance *p);
+#ifdef UNETLAB_CUDA
+/* bench --profile: the profile of a model already loaded on its CUDA engine
+ * (cli/profile.c), so one process takes every measurement of one upload:
+ * the rows `profile --format json` prints, written to json_path, and stored
+ * in dbpath when it is not NULL (the store's provenance from argc/argv). */
+struct CudaEngine;
+typedef struct {
+    struct CudaEngine *engine;
+    const char *model;
+    const ModelSource *m;     /* resolved; only read */
+    const char *weights_hash; /* of the weights the engine holds */
+    Shape shape;
+    int warmup, repeats, graph;
+    DType dt;
+    long seed;
+    const char *dbpath, *json_path;
+    int argc;
+    char **argv;
+} ProfileOnEngine;
+int profile_on_engine(const ProfileOnEngine *q);
+#endif
 /* "git describe, build flags" of this binary. */
 const char *prov_build(void);
 

@@ -16,6 +16,7 @@
 #ifdef UNETLAB_CUDA
 #include "backend_cuda.h"
 #endif
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,10 @@ typedef struct {
     Weights w;                /* loaded by job_load, freed by job_unload */
     UnetInputs in;
     int loaded;
+    int borrowed;             /* bench --profile: m and w are the caller's, engine too */
+#ifdef UNETLAB_CUDA
+    CudaEngine *cuda;         /* borrowed (bench --profile), else NULL: measure_cuda makes one */
+#endif
     Noise noise;              /* of the run that measured it (a compare's models share one) */
     int64_t params0;          /* the model's parameters, before it is loaded */
 } Job;
@@ -172,8 +177,8 @@ static int measure_cpu(Job *jobs, int nj) {
 #ifdef UNETLAB_CUDA
 /* One loaded job on the GPU: the engine uploads its weights, the teacher and student are traced in turn. */
 static int measure_cuda(Job *j) {
-    CudaEngine *e;
-    int rc = cuda_engine_new(&e, &j->w, &j->tt, j->dt);
+    CudaEngine *e = j->cuda;
+    int rc = e ? 0 : cuda_engine_new(&e, &j->w, &j->tt, j->dt);
     if (rc) return rc;
     snprintf(j->device, sizeof j->device, "%s", cuda_engine_describe(e));
     const Arch *a[2] = {&j->m.arch, &j->student};
@@ -186,7 +191,7 @@ static int measure_cuda(Job *j) {
     j->noise = noise_stop(&probe, NULL, 0);
     j->pt = p[0], j->ps = p[1], j->plain_t = plain[0], j->plain_s = plain[1];
     judge_job(j, &j->noise);
-    cuda_engine_free(e);
+    if (!j->cuda) cuda_engine_free(e);
     return rc;
 }
 #endif
@@ -211,6 +216,11 @@ static int check_memory(const Job *jobs, int nj) {
 }
 
 static void job_free(Job *j) {
+    if (j->borrowed) { /* only what profile_on_engine made: the inputs, trees, records */
+        unet_inputs_free(&j->in);
+        j->loaded = 0;
+        j->m = (ModelSource){0};
+    }
     job_unload(j);
     prof_free(&j->pt);
     prof_free(&j->ps);
@@ -364,6 +374,88 @@ static void print_text(const Job *j, int maxdepth) {
     }
 }
 
+/* One profile as `profile --format json` prints it (an element of "profiles");
+ * with CSV, its module rows are printed as they are met. */
+static cJSON *job_json(const Job *j, Format f) {
+    const Prof *p = j->has_student ? &j->ps : &j->pt;
+    int n;
+    char **samples;
+    DbLatency *r = rows_of(p, &j->tt, &n, &samples);
+    cJSON *e = cJSON_CreateObject(), *mods = cJSON_CreateArray();
+    cJSON_AddStringToObject(e, "model", j->model);
+    cJSON_AddBoolToObject(e, "student", j->has_student);
+    cJSON_AddStringToObject(e, "engine", j->engine);
+    cJSON_AddStringToObject(e, "device", j->device);
+    cJSON_AddStringToObject(e, "dtype", dtype_name(j->dt));
+    cJSON_AddBoolToObject(e, "graph", j->graph);
+    cJSON_AddNumberToObject(e, "batch", j->s.batch);
+    cJSON_AddNumberToObject(e, "height", j->s.height * 8);
+    cJSON_AddNumberToObject(e, "width", j->s.width * 8);
+    cJSON_AddNumberToObject(e, "repeats", j->repeats);
+    if (isnan(j->noise.others_load)) cJSON_AddNullToObject(e, "others_load");
+    else cJSON_AddNumberToObject(e, "others_load", j->noise.others_load);
+    cJSON_AddNumberToObject(e, "spread", j->noise.spread);
+    cJSON_AddBoolToObject(e, "unstable", j->noise.unstable);
+    const ModuleTree *t = j->has_student ? &j->st : &j->tt;
+    cJSON_AddNumberToObject(e, "params", (double)t->m[0].params);
+    cJSON_AddNumberToObject(e, "macs", (double)t->m[0].macs);
+    double att = attributed(p, &j->tt);
+    for (int i = 0; i < n; i++) {
+        int mi = unet_tree_find(&j->tt, r[i].module);
+        int64_t params = mi >= 0 && !j->has_student ? j->tt.m[mi].params : -1;
+        int64_t macs = mi >= 0 && !j->has_student ? j->tt.m[mi].macs : -1;
+        if (!strcmp(r[i].module, PROF_FORWARD)) {
+            cJSON_AddNumberToObject(e, "forward_ms", r[i].ms);
+            cJSON_AddNumberToObject(e, "forward_ms_p10", r[i].ms_p10);
+            cJSON_AddNumberToObject(e, "forward_ms_p90", r[i].ms_p90);
+            cJSON_AddNumberToObject(e, "attributed_ms", att);
+            const ProfEntry *busy = prof_find(p, PROF_BUSY);
+            if (busy) {
+                double bmed, b10, b90;
+                prof_stats(busy, p->repeats, &bmed, &b10, &b90);
+                cJSON_AddNumberToObject(e, "kernels_busy_ms", bmed);
+            }
+            cJSON_AddNumberToObject(e, "gap_ms", r[i].ms - att);
+            double plain = j->has_student ? j->plain_s : j->plain_t;
+            cJSON_AddNumberToObject(e, "overhead_ms", r[i].ms - plain);
+            continue;
+        }
+        if (!strcmp(r[i].module, PROF_PLAIN)) {
+            cJSON_AddNumberToObject(e, "untraced_ms", r[i].ms);
+            cJSON_AddNumberToObject(e, "untraced_ms_p10", r[i].ms_p10);
+            cJSON_AddNumberToObject(e, "untraced_ms_p90", r[i].ms_p90);
+            continue;
+        }
+        if (f == FORMAT_CSV)
+            printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,%s,%.4g,%d\n", j->model, j->has_student,
+                   r[i].module, r[i].kind, (long long)params, (long long)macs, r[i].ms, r[i].ms_p10,
+                   r[i].ms_p90, (long long)r[i].calls, r[i].share, j->engine, j->noise.others_load,
+                   j->noise.unstable);
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "name", r[i].module);
+        cJSON_AddStringToObject(m, "kind", r[i].kind);
+        if (params >= 0) cJSON_AddNumberToObject(m, "params", (double)params);
+        if (macs >= 0) cJSON_AddNumberToObject(m, "macs", (double)macs);
+        cJSON_AddNumberToObject(m, "ms", r[i].ms);
+        cJSON_AddNumberToObject(m, "ms_p10", r[i].ms_p10);
+        cJSON_AddNumberToObject(m, "ms_p90", r[i].ms_p90);
+        cJSON_AddNumberToObject(m, "calls", (double)r[i].calls);
+        cJSON_AddNumberToObject(m, "share", r[i].share);
+        cJSON_AddItemToArray(mods, m);
+    }
+    if (j->has_student) {
+        char *removed = xcalloc((size_t)j->tt.n_modules, 1);
+        unet_removed(&j->tt, &j->st, removed);
+        cJSON_AddNumberToObject(e, "predicted_ms", prof_predict(&j->pt, &j->tt, removed));
+        free(removed);
+    }
+    cJSON_AddItemToObject(e, "modules", mods);
+    for (int i = 0; i < n; i++) free(samples[i]);
+    free(samples);
+    free(r);
+    return e;
+}
+
 int cmd_profile(int argc, char **argv) {
     const char *model = NULL, *compare = NULL, *plan_path = NULL, *drop = NULL, *dbpath = NULL, *batch = NULL,
                *height = NULL, *width = NULL, *tokens = NULL, *warm_s = "1", *rep_s = "5", *depth_s = "2",
@@ -447,86 +539,7 @@ int cmd_profile(int argc, char **argv) {
             cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "profiles");
             if (f == FORMAT_CSV)
                 printf("model,student,module,kind,params,macs,ms,ms_p10,ms_p90,calls,share,engine,others_load,unstable\n");
-            for (int k = 0; k < nj; k++) {
-                Job *j = &jobs[k];
-                const Prof *p = j->has_student ? &j->ps : &j->pt;
-                int n;
-                char **samples;
-                DbLatency *r = rows_of(p, &j->tt, &n, &samples);
-                cJSON *e = cJSON_CreateObject(), *mods = cJSON_CreateArray();
-                cJSON_AddStringToObject(e, "model", j->model);
-                cJSON_AddBoolToObject(e, "student", j->has_student);
-                cJSON_AddStringToObject(e, "engine", j->engine);
-                cJSON_AddStringToObject(e, "device", j->device);
-                cJSON_AddStringToObject(e, "dtype", dtype_name(j->dt));
-                cJSON_AddBoolToObject(e, "graph", j->graph);
-                cJSON_AddNumberToObject(e, "batch", j->s.batch);
-                cJSON_AddNumberToObject(e, "height", j->s.height * 8);
-                cJSON_AddNumberToObject(e, "width", j->s.width * 8);
-                cJSON_AddNumberToObject(e, "repeats", j->repeats);
-                if (isnan(j->noise.others_load)) cJSON_AddNullToObject(e, "others_load");
-                else cJSON_AddNumberToObject(e, "others_load", j->noise.others_load);
-                cJSON_AddNumberToObject(e, "spread", j->noise.spread);
-                cJSON_AddBoolToObject(e, "unstable", j->noise.unstable);
-                const ModuleTree *t = j->has_student ? &j->st : &j->tt;
-                cJSON_AddNumberToObject(e, "params", (double)t->m[0].params);
-                cJSON_AddNumberToObject(e, "macs", (double)t->m[0].macs);
-                double att = attributed(p, &j->tt);
-                for (int i = 0; i < n; i++) {
-                    int mi = unet_tree_find(&j->tt, r[i].module);
-                    int64_t params = mi >= 0 && !j->has_student ? j->tt.m[mi].params : -1;
-                    int64_t macs = mi >= 0 && !j->has_student ? j->tt.m[mi].macs : -1;
-                    if (!strcmp(r[i].module, PROF_FORWARD)) {
-                        cJSON_AddNumberToObject(e, "forward_ms", r[i].ms);
-                        cJSON_AddNumberToObject(e, "forward_ms_p10", r[i].ms_p10);
-                        cJSON_AddNumberToObject(e, "forward_ms_p90", r[i].ms_p90);
-                        cJSON_AddNumberToObject(e, "attributed_ms", att);
-                        const ProfEntry *busy = prof_find(p, PROF_BUSY);
-                        if (busy) {
-                            double bmed, b10, b90;
-                            prof_stats(busy, p->repeats, &bmed, &b10, &b90);
-                            cJSON_AddNumberToObject(e, "kernels_busy_ms", bmed);
-                        }
-                        cJSON_AddNumberToObject(e, "gap_ms", r[i].ms - att);
-                        double plain = j->has_student ? j->plain_s : j->plain_t;
-                        cJSON_AddNumberToObject(e, "overhead_ms", r[i].ms - plain);
-                        continue;
-                    }
-                    if (!strcmp(r[i].module, PROF_PLAIN)) {
-                        cJSON_AddNumberToObject(e, "untraced_ms", r[i].ms);
-                        cJSON_AddNumberToObject(e, "untraced_ms_p10", r[i].ms_p10);
-                        cJSON_AddNumberToObject(e, "untraced_ms_p90", r[i].ms_p90);
-                        continue;
-                    }
-                    if (f == FORMAT_CSV)
-                        printf("%s,%d,%s,%s,%lld,%lld,%.6g,%.6g,%.6g,%lld,%.6g,%s,%.4g,%d\n", j->model, j->has_student,
-                               r[i].module, r[i].kind, (long long)params, (long long)macs, r[i].ms, r[i].ms_p10,
-                               r[i].ms_p90, (long long)r[i].calls, r[i].share, j->engine, j->noise.others_load,
-                               j->noise.unstable);
-                    cJSON *m = cJSON_CreateObject();
-                    cJSON_AddStringToObject(m, "name", r[i].module);
-                    cJSON_AddStringToObject(m, "kind", r[i].kind);
-                    if (params >= 0) cJSON_AddNumberToObject(m, "params", (double)params);
-                    if (macs >= 0) cJSON_AddNumberToObject(m, "macs", (double)macs);
-                    cJSON_AddNumberToObject(m, "ms", r[i].ms);
-                    cJSON_AddNumberToObject(m, "ms_p10", r[i].ms_p10);
-                    cJSON_AddNumberToObject(m, "ms_p90", r[i].ms_p90);
-                    cJSON_AddNumberToObject(m, "calls", (double)r[i].calls);
-                    cJSON_AddNumberToObject(m, "share", r[i].share);
-                    cJSON_AddItemToArray(mods, m);
-                }
-                if (j->has_student) {
-                    char *removed = xcalloc((size_t)j->tt.n_modules, 1);
-                    unet_removed(&j->tt, &j->st, removed);
-                    cJSON_AddNumberToObject(e, "predicted_ms", prof_predict(&j->pt, &j->tt, removed));
-                    free(removed);
-                }
-                cJSON_AddItemToObject(e, "modules", mods);
-                cJSON_AddItemToArray(arr, e);
-                for (int i = 0; i < n; i++) free(samples[i]);
-                free(samples);
-                free(r);
-            }
+            for (int k = 0; k < nj; k++) cJSON_AddItemToArray(arr, job_json(&jobs[k], f));
             if (f == FORMAT_JSON) {
                 char *txt = cJSON_Print(o);
                 puts(txt);
@@ -560,3 +573,58 @@ int cmd_profile(int argc, char **argv) {
     prov_free(&prov);
     return rc;
 }
+
+#ifdef UNETLAB_CUDA
+int profile_on_engine(const ProfileOnEngine *q) {
+    Job j;
+    memset(&j, 0, sizeof j);
+    j.model = q->model;
+    j.m = *q->m; /* borrowed: job_free leaves it */
+    j.borrowed = 1;
+    j.cuda = q->engine;
+    j.engine = cpu_engine_name(); /* measure_cuda names the real one */
+    j.s = q->shape;
+    j.warmup = q->warmup;
+    j.repeats = q->repeats;
+    j.seed = q->seed;
+    j.use_cuda = 1;
+    j.graph = q->graph;
+    j.dt = q->dt;
+    plan_init(&j.plan);
+    snprintf(j.weights_hash, sizeof j.weights_hash, "%s", q->weights_hash);
+    hash_hex(hash_bytes(HASH_INIT, j.m.config_text, strlen(j.m.config_text)), j.config_hash);
+    calib_synthetic(&j.m.arch, j.s.batch, j.s.height, j.s.width, j.s.tokens, (uint64_t)j.seed, &j.in);
+    int rc = unet_check_inputs(&j.m.arch, &j.in);
+    if (rc) err_wrap(rc, "bench --profile: ");
+    if (!rc) {
+        unet_tree_build(&j.tt, &j.m.arch, &j.s);
+        prof_init(&j.pt, j.repeats);
+        fprintf(stderr, "bench --profile: %s batch %d, %d warm-up + 2 x %d rounds on the loaded engine\n", j.model,
+                j.s.batch, j.warmup, j.repeats);
+        rc = measure_cuda(&j);
+    }
+    CliProvenance prov;
+    prov_fill(&prov, q->argc, q->argv, q->seed);
+    if (!rc && q->dbpath) rc = store(&j, q->dbpath, &prov);
+    if (!rc) {
+        char what[256];
+        snprintf(what, sizeof what, "the profile of %s", j.model);
+        noise_warn(&j.noise, what);
+        FILE *f = fopen(q->json_path, "w");
+        if (!f) rc = err_set(ERR_OUTPUT, "bench --profile-out '%s': %s", q->json_path, strerror(errno));
+        else {
+            cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "profiles");
+            cJSON_AddItemToArray(arr, job_json(&j, FORMAT_JSON));
+            char *txt = cJSON_Print(o);
+            int bad = fprintf(f, "%s\n", txt) < 0;
+            bad |= fclose(f) != 0;
+            if (bad) rc = err_set(ERR_OUTPUT, "bench --profile-out '%s': write failed", q->json_path);
+            free(txt);
+            cJSON_Delete(o);
+        }
+    }
+    job_free(&j);
+    prov_free(&prov);
+    return rc;
+}
+#endif

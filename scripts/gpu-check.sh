@@ -7,11 +7,12 @@
 #   1. correctness: the GPU tests (kernels vs their CPU references,
 #      cuDNN/cuBLASLt wrappers, CUPTI, the whole forward vs the CPU reference
 #      on both diffusers fixtures: fp32, fp16, bf16, students, prefix reuse,
-#      CUDA-graph replay);
-#   2. bench SDXL 1024x1024 fp16, batch 1 and 2, CUDA graph (the goals);
-#   3. profile SDXL batch 2 fp16, graph, CUPTI: attribution gap, overhead;
-#   4. profile --compare SDXL, SSD-1B, Vega in one run (the ratios);
-#   5. bench SDXL eager, then SSD-1B and Vega (graph);
+#      CUDA-graph replay), then every attention path on SDXL's shapes, checked
+#      and timed side by side (which to keep);
+#   2. SDXL in one process, one upload of its weights: bench 1024x1024 fp16,
+#      batch 1 and 2, CUDA graph (the goals), then the CUPTI profile of batch
+#      2 (attribution gap, overhead), then the same benches eager;
+#   3. SSD-1B, then Vega, each in one process (graph): their ratios to SDXL;
 # and prints a summary table last, also written as $OUT/summary.json.
 #
 # Each step has a minimum (what it honestly needs: weights made and uploaded,
@@ -21,12 +22,11 @@
 #   test_cuda_libs                      15     90
 #   test_cuda_cupti                     10     60
 #   test_cuda_forward (vs the CPU)      30    120
-#   bench sdxl-base graph b1,2          60    150
-#   profile sdxl-base b2 graph          60    150
-#   compare sdxl : ssd-1b : vega        90    200
-#   bench sdxl-base eager b1,2          40    120
-#   bench ssd-1b graph b1,2             40    100
-#   bench segmind-vega graph b1,2       30     90
+#   test_cuda_attn (paths, SDXL shapes) 10     60
+#   sdxl-base graph b1,2 + profile b2
+#     + eager b1,2 (one process)        70    200
+#   ssd-1b graph b1,2                   40    100
+#   segmind-vega graph b1,2             30     90
 # A step starts only when its minimum fits in what the budget leaves (the
 # budget less 25 s for the summary and 10 s for a kill's grace); otherwise it
 # is a SKIP row "needs N s, M left". Its limit is cut to what is left. Every
@@ -43,9 +43,9 @@
 # Exit status: 1 when any row is FAIL, TIMEOUT or MISSING, else 0.
 #
 # Files land in $OUT (or BUNDLE/gpu-check/): log.txt, summary.json, the GPU
-# tests' output (test_cuda_*.txt), bench-MODEL-MODE.json and .err (one JSON
-# array per step, the batch sizes measured before a failure kept),
-# profile.json, compare.txt, profile.db.gz. With GPU_CHECK_DOCS=DIR the
+# tests' output (test_cuda_*.txt), bench-MODEL.json and .err (one JSON array
+# per step, the batch sizes measured before a failure kept), profile.json,
+# profile.db.gz. With GPU_CHECK_DOCS=DIR the
 # summary is also copied to DIR/<date>-<card>.json (its name is summary.json's
 # docs_name; see docs/gpu/README.md).
 #
@@ -58,13 +58,13 @@
 # testing this script without a GPU (tests/gpu_check.sh). Each step's
 # behaviour comes from GPU_CHECK_FAKE, comma-separated KEY=BEHAVIOUR[@SECONDS]:
 #   keys: test_cuda_ops, test_cuda_libs, test_cuda_cupti, test_cuda_forward,
-#         bench, bench.MODEL, bench.MODEL.MODE (graph|eager; the most specific
-#         wins), profile, compare;
+#         test_cuda_attn, bench, bench.MODEL (the more specific wins),
+#         profile (bench --profile, inside SDXL's bench process);
 #   behaviours: pass, fail, skip (tests), hang (sleeps past its limit), stuck
 #         (hangs ignoring SIGTERM: needs the SIGKILL), crash (SIGSEGV),
 #         missing (tests: not in the bundle), partial (bench: batch 1, then an
 #         error, exit 1), partial-hang (bench: batch 1, then hangs: the JSON
-#         array is left open);
+#         array is left open); a profile that fails ends its bench process;
 #   SECONDS: how long the step takes (default 1); anything not named passes.
 # GPU_CHECK_SCALE: real seconds per budget second (default 1; 0.02 in a dry
 # run, so a 290 s budget takes under 6 s). GPU_CHECK_NO_PYTHON=1: summarise
@@ -151,15 +151,16 @@ make_fake() {
 #!/usr/bin/env bash
 # gpu-check's dry-run stand-in for unetlab and the GPU tests: behaves as
 # GPU_CHECK_FAKE says (see scripts/gpu-check.sh --help).
-me=$(basename "$0") key= model= mode=eager db= batches=1 device=
+me=$(basename "$0") key= model= modes=eager db= batches=1 device= pout=
 look() { local kv; IFS=, read -ra kvs <<<"${GPU_CHECK_FAKE:-}"
   for kv in "${kvs[@]}"; do [ "${kv%%=*}" = "$1" ] && { echo "${kv#*=}"; return 0; }; done; return 1; }
 if [ "$me" = unetlab ]; then
   sub=${1:-}; shift
   [ "$sub" = version ] && { echo "unetlab 0.1.0 (fake000-dirty, CUDA=1 DNNL=0 SAN=0 cc; CUDA-enabled build)"; exit 0; }
   while [ $# -gt 0 ]; do
-    case $1 in --model) model=$2; shift ;; --compare) key=compare; shift ;; --graph) mode=graph ;;
-      --db) db=$2; shift ;; --batch) batches=$2; shift ;; --device) device=$2; shift ;; esac
+    case $1 in --model) model=$2; shift ;; --graph) modes=graph ;; --mode) modes=$2; shift ;;
+      --profile-out) pout=$2; shift ;; --db) db=$2; shift ;; --batch) batches=$2; shift ;;
+      --device) device=$2; shift ;; esac
     shift
   done
   # on the GPU machine nothing may fall back to the CPU
@@ -167,7 +168,7 @@ if [ "$me" = unetlab ]; then
   [ -z "$key" ] && key=$sub
 fi
 b=
-if [ "$key" = bench ]; then b=$(look "bench.$model.$mode" || look "bench.$model" || look bench)
+if [ "$key" = bench ]; then b=$(look "bench.$model" || look bench)
 elif [ -n "$key" ]; then b=$(look "$key"); else b=$(look "$me"); key=$me; fi
 b=${b:-pass}; secs=1
 case $b in *@*) secs=${b#*@}; b=${b%@*} ;; esac
@@ -186,7 +187,9 @@ nap "$secs"
 case $key in
   test_cuda_*)
     case $b in
-      pass) echo "$key: on $desc; cuDNN 9.10.2"; echo "$key: 42 passed, 0 failed" ;;
+      pass) echo "$key: on $desc; cuDNN 9.10.2"
+        [ "$key" = test_cuda_attn ] && echo "attn fp16 B2 Nq4096 Nk4096 h10 d64: cudnn 0.215 ms, mma 0.300 ms, flash 0.610 ms, plain 9.100 ms; auto picks cudnn"
+        echo "$key: 42 passed, 0 failed" ;;
       fail) echo "$key: on $desc"; echo "fake.c:1: CHECK failed: conv fp16 3x3" >&2; echo "$key: 40 passed, 2 failed"; exit 1 ;;
       skip) echo "$key: skipped: no CUDA device (cudaGetDeviceCount: no CUDA-capable device is detected)"; echo "$key: 0 passed, 0 failed" ;;
       hang|stuck) echo "$key: on $desc"; hang "$key: case attention fp16 (flash), batch 2" ;;
@@ -194,30 +197,29 @@ case $key in
     esac ;;
   bench)
     echo "bench: loading $model (seeded random weights)" >&2
+    mode1=${modes%%,*}
+    # --profile-out: after the first mode's sizes, as the real bench does
+    profile() {
+      local p; p=$(look profile); p=${p:-pass}; p=${p%@*}
+      case $p in
+        pass) [ -n "$db" ] && : > "$db"
+          printf '{\n\t"profiles":\t[{\n\t\t\t"model":\t"sdxl-base",\n\t\t\t"engine":\t"cuda-cupti",\n\t\t\t"forward_ms":\t30.2,\n' > "$pout"
+          printf '\t\t\t"attributed_ms":\t29.8,\n\t\t\t"kernels_busy_ms":\t29.1,\n\t\t\t"gap_ms":\t0.4,\n\t\t\t"overhead_ms":\t0.3,\n\t\t\t"untraced_ms":\t29.9,\n' >> "$pout"
+          printf '\t\t\t"modules":\t[{\n\t\t\t\t\t"name":\t"up_blocks.0",\n\t\t\t\t\t"ms":\t12.5,\n\t\t\t\t\t"calls":\t400,\n\t\t\t\t\t"share":\t0.41\n\t\t\t\t}]\n\t\t}]\n}\n' >> "$pout" ;;
+        fail) printf '\n]\n'; echo "unetlab: error: cupti: CUPTI_ERROR_INSUFFICIENT_PRIVILEGES (fake)" >&2; exit 1 ;;
+        hang|stuck) b=$p; hang "" ;;
+        crash) kill -SEGV $$ ;;
+      esac
+    }
     case $b in
-      pass) printf '['; sep=; for n in ${batches//,/ }; do printf '%s\n' "$sep"; obj "$model" "$n" "$mode"; sep=,; done; printf '\n]\n' ;;
-      partial) printf '[\n'; obj "$model" 1 "$mode"; printf '\n]\n'; echo "unetlab: error: cuda: out of memory (fake) at batch 2" >&2; exit 1 ;;
-      partial-hang) printf '[\n'; obj "$model" 1 "$mode"; hang "" ;;
+      pass) printf '['; sep=
+        for mo in ${modes//,/ }; do
+          for n in ${batches//,/ }; do printf '%s\n' "$sep"; obj "$model" "$n" "$mo"; sep=,; done
+          if [ "$mo" = "$mode1" ] && [ -n "$pout" ]; then profile; fi
+        done; printf '\n]\n' ;;
+      partial) printf '[\n'; obj "$model" 1 "$mode1"; printf '\n]\n'; echo "unetlab: error: cuda: out of memory (fake) at batch 2" >&2; exit 1 ;;
+      partial-hang) printf '[\n'; obj "$model" 1 "$mode1"; hang "" ;;
       fail) echo "unetlab: error: bench: --device cuda: no CUDA device (fake)" >&2; exit 1 ;;
-      hang|stuck) hang "" ;;
-      crash) kill -SEGV $$ ;;
-    esac ;;
-  profile)
-    case $b in
-      pass) [ -n "$db" ] && : > "$db"
-        printf '{\n\t"profiles":\t[{\n\t\t\t"model":\t"sdxl-base",\n\t\t\t"engine":\t"cuda-cupti",\n\t\t\t"forward_ms":\t30.2,\n'
-        printf '\t\t\t"attributed_ms":\t29.8,\n\t\t\t"kernels_busy_ms":\t29.1,\n\t\t\t"gap_ms":\t0.4,\n\t\t\t"overhead_ms":\t0.3,\n\t\t\t"untraced_ms":\t29.9,\n'
-        printf '\t\t\t"modules":\t[{\n\t\t\t\t\t"name":\t"up_blocks.0",\n\t\t\t\t\t"ms":\t12.5,\n\t\t\t\t\t"calls":\t400,\n\t\t\t\t\t"share":\t0.41\n\t\t\t\t}]\n\t\t}]\n}\n' ;;
-      fail) echo "unetlab: error: cupti: CUPTI_ERROR_INSUFFICIENT_PRIVILEGES (fake)" >&2; exit 1 ;;
-      hang|stuck) hang "" ;;
-      crash) kill -SEGV $$ ;;
-    esac ;;
-  compare)
-    case $b in
-      pass) printf '%-20s %16s %12s %12s %10s %10s  (untraced forwards; engine cuda-events, %s; batch 2, fp16; one after another)\n' model params GMACs ms p10 p90 "$desc"
-        printf '%-20s %16s %12.3f %12.3f %10.3f %10.3f  x%.3f of sdxl-base\n' sdxl-base 2,567,463,684 5979.1 28.8 28.7 28.9 1 \
-          ssd-1b 1,331,334,404 4106.2 18.0 17.9 18.1 0.625 segmind-vega 745,225,604 2785.7 10.8 10.7 10.9 0.375 ;;
-      fail) echo "unetlab: error: profile --compare: fake failure" >&2; exit 1 ;;
       hang|stuck) hang "" ;;
       crash) kill -SEGV $$ ;;
     esac ;;
@@ -226,7 +228,7 @@ esac
 exit 0
 FAKE
   chmod +x "$f/unetlab"
-  for t in test_cuda_ops test_cuda_libs test_cuda_cupti test_cuda_forward; do
+  for t in test_cuda_ops test_cuda_libs test_cuda_cupti test_cuda_forward test_cuda_attn; do
     b=$(IFS=,; for kv in ${GPU_CHECK_FAKE:-}; do [ "${kv%%=*}" = $t ] && echo "${kv#*=}"; done)
     [ "${b%@*}" = missing ] || ln -s ../unetlab "$f/tests/$t"
   done
@@ -288,7 +290,7 @@ main() {
 
   stamp "GPU tests (correctness first)"
   local t min max line skip spec first
-  for spec in test_cuda_ops:15:90 test_cuda_libs:15:90 test_cuda_cupti:10:60 test_cuda_forward:30:120; do
+  for spec in test_cuda_ops:15:90 test_cuda_libs:15:90 test_cuda_cupti:10:60 test_cuda_forward:30:120 test_cuda_attn:10:60; do
     IFS=: read -r t min max <<<"$spec"
     if [ ! -x "$tests/$t" ]; then row tests "$t" MISSING "not in $tests"; continue; fi
     step tests "$t" "$min" "$max" "$out/$t.txt" - "$tests/$t" || continue
@@ -304,41 +306,29 @@ main() {
     fi
   done
 
-  bench() { # MODEL graph|eager MIN LIMIT
-    local f="$out/bench-$1-$2" what="$1 $2 b1,2" args
-    args=(bench --model "$1" --batch "1,2" --height 1024 --width 1024 --dtype fp16 --device cuda --warmup 5 --repeats 20 --format json)
-    [ "$2" = graph ] && args+=(--graph)
-    stamp "bench $1 (1024x1024, fp16, $2, batch 1 and 2)"
-    step bench "$what" "$3" "$4" "$f.json" "$f.err" "$bin" "${args[@]}" || return
+  bench() { # MODEL MODES MIN LIMIT [--profile]: one process, one upload of the weights
+    local f="$out/bench-$1" what="$1 $2 b1,2" args prof=${5:-}
+    args=(bench --model "$1" --batch "1,2" --height 1024 --width 1024 --dtype fp16 --device cuda --warmup 5 --repeats 20
+          --mode "$2" --format json)
+    if [ -n "$prof" ]; then
+      what+="; profile b2"
+      rm -f "$out/profile.db" "$out/profile.db.gz" "$out/profile.json"
+      args+=(--profile 2 --profile-repeats 10 --profile-out "$out/profile.json" --db "$out/profile.db")
+    fi
+    stamp "$1 (1024x1024, fp16, $2, batch 1 and 2${prof:+; CUPTI profile of batch 2 after the first mode})"
+    step bench "$what" "$3" "$4" "$f.json" "$f.err" "$bin" "${args[@]}" || {
+      [ -n "$prof" ] && row profile "sdxl-base b2 graph" SKIP "its step did not start"; return; }
     cat "$f.err"; echo "bench: $(grep -c '"ms_median"' "$f.json") batch size(s) measured: $f.json"
-    if timed_out; then row bench "$what" TIMEOUT "$(killed_detail)" "" "" "" "bench:$f.json"
-    elif [ "$step_rc" -ne 0 ]; then row bench "$what" FAIL "$(exit_detail): $(last_line "$f.err")" "" "" "" "bench:$f.json"
-    else row bench "$what" PASS "exit 0 in $step_s s" "" "" "" "bench:$f.json"; fi
+    local how
+    if timed_out; then how="TIMEOUT"; row bench "$what" TIMEOUT "$(killed_detail)" "" "" "" "bench:$f.json"
+    elif [ "$step_rc" -ne 0 ]; then how="FAIL"; row bench "$what" FAIL "$(exit_detail): $(last_line "$f.err")" "" "" "" "bench:$f.json"
+    else how="PASS"; row bench "$what" PASS "exit 0 in $step_s s" "" "" "" "bench:$f.json"; fi
+    [ -n "$prof" ] || return
+    if [ -s "$out/profile.json" ]; then row profile "sdxl-base b2 graph" PASS "written in the bench process" "" "" "" "profile:$out/profile.json"
+    elif [ "$how" = TIMEOUT ]; then row profile "sdxl-base b2 graph" TIMEOUT "not written before its process was killed ($(killed_detail))"
+    else row profile "sdxl-base b2 graph" FAIL "not written: $(exit_detail): $(last_line "$f.err")"; fi
   }
-  bench sdxl-base graph 60 150
-
-  stamp "profile: SDXL batch 2, fp16, CUDA graph, CUPTI"
-  rm -f "$out/profile.db" "$out/profile.db.gz"
-  if step profile "sdxl-base b2 graph" 60 150 "$out/profile.json" "$out/profile.err" \
-       "$bin" profile --model sdxl-base --batch 2 --height 1024 --width 1024 --dtype fp16 --device cuda --graph \
-       --warmup 3 --repeats 10 --db "$out/profile.db" --format json; then
-    cat "$out/profile.err"
-    if timed_out; then row profile "sdxl-base b2 graph" TIMEOUT "$(killed_detail)"
-    elif [ "$step_rc" -ne 0 ]; then row profile "sdxl-base b2 graph" FAIL "$(exit_detail): $(last_line "$out/profile.err")"
-    else row profile "sdxl-base b2 graph" PASS "exit 0 in $step_s s" "" "" "" "profile:$out/profile.json"; fi
-  fi
-
-  stamp "profile --compare: SDXL, SSD-1B, Vega in one run (batch 2, fp16, graph)"
-  if step compare "sdxl : ssd-1b : vega" 90 200 "$out/compare.txt" "$out/compare.err" \
-       "$bin" profile --compare sdxl-base,ssd-1b,segmind-vega --batch 2 --height 1024 --width 1024 \
-       --dtype fp16 --device cuda --graph --warmup 2 --repeats 10 --db "$out/profile.db"; then
-    cat "$out/compare.err" "$out/compare.txt"
-    if timed_out; then row compare "sdxl : ssd-1b : vega" TIMEOUT "$(killed_detail)"
-    elif [ "$step_rc" -ne 0 ]; then row compare "sdxl : ssd-1b : vega" FAIL "$(exit_detail): $(last_line "$out/compare.err")"
-    else row compare "sdxl : ssd-1b : vega" PASS "exit 0 in $step_s s" "" "" "" "compare:$out/compare.txt"; fi
-  fi
-
-  bench sdxl-base eager 40 120
+  bench sdxl-base graph,eager 70 200 --profile
   bench ssd-1b graph 40 100
   bench segmind-vega graph 30 90
   [ -f "$out/profile.db" ] && gzip -9f "$out/profile.db"
@@ -404,6 +394,12 @@ sd = {(b.get("batch"), b.get("mode")): b.get("ms_median") for v in benches.value
 
 for sec, what, res, det, value, goal, ref, src in shell:
     add(sec, what, res, det, num(value), num(goal), num(ref))
+    if sec == "tests" and what == "test_cuda_attn":  # each path timed on SDXL's shapes: which to keep
+        try:
+            for l in open(os.path.join(out, "test_cuda_attn.txt"), errors="replace"):
+                m = re.match(r"^attn (\S+ B\d+ .*?): (.*)$", l.rstrip("\n"))
+                if m: add("attn", m.group(1), "PASS", m.group(2))
+        except OSError: pass
     kind, _, path = src.partition(":")
     if kind == "bench":
         got = benches[src]
@@ -446,17 +442,6 @@ for sec, what, res, det, value, goal, ref, src in shell:
                 info.append({"name": m["name"], "ms": m["ms"], "calls": m["calls"], "share": m["share"], "after": len(rows)})
         except Exception as e:
             add("profile", "sdxl-base b2 graph", "FAIL", "no usable profile.json: %r" % e)
-    elif kind == "compare":
-        seen = 0
-        try:
-            for l in open(path, errors="replace"):
-                f = l.split()
-                if f and f[0] in ("sdxl-base", "ssd-1b", "segmind-vega") and len(f) >= 6:
-                    add("compare", f[0] + " b2 graph (one run)", "PASS", "%s ms, %s" % (f[3], " ".join(f[6:])), num(f[3]))
-                    seen += 1
-        except OSError: pass
-        if not seen: add("compare", "sdxl : ssd-1b : vega", "FAIL", "no model lines in compare.txt")
-
 def line(sec, what, res, det): print("%-8s %-38s %-7s %s" % (sec, what, res, det))
 line("section", "what", "result", "detail")
 for i, r in enumerate(rows):

@@ -84,6 +84,15 @@ expect "bench no model" 2 "--model is required" -- "$BIN" bench
 expect "bench bad batch" 2 "'--batch': 'x'" -- "$BIN" bench --model $FX/mini-ssd --batch 1,x
 expect "bench bad dtype" 2 "'--dtype': 'fp8'" -- "$BIN" bench --model $FX/mini-ssd --dtype fp8
 expect "bench graph on cpu" 2 "--graph needs a GPU" -- "$BIN" bench --model $FX/mini-ssd --device cpu --graph
+expect "bench --mode on cpu" 2 "--mode and --profile need a GPU" -- "$BIN" bench --model $FX/mini-ssd --device cpu --mode eager
+expect "bench --mode graph on cpu" 2 "--graph needs a GPU" -- "$BIN" bench --model $FX/mini-ssd --device cpu --mode eager,graph
+expect "bench bad mode" 2 "'--mode': 'replay' is not graph or eager" -- "$BIN" bench --model $FX/mini-ssd --mode graph,replay
+expect "bench mode twice" 2 "'--mode': 'eager' given twice" -- "$BIN" bench --model $FX/mini-ssd --mode eager,eager
+expect "bench --graph and --mode" 2 "--graph is --mode graph" -- "$BIN" bench --model $FX/mini-ssd --graph --mode graph
+expect "bench --profile alone" 2 "--profile B and --profile-out FILE go together" -- "$BIN" bench --model $FX/mini-ssd --profile 2
+expect "bench --db alone" 2 "--db stores the profile" -- "$BIN" bench --model $FX/mini-ssd --db "$T/b.db"
+expect "bench --profile bad" 2 "'--profile': 'x'" -- "$BIN" bench --model $FX/mini-ssd --profile x --profile-out "$T/p.json"
+expect "bench --profile on cpu" 2 "--mode and --profile need a GPU" -- "$BIN" bench --model $FX/mini-ssd --device cpu --profile 1 --profile-out "$T/p.json"
 expect "bench --inputs" 0 "batch 2, 128x128" -- "$BIN" bench --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --warmup 0 --repeats 1
 expect "bench --inputs with a size" 2 "--inputs sets the size" -- "$BIN" bench --model $FX/mini-ssd --inputs $FX/mini-ssd/io.safetensors --height 64
 expect "bench --inputs missing" 4 "nope.safetensors" -- "$BIN" bench --model $FX/mini-ssd --inputs "$T/nope.safetensors"

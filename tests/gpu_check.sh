@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu_check tests: scripts/gpu-check.sh in its dry run (a stand-in for the
-# binary and the GPU tests, no GPU, about 15 s), in several scenarios: a test
+# binary and the GPU tests, no GPU, about 20 s), in several scenarios: a test
 # that hangs is a TIMEOUT (one that ignores SIGTERM too), one that says
 # "skipped" on the GPU machine a FAIL, a step that does not fit in what the
 # budget leaves a SKIP saying what it needs, a bench that fails or is killed
@@ -65,21 +65,24 @@ bash -n "$SCRIPT" && ok || bad "bash -n $SCRIPT"
 bash "$SCRIPT" --help | grep -q GPU_CHECK_FAKE && ok || bad "--help does not describe GPU_CHECK_FAKE"
 bash "$SCRIPT" --frobnicate > /dev/null 2>&1; [ $? -eq 2 ] && ok || bad "an unknown option does not exit 2"
 
-# --- mixed: a skipping test, a hanging test, a failing test, a bench failing at batch 2, a
-# failing profile, a hanging comparison that eats the rest of the budget
-scenario mixed GPU_CHECK_FAKE="test_cuda_libs=skip,test_cuda_cupti=hang,test_cuda_forward=fail,bench.sdxl-base.graph=partial,profile=fail,compare=hang"
+# --- mixed: a skipping test, two hanging tests, a failing test, SDXL's
+# process failing at batch 2 (so no profile), SSD-1B hanging until what the
+# budget leaves runs out, Vega not started
+scenario mixed GPU_CHECK_FAKE="test_cuda_libs=skip,test_cuda_cupti=hang,test_cuda_forward=fail,test_cuda_attn=hang,bench.sdxl-base=partial@50,bench.ssd-1b=hang"
 rc_is mixed 1
+SD="sdxl-base graph,eager b1,2; profile b2"
 row mixed tests test_cuda_ops PASS "42 passed, 0 failed"
 row mixed tests test_cuda_libs FAIL "skipped on the GPU machine (the GPU was not usable): no CUDA device"
 row mixed tests test_cuda_cupti TIMEOUT "killed after 60 s"
 row mixed tests test_cuda_cupti TIMEOUT "last line: test_cuda_cupti: case attention fp16"
 row mixed tests test_cuda_forward FAIL "exit 1; 40 passed, 2 failed; first failure: fake.c:1: CHECK failed: conv fp16 3x3"
-row mixed bench "sdxl-base graph b1,2" FAIL "exit 1: unetlab: error: cuda: out of memory (fake) at batch 2"
+row mixed tests test_cuda_attn TIMEOUT "killed after 60 s"
+row mixed bench "$SD" FAIL "exit 1: unetlab: error: cuda: out of memory (fake) at batch 2"
 row mixed bench "sdxl-base b1 graph" PASS "goal <= 18 ms: MET; PyTorch H100 27.3 ms"
 norow mixed bench "sdxl-base b2 graph"
-row mixed profile "sdxl-base b2 graph" FAIL "CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"
-row mixed compare "sdxl : ssd-1b : vega" TIMEOUT "(its limit 200 s, cut to what the budget left)"
-row mixed bench "sdxl-base eager b1,2" SKIP "needs 40 s, "
+norow mixed bench "sdxl-base b1 eager"
+row mixed profile "sdxl-base b2 graph" FAIL "not written: exit 1: unetlab: error: cuda: out of memory"
+row mixed bench "ssd-1b graph b1,2" TIMEOUT "(its limit 100 s, cut to what the budget left)"
 row mixed bench "segmind-vega graph b1,2" SKIP "needs 30 s, "
 json_ok mixed
 if [ -n "$PY" ]; then
@@ -92,52 +95,67 @@ fi
 # --- all pass, --dry-run given as an option, the summary copied to GPU_CHECK_DOCS
 scenario pass GPU_CHECK_DRY=0 GPU_CHECK_DOCS="$T/docs" -- --dry-run
 rc_is pass 0
-if grep -E '^(tests|bench|profile|compare) ' "$T/pass/log.txt" | cut -c49-55 | grep -q -E '^(FAIL|SKIP|TIMEOUT|MISSING)'; then
+if grep -E '^(tests|bench|profile|attn) ' "$T/pass/log.txt" | cut -c49-55 | grep -q -E '^(FAIL|SKIP|TIMEOUT|MISSING)'; then
   bad "pass: a row that is not PASS: $(grep -E '(FAIL|SKIP|TIMEOUT|MISSING) ' "$T/pass/log.txt" | head -3)"
 else ok; fi
-for w in test_cuda_ops test_cuda_libs test_cuda_cupti test_cuda_forward; do row pass tests $w PASS; done
-for w in "sdxl-base graph b1,2" "sdxl-base eager b1,2" "ssd-1b graph b1,2" "segmind-vega graph b1,2"; do row pass bench "$w" PASS "exit 0 in"; done
+for w in test_cuda_ops test_cuda_libs test_cuda_cupti test_cuda_forward test_cuda_attn; do row pass tests $w PASS; done
+for w in "$SD" "ssd-1b graph b1,2" "segmind-vega graph b1,2"; do row pass bench "$w" PASS "exit 0 in"; done
+row pass attn "fp16 B2 Nq4096 Nk4096 h10 d64" PASS "cudnn 0.215 ms, mma 0.300 ms, flash 0.610 ms, plain 9.100 ms; auto picks cudnn"
 row pass bench "sdxl-base b2 graph" PASS "goal <= 30 ms: MET; PyTorch H100 43.5 ms"
+row pass bench "sdxl-base b2 eager" PASS "PyTorch H100 60.5 ms"
 row pass bench "sdxl-base b2 graph peak memory (GB)" PASS "goal <= 7 GB: MET"
 row pass bench "ssd-1b b2 graph" PASS "SDXL/this 1.60x"
+row pass bench "segmind-vega b2 graph" PASS "SDXL/this 2.67x"
+row pass profile "sdxl-base b2 graph" PASS "written in the bench process"
 row pass profile "sdxl-base b2 graph attribution gap (%)" PASS
 row pass profile "sdxl-base b2 graph overhead (%)" PASS
-row pass compare "ssd-1b b2 graph (one run)" PASS "x0.625 of sdxl-base"
 [ -f "$T/pass/profile.db.gz" ] && ok || bad "pass: no profile.db.gz"
 json_ok pass
 if [ -n "$PY" ]; then
   js pass 'row("sdxl-base b2 graph")["value"] == 28.8 and row("sdxl-base b2 graph")["goal"] == 30 and row("sdxl-base b2 graph")["reference"] == 43.5'
   js pass 'row("sdxl-base b2 graph peak memory (GB)")["goal"] == 7 and 6.7 < row("sdxl-base b2 graph peak memory (GB)")["value"] < 6.9'
-  js pass 'row("sdxl-base b2 graph overhead (%)")["goal"] == 3 and row("segmind-vega b2 graph (one run)")["value"] == 10.8'
+  js pass 'row("sdxl-base b2 graph overhead (%)")["goal"] == 3 and row("segmind-vega b2 graph")["value"] == 10.8'
   js pass 'd["docs_name"].endswith("-fake-h200.json") and d["profile_top_modules"][0]["name"] == "up_blocks.0"'
+  js pass '[r["what"] for r in rows if r["section"] == "bench" and r["what"].startswith("sdxl-base b")][:5] == ["sdxl-base b1 graph", "sdxl-base b2 graph", "sdxl-base b2 graph peak memory (GB)", "sdxl-base b1 eager", "sdxl-base b2 eager"]'
 fi
 docs=$(ls "$T/docs" 2>/dev/null)
 if [[ $docs == 20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9][0-9][0-9]-fake-h200.json ]] && cmp -s "$T/docs/$docs" "$T/pass/summary.json"; then ok
 else bad "pass: GPU_CHECK_DOCS: expected DATE-fake-h200.json equal to summary.json, got '$docs'"; fi
 
+# --- the profile fails inside SDXL's process: the graph benches printed
+# before it are kept, the eager ones never ran, the next models still run
+scenario proffail GPU_CHECK_FAKE="profile=fail"
+rc_is proffail 1
+row proffail bench "$SD" FAIL "CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"
+row proffail profile "sdxl-base b2 graph" FAIL "not written: exit 1: unetlab: error: cupti: CUPTI_ERROR_INSUFFICIENT_PRIVILEGES"
+row proffail bench "sdxl-base b2 graph" PASS "goal <= 30 ms"
+norow proffail bench "sdxl-base b1 eager"
+row proffail bench "ssd-1b graph b1,2" PASS
+json_ok proffail
+
 # --- a tight budget: a test that ignores SIGTERM, one that crashes, one
-# missing, a bench killed after batch 1 (its JSON array left open)
+# missing, SDXL's process killed after batch 1 (its JSON array left open)
 scenario tight GPU_CHECK_BUDGET=250 \
-  GPU_CHECK_FAKE="test_cuda_ops=stuck,test_cuda_libs=crash,test_cuda_forward=missing,bench.sdxl-base.graph=partial-hang"
+  GPU_CHECK_FAKE="test_cuda_ops=stuck,test_cuda_libs=crash,test_cuda_forward=missing,bench.sdxl-base=partial-hang"
 rc_is tight 1
 row tight tests test_cuda_ops TIMEOUT "ignored SIGTERM, SIGKILLed 10 s later"
 row tight tests test_cuda_libs FAIL "exit 139 (signal SEGV); last line: test_cuda_libs: case groupnorm bf16"
 row tight tests test_cuda_cupti PASS
 row tight tests test_cuda_forward MISSING
-row tight bench "sdxl-base graph b1,2" TIMEOUT "cut to what the budget left"
+row tight bench "$SD" TIMEOUT "cut to what the budget left"
 row tight bench "sdxl-base b1 graph" PASS "median 16.00 ms"
-row tight profile "sdxl-base b2 graph" SKIP "needs 60 s, "
-row tight compare "sdxl : ssd-1b : vega" SKIP "needs 90 s, "
+row tight profile "sdxl-base b2 graph" TIMEOUT "not written before its process was killed"
+row tight bench "ssd-1b graph b1,2" SKIP "needs 40 s, "
 json_ok tight
 [ -n "$PY" ] && js tight 'row("sdxl-base b1 graph")["value"] == 16 and row("test_cuda_forward")["result"] == "MISSING"'
 
 # --- without python3: the steps' rows, still one JSON document; a FAIL still exits 1
-scenario nopy GPU_CHECK_NO_PYTHON=1 GPU_CHECK_FAKE="profile=fail,compare=pass@3"
+scenario nopy GPU_CHECK_NO_PYTHON=1 GPU_CHECK_FAKE="profile=fail,bench.ssd-1b=pass@3"
 rc_is nopy 1
 row nopy profile "sdxl-base b2 graph" FAIL
-row nopy compare "sdxl : ssd-1b : vega" PASS
+row nopy bench "ssd-1b graph b1,2" PASS "exit 0 in"
 json_ok nopy
-[ -n "$PY" ] && js nopy 'len(rows) == 10 and d["commit"] == "fake000-dirty" and d["cudnn"] == "9.10.2" and rows[0]["value"] is None'
+[ -n "$PY" ] && js nopy 'len(rows) == 9 and d["commit"] == "fake000-dirty" and d["cudnn"] == "9.10.2" and rows[0]["value"] is None'
 scenario nopy-pass GPU_CHECK_NO_PYTHON=1
 rc_is nopy-pass 0
 
