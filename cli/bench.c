@@ -51,13 +51,14 @@ static const char USAGE[] =
     "(as `unetlab forward` reads it) instead of seeded inputs; its shapes set the size.\n"
     "One process, one upload, every measurement of the model (GPU): --mode graph,eager\n"
     "times each mode in turn (each at every --batch size; --graph is --mode graph), and\n"
-    "--profile B profiles batch B with CUPTI after the first mode's sizes, on the same\n"
-    "engine (3 warm-ups, --profile-repeats R rounds, default 10; replayed as a CUDA graph\n"
-    "when the first mode is graph), writing what `unetlab profile --format json` prints\n"
-    "to --profile-out FILE and storing it in --db DB when given.\n"
+    "--profile B then profiles batch B with CUPTI on the same engine, last, since CUPTI\n"
+    "once initialised may slow what runs after it (3 warm-ups, --profile-repeats R rounds,\n"
+    "default 10; replayed as a CUDA graph when the first mode is graph), writing what\n"
+    "`unetlab profile --format json` prints to --profile-out FILE and storing it in\n"
+    "--db DB when given.\n"
     "Noise: the share of the CPUs' time other processes took while the forwards ran\n"
     "(/proc/stat) and the spread p90/p10 are printed with each result (JSON: others_load,\n"
-    "spread, unstable); above 10%% of the CPUs or a spread of 1.5 the result is marked\n"
+    "spread, unstable); above 10% of the CPUs or a spread of 1.5 the result is marked\n"
     "unstable and one warning line says how to get a clean one.\n";
 
 typedef struct {
@@ -290,13 +291,6 @@ int cmd_bench(int argc, char **argv) {
                "weights_bytes,activations_peak_bytes,workspace_bytes,device_used_bytes,others_load,spread,unstable\n");
     for (int run = 0; run < nm * nb && !rc; run++) {
         int bi = run % nb, mode_graph = modes[run / nb] == MODE_GRAPH;
-#ifdef UNETLAB_CUDA
-        if (bi == 0 && run == nb && prof_b && !rc) { /* the first mode's sizes done: the profile, on this engine */
-            if ((rc = bench_profile(e, model, &m, &w, s, (int)prof_batch, (int)prof_repeats, modes[0] == MODE_GRAPH,
-                                    dt, seed, dbpath, prof_out, argc, argv)))
-                break;
-        }
-#endif
         s.batch = batches[bi];
         UnetInputs in = file_in;
         if (!inputs) calib_synthetic(&m.arch, s.batch, s.height, s.width, s.tokens, (uint64_t)seed, &in);
@@ -389,7 +383,7 @@ int cmd_bench(int argc, char **argv) {
         free(r.ms);
     }
 #ifdef UNETLAB_CUDA
-    if (!rc && prof_b && nm == 1) /* one mode: the profile after it */
+    if (!rc && prof_b) /* last: CUPTI, once initialised, may slow every launch after it */
         rc = bench_profile(e, model, &m, &w, s, (int)prof_batch, (int)prof_repeats, modes[0] == MODE_GRAPH, dt, seed,
                            dbpath, prof_out, argc, argv);
 #endif

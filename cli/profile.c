@@ -42,7 +42,7 @@ static const char USAGE[] =
     "\n"
     "Noise: the share of the CPUs' time other processes took during the run (from\n"
     "/proc/stat) and the spread of the forwards (p90/p10) are printed and stored with\n"
-    "every row; above 10%% of the CPUs or a spread of 1.5 the rows are marked unstable\n"
+    "every row; above 10% of the CPUs or a spread of 1.5 the rows are marked unstable\n"
     "and one warning line says so (exit status unchanged).\n"
     "\n"
     "Engines, named wherever a number is printed or stored, never mixed:\n"

@@ -173,51 +173,72 @@ extern "C" int prof_forward_cuda(CudaEngine *e, const Arch *const *a, int n, con
     cudaStream_t s = cuda_engine_stream(e);
     Timer tm(s);
     int rc = 0;
-    std::vector<double> samp((size_t)repeats);
     *engine = "cupti";
     const char *env = getenv("UNETLAB_CUPTI");
     if (env && !strcmp(env, "0")) use_cupti = 0;
-    if (use_cupti && cupti_trace_start() != 0) {
-        fprintf(stderr, "profile: %s; timing modules with CUDA events instead (engine cuda-events)\n", err_msg());
-        use_cupti = 0;
-    } else if (use_cupti) { /* only probed here: each model's traced forwards trace on their own below */
-        CuptiRec *none = NULL;
+    int probed = !use_cupti;
+    /* CUPTI is probed only after every model's untraced baseline: once
+     * initialised it may slow every launch, traced or not, and the baseline
+     * is what the overhead is measured against */
+    auto probe = [&]() {
+        probed = 1;
+        if (cupti_trace_start() != 0) {
+            fprintf(stderr, "profile: %s; timing modules with CUDA events instead (engine cuda-events)\n", err_msg());
+            use_cupti = 0;
+            *engine = "cuda-events";
+            if (graph) fprintf(stderr, "profile: CUDA events time modules of eager forwards only: --graph is not used\n");
+            return;
+        }
+        CuptiRec *none = NULL; /* only probed here: each model's traced forwards trace on their own below */
         int nn = 0;
         uint64_t dropped = 0;
         cupti_trace_stop(&none, &nn, &dropped);
         cupti_recs_free(none, nn);
-    }
+    };
     if (!use_cupti) {
         *engine = "cuda-events";
         if (graph) fprintf(stderr, "profile: CUDA events time modules of eager forwards only: --graph is not used\n");
     }
-    memset(kern, 0, sizeof *kern);
-    if (graph && warmup < 1) warmup = 1; /* caches fill in an eager forward: capture must not plan */
-    for (int k = 0; k < n && !rc; k++) {
-        for (int i = 0; i < warmup && !rc; i++) rc = forward(e, a[k], in, NULL);
-        if (rc) break;
-        /* untraced: the same forwards without tracing; the overhead is the difference */
+    /* untraced: the same forwards without tracing, as the traced ones will run
+     * (graph replays for cupti, eager for events); the overhead is the difference */
+    std::vector<std::vector<double>> plain((size_t)n, std::vector<double>((size_t)repeats));
+    auto baseline = [&](int k) -> int {
         cudaGraph_t g0 = NULL;
         cudaGraphExec_t ge0 = NULL;
-        /* the baseline runs as the traced forwards will: graph replays for cupti, eager for events */
-        if (graph && use_cupti && (rc = capture(e, a[k], in, NULL, &g0, &ge0))) break;
-        for (int r = 0; r < repeats && !rc; r++) {
+        int brc = 0;
+        if (graph && use_cupti && (brc = capture(e, a[k], in, NULL, &g0, &ge0))) return brc;
+        for (int r = 0; r < repeats && !brc; r++) {
             tm.start();
             if (ge0) CUDA_CHECK(cudaGraphLaunch(ge0, s));
-            else rc = forward(e, a[k], in, NULL);
-            samp[(size_t)r] = tm.stop();
+            else brc = forward(e, a[k], in, NULL);
+            plain[(size_t)k][(size_t)r] = tm.stop();
         }
         if (ge0) {
             CUDA_CHECK(cudaGraphExecDestroy(ge0));
             CUDA_CHECK(cudaGraphDestroy(g0));
         }
-        if (rc) break;
-        plain_ms[k] = prof_quantile(samp.data(), repeats, 0.5);
+        return brc;
+    };
+    memset(kern, 0, sizeof *kern);
+    if (graph && warmup < 1) warmup = 1; /* caches fill in an eager forward: capture must not plan */
+    /* every model's baseline before CUPTI is first touched */
+    for (int k = 0; k < n && !rc; k++) {
+        for (int i = 0; i < warmup && !rc; i++) rc = forward(e, a[k], in, NULL);
+        if (!rc) rc = baseline(k);
+    }
+    if (!rc && !probed) {
+        int was_graph = graph && use_cupti;
+        probe();
+        for (int k = 0; k < n && !rc && was_graph && !use_cupti; k++) rc = baseline(k); /* events: eager ones */
+    }
+    for (int k = 0; k < n && !rc; k++) {
+        plain_ms[k] = prof_quantile(plain[(size_t)k].data(), repeats, 0.5);
         for (int r = 0; r < repeats; r++) {
             p[k].cur = r;
-            prof_add(&p[k], PROF_PLAIN, samp[(size_t)r]);
+            prof_add(&p[k], PROF_PLAIN, plain[(size_t)k][(size_t)r]);
         }
-
+    }
+    for (int k = 0; k < n && !rc; k++) {
         if (use_cupti) {
             Modules mods;
             CuptiCtx cc = {&mods};

@@ -10,8 +10,9 @@
 #      CUDA-graph replay), then every attention path on SDXL's shapes, checked
 #      and timed side by side (which to keep);
 #   2. SDXL in one process, one upload of its weights: bench 1024x1024 fp16,
-#      batch 1 and 2, CUDA graph (the goals), then the CUPTI profile of batch
-#      2 (attribution gap, overhead), then the same benches eager;
+#      batch 1 and 2, CUDA graph (the goals), then eager, then the CUPTI
+#      profile of batch 2 (attribution gap, overhead; last, as CUPTI once
+#      initialised may slow what follows);
 #   3. SSD-1B, then Vega, each in one process (graph): their ratios to SDXL;
 # and prints a summary table last, also written as $OUT/summary.json.
 #
@@ -23,8 +24,8 @@
 #   test_cuda_cupti                     10     60
 #   test_cuda_forward (vs the CPU)      30    120
 #   test_cuda_attn (paths, SDXL shapes) 10     60
-#   sdxl-base graph b1,2 + profile b2
-#     + eager b1,2 (one process)        70    200
+#   sdxl-base graph, eager b1,2
+#     + profile b2 (one process)        70    200
 #   ssd-1b graph b1,2                   40    100
 #   segmind-vega graph b1,2             30     90
 # A step starts only when its minimum fits in what the budget leaves (the
@@ -198,7 +199,7 @@ case $key in
   bench)
     echo "bench: loading $model (seeded random weights)" >&2
     mode1=${modes%%,*}
-    # --profile-out: after the first mode's sizes, as the real bench does
+    # --profile-out: after every mode's sizes, as the real bench does
     profile() {
       local p; p=$(look profile); p=${p:-pass}; p=${p%@*}
       case $p in
@@ -215,8 +216,9 @@ case $key in
       pass) printf '['; sep=
         for mo in ${modes//,/ }; do
           for n in ${batches//,/ }; do printf '%s\n' "$sep"; obj "$model" "$n" "$mo"; sep=,; done
-          if [ "$mo" = "$mode1" ] && [ -n "$pout" ]; then profile; fi
-        done; printf '\n]\n' ;;
+        done
+        [ -n "$pout" ] && profile
+        printf '\n]\n' ;;
       partial) printf '[\n'; obj "$model" 1 "$mode1"; printf '\n]\n'; echo "unetlab: error: cuda: out of memory (fake) at batch 2" >&2; exit 1 ;;
       partial-hang) printf '[\n'; obj "$model" 1 "$mode1"; hang "" ;;
       fail) echo "unetlab: error: bench: --device cuda: no CUDA device (fake)" >&2; exit 1 ;;
@@ -315,7 +317,7 @@ main() {
       rm -f "$out/profile.db" "$out/profile.db.gz" "$out/profile.json"
       args+=(--profile 2 --profile-repeats 10 --profile-out "$out/profile.json" --db "$out/profile.db")
     fi
-    stamp "$1 (1024x1024, fp16, $2, batch 1 and 2${prof:+; CUPTI profile of batch 2 after the first mode})"
+    stamp "$1 (1024x1024, fp16, $2, batch 1 and 2${prof:+, then the CUPTI profile of batch 2})"
     step bench "$what" "$3" "$4" "$f.json" "$f.err" "$bin" "${args[@]}" || {
       [ -n "$prof" ] && row profile "sdxl-base b2 graph" SKIP "its step did not start"; return; }
     cat "$f.err"; echo "bench: $(grep -c '"ms_median"' "$f.json") batch size(s) measured: $f.json"
