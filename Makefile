@@ -73,8 +73,11 @@ endif
 # fp16/bf16 code and no CUDA runtime, so it is built wherever those headers
 # are, CUDA=0 builds included.
 EMU_CUDA_INC = $(patsubst %/cuda_fp16.h,%,$(firstword $(wildcard $(CUDA_HOME)/include/cuda_fp16.h /usr/local/cuda/include/cuda_fp16.h)))
+# test_cuda_mma_layout checks the fragment layouts of the mma.sync attention
+# kernel (kernels/cuda/attn_mma.h) against the PTX tables, and emulates the
+# kernel warp by warp against a double-precision attention: same conditions.
 ifneq ($(EMU_CUDA_INC),)
-  TESTS += test_cuda_emu
+  TESTS += test_cuda_emu test_cuda_mma_layout
 endif
 TESTBIN = $(addprefix $(BUILD)/tests/,$(TESTS))
 
@@ -142,6 +145,10 @@ $(BUILD)/tests/test_cuda_emu: tests/test_cuda_emu.cpp kernels/cuda/ops_kernels.c
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CXX) $(EMU_CXXFLAGS) $< $(EMU_OBJ) -o $@ -lm -fopenmp $(filter -fsanitize=%,$(LDLIBS)) $(RPATH)
+$(BUILD)/tests/test_cuda_mma_layout: tests/test_cuda_mma_layout.cpp kernels/cuda/attn_mma.h $(wildcard core/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	$(Q)$(CXX) $(EMU_CXXFLAGS) $< -o $@ -lm -fopenmp $(filter -fsanitize=%,$(LDLIBS)) $(RPATH)
 # ops.cu includes ops_kernels.cuh (the .cu rule above lists only *.h)
 $(BUILD)/kernels/cuda/ops.o: kernels/cuda/ops_kernels.cuh
 
