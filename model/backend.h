@@ -52,6 +52,11 @@ struct Backend {
     Act (*conv)(Backend *be, const char *prefix, const Act *x, int cout, int k, int stride, const Act *res);
     /* GroupNorm `prefix` in place on x [B, C, H, W] of x + add ([B, C], may be NULL), then SiLU if silu. */
     void (*group_norm)(Backend *be, const char *prefix, Act *x, int groups, float eps, int silu, const Act *add);
+    /* May be NULL. group_norm of x + add into a new act, x unchanged: where the
+     * backend normalises out of place, the copy that precedes an in-place norm
+     * of a still-needed input (a resnet's norm1, a transformer's norm) goes. */
+    Act (*group_norm_out)(Backend *be, const char *prefix, const Act *x, int groups, float eps, int silu,
+                          const Act *add);
     /* LayerNorm `prefix` over the last dim -> new. */
     Act (*layer_norm)(Backend *be, const char *prefix, const Act *x, float eps);
     /* Scaled dot-product attention: q [B, Nq, C], k and v [B, Nk, C] -> [B, Nq, C]. */

@@ -180,7 +180,7 @@ static Act timestep_embedding(Backend *be, const float *t, int64_t n, int dim, i
 }
 
 Backend backend_cpu(const Weights *w) {
-    return (Backend){"cpu", (void *)w, begin, from_host, to_host, copy, release, linear, conv, group_norm,
+    return (Backend){"cpu", (void *)w, begin, from_host, to_host, copy, release, linear, conv, group_norm, NULL,
                      layer_norm, attention, geglu, NULL, add, silu, affine, upsample2x, concat, to_seq, to_map,
                      timestep_embedding, NULL};
 }

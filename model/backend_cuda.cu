@@ -237,6 +237,17 @@ void be_group_norm(Backend *be, const char *prefix, Act *x, int groups, float ep
                    W(e, prefix, "bias"), eps, silu, e->s);
 }
 
+/* The same norm into a new act: one read of x for the statistics, one read
+ * and one write for the result, where a copy and an in-place norm took five. */
+Act be_group_norm_out(Backend *be, const char *prefix, const Act *x, int groups, float eps, int silu, const Act *add) {
+    CudaEngine *e = E(be);
+    int64_t B = x->shape[0], C = x->shape[1], HW = act_numel(x) / (B * C);
+    Act y = act_like(e, x);
+    cuk_group_norm(x->d, add ? add->d : NULL, y.d, e->dt, B, HW, C, groups, W(e, prefix, "weight"),
+                   W(e, prefix, "bias"), eps, silu, e->s);
+    return y;
+}
+
 Act be_layer_norm(Backend *be, const char *prefix, const Act *x, float eps) {
     CudaEngine *e = E(be);
     Act y = act_like(e, x);
@@ -430,8 +441,8 @@ extern "C" int cuda_engine_new(CudaEngine **out, const Weights *w, const ModuleT
     snprintf(e->desc, sizeof e->desc, "%s, sm_%d%d, driver CUDA %d.%d, runtime %d.%d, %s", p.name, p.major, p.minor,
              drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10, cudnn_conv_version());
     e->be = Backend{"cuda", e, be_begin, be_from_host, be_to_host, be_copy, be_release, be_linear, be_conv,
-                    be_group_norm, be_layer_norm, be_attention, be_geglu, NULL, be_add, be_silu, be_affine, be_upsample2x,
-                    be_concat, be_to_seq, be_to_map, be_timestep_embedding, be_keep_output};
+                    be_group_norm, be_group_norm_out, be_layer_norm, be_attention, be_geglu, NULL, be_add, be_silu,
+                    be_affine, be_upsample2x, be_concat, be_to_seq, be_to_map, be_timestep_embedding, be_keep_output};
     *out = e;
     return 0;
 }

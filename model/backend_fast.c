@@ -245,9 +245,9 @@ Backend *backend_fast(const Weights *w, DType dt) {
         Fast *f = xcalloc(1, sizeof *f);
         f->w = w;
         f->dnn = dnn_new(dt);
-        f->be = (Backend){"cpu", f, begin, from_host, to_host, copy, release, linear, conv, group_norm, layer_norm,
-                          attention, geglu, linear_geglu, add, silu, affine, upsample2x, concat, to_seq, to_map,
-                          timestep_embedding, NULL};
+        f->be = (Backend){"cpu", f, begin, from_host, to_host, copy, release, linear, conv, group_norm, NULL,
+                          layer_norm, attention, geglu, linear_geglu, add, silu, affine, upsample2x, concat, to_seq,
+                          to_map, timestep_embedding, NULL};
         mw->engine[dt] = f;
         mw->engine_free = fast_free;
     }

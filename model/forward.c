@@ -85,6 +85,22 @@ static void group_norm(const Fwd *f, const char *n, Act *x, float eps, int silu,
     toc(f, n, t0);
 }
 
+/* GroupNorm module `n` of x + add into a new act, x unchanged (it is still
+ * needed: a resnet's skip, a transformer's residual): out of place where the
+ * backend can, else a copy normalised in place (the copy left out of the
+ * module's time, as it always was). */
+static Act group_norm_new(const Fwd *f, const char *n, const Act *x, float eps, int silu, const Act *add) {
+    if (!f->be->group_norm_out) {
+        Act h = f->be->copy(f->be, x);
+        group_norm(f, n, &h, eps, silu, add);
+        return h;
+    }
+    double t0 = tic(f, n);
+    Act h = f->be->group_norm_out(f->be, n, x, f->a->norm_groups, eps, silu, add);
+    toc(f, n, t0);
+    return h;
+}
+
 static Act layer_norm(const Fwd *f, const char *n, const Act *x) {
     double t0 = tic(f, n);
     Act y = f->be->layer_norm(f->be, n, x, 1e-5f);
@@ -101,8 +117,7 @@ static Act resnet(const Fwd *f, const char *p, const Act *x, int cout, float out
     char n[NAME_LEN];
     double t0 = tic(f, p);
     int cin = (int)x->shape[1];
-    Act h = f->be->copy(f->be, x);
-    group_norm(f, nm(n, "%s.norm1", p), &h, a->norm_eps, 1, NULL);
+    Act h = group_norm_new(f, nm(n, "%s.norm1", p), x, a->norm_eps, 1, NULL);
     Act h1 = conv(f, nm(n, "%s.conv1", p), &h, cout, 3, 1, NULL);
     release(f, &h);
     Act t = linear(f, nm(n, "%s.time_emb_proj", p), &f->temb_act, cout, 1, NULL); /* [B, cout] */
@@ -184,8 +199,7 @@ static Act transformer2d(const Fwd *f, const char *bp, const Block *b, int j, co
     nm(p, "%s.attentions.%d", bp, b->src_attn[j]);
     double t0 = tic(f, p);
     int64_t C = x->shape[1], H = x->shape[2], Wd = x->shape[3];
-    Act h = f->be->copy(f->be, x);
-    group_norm(f, nm(n, "%s.norm", p), &h, 1e-6f, 0, NULL); /* eps fixed by diffusers */
+    Act h = group_norm_new(f, nm(n, "%s.norm", p), x, 1e-6f, 0, NULL); /* eps fixed by diffusers */
     Act seq; /* [B, HW, C] */
     nm(n, "%s.proj_in", p);
     if (a->use_linear_projection) {

@@ -9,10 +9,14 @@
  * here; the helpers themselves (pick_vec, grid_for_sms) are shared. fp32,
  * fp16 and bf16; sizes off the pack widths, pointers off alignment. Data
  * movement (convert, upsample, concat) must be exact, the rest within
- * test_cuda_ops's tolerances. What it cannot see: device arithmetic
- * (erff, expf, fma, the hardware conversions), races, and the kernels with
- * shared memory or shuffles (group/layer norm, attention), which only
- * tests/test_cuda_ops.c on a GPU checks. The convolution's bias/residual
+ * test_cuda_ops's tolerances. The group norm's two passes run too: pass 1
+ * as its block program of steps between barriers, thread by thread (see
+ * test_group_norm). What it cannot see: device arithmetic (erff, expf,
+ * rsqrtf, fma, the hardware conversions), the memory ordering between
+ * blocks (the group norm's fences and counter), races between warps beyond
+ * what reordering the threads of a step shows, and the kernels with shuffles
+ * (layer norm, attention), which only tests/test_cuda_ops.c on a GPU
+ * checks. The convolution's bias/residual
  * epilogue (cuk_bias_res, which kernels/cudnn/conv.cu calls) is here too. Host C++ with the CUDA headers'
  * host fp16/bf16 code; no CUDA runtime, so it runs in every build. */
 #include "emu.h"
@@ -31,6 +35,9 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <utility>
+#include <vector>
 
 static const DType DTS[3] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
 
@@ -252,9 +259,9 @@ static void verdict(const char *label, const Buf &out, DType dt, const float *re
 }
 
 /* seen[kernel][dtype] bit v: the pack widths each kernel ran, for the coverage check. */
-enum { K_MAP, K_ADD, K_CONVERT, K_GEGLU, K_UPSAMPLE, K_CONCAT, K_BIAS_RES, K_N };
-static const char *const KNAME[K_N] = {"k_map",        "k_add",         "k_convert", "k_geglu",
-                                       "k_upsample2x", "k_concat_last", "k_bias_res"};
+enum { K_MAP, K_ADD, K_CONVERT, K_GEGLU, K_UPSAMPLE, K_CONCAT, K_BIAS_RES, K_GN, K_N };
+static const char *const KNAME[K_N] = {"k_map",        "k_add",         "k_convert",  "k_geglu",
+                                       "k_upsample2x", "k_concat_last", "k_bias_res", "group_norm"};
 static unsigned seen[K_N][3];
 
 /* Pointer offsets in elements: every pack width of every dtype, and pointers of one call misaligned differently. */
@@ -501,6 +508,289 @@ static void test_timestep(void) {
                         }
 }
 
+/* ---------- group norm ----------
+ * Both passes of cuk_group_norm: pass 1 is gn_stats_block run block by
+ * block, each of its steps thread by thread (the barriers between steps are
+ * the loop boundaries), on a GnSmem filled with NaN bytes first, so a step
+ * that reads shared memory no earlier step wrote shows up as NaN; pass 2 is
+ * k_gn_apply through emu_launch. Checked against a float64 GroupNorm: every
+ * block's per-group partial sums, the statistics, y; x untouched out of
+ * place; the counters back at 0. The order of blocks (and so which one is
+ * the image's last, which adds up the statistics) and of threads within a
+ * step is varied: y and the statistics must not change by a bit, which is
+ * what a race between threads of a step or a sum whose order depends on
+ * timing would break. */
+
+/* One barrier-to-barrier step: f for every thread, in order or reversed. */
+struct EmuStep {
+    int nt;
+    bool rev;
+    template <typename F> void operator()(F f) const {
+        for (int i = 0; i < nt; i++) f(rev ? nt - 1 - i : i);
+    }
+};
+
+enum { GN_FORWARD, GN_REVERSED, GN_SHUFFLED }; /* block and thread orders */
+
+/* The per-stream scratch of ops.cu's gn_scratch: grow-only, zero when it
+ * grows, its counters at the start (gn_floats_at). */
+struct EmuScratch {
+    char *p = NULL;
+    size_t cap = 0;
+    int64_t ncount = 0;
+    ~EmuScratch() { free(p); }
+    char *get(int64_t B, size_t float_bytes) {
+        if (!p || ncount < B || cap < gn_floats_at(ncount) + float_bytes) {
+            const int64_t nc = B > ncount ? (B > 64 ? B : 64) : ncount;
+            const size_t need = gn_floats_at(nc) + float_bytes;
+            free(p);
+            cap = 2 * cap > need ? 2 * cap : need;
+            p = (char *)xcalloc(1, cap);
+            ncount = nc;
+        }
+        return p;
+    }
+};
+
+struct GnRun {
+    GnShape sh;
+    int v;
+    const float *part, *stat; /* in the scratch */
+    const unsigned *count;
+};
+
+/* cuk_group_norm as ops.cu runs it, on a device of `sms` multiprocessors;
+ * vforce > 0 takes packs of that width instead of pick_vec's. */
+static GnRun emu_group_norm(const void *x, const void *add, void *y, DType dt, int64_t B, int64_t HW, int64_t C, int G,
+                            const void *gamma, const void *beta, float eps, int silu, int sms, int vforce, int order,
+                            EmuScratch &scr) {
+    GnRun r;
+    r.v = vforce ? vforce : pick_vec(dt, C, x, y);
+    r.sh = gn_shape(B, HW, C, G, r.v, sms);
+    const GnShape &sh = r.sh;
+    char *scratch = scr.get(B, gn_float_bytes(B, sh));
+    const int64_t blocks = B * sh.nchunk;
+    const int nt = gn_threads(sh);
+    if (nt < 1 || nt > GN_THREADS || blocks > 0x7fffffffLL)
+        emu_fault("group_norm: bad launch (blocks, threads)", (unsigned long long)blocks, (unsigned long long)nt);
+    std::vector<int64_t> blk((size_t)blocks);
+    for (int64_t i = 0; i < blocks; i++) blk[(size_t)i] = order == GN_REVERSED ? blocks - 1 - i : i;
+    if (order == GN_SHUFFLED)
+        for (int64_t i = blocks - 1; i > 0; i--)
+            std::swap(blk[(size_t)i], blk[(size_t)(urand(0.0f, 1.0f) * (float)(i + 1)) % (size_t)(i + 1)]);
+    GnSmem *sm = (GnSmem *)xmalloc(sizeof(GnSmem));
+    DISPATCH_T(dt, DISPATCH_V(r.v, {
+        constexpr int VG = VW * sizeof(T) > 16 ? 16 / (int)sizeof(T) : VW;
+        GnArgs<T> a;
+        a.x = (const T *)x;
+        a.add = (const T *)add;
+        a.gamma = (const T *)gamma;
+        a.beta = (const T *)beta;
+        a.y = (T *)y;
+        a.count = (unsigned *)scratch;
+        a.part = (float *)(scratch + gn_floats_at(scr.ncount));
+        a.stat = a.part + gn_part_floats(B, sh);
+        a.eps = eps;
+        a.silu = silu;
+        const EmuStep step = {nt, order != GN_FORWARD};
+        for (int64_t b : blk) {
+            memset(sm, 0xFF, sizeof *sm);
+            gn_stats_block<T, VG>(a, sh, b, *sm, step);
+        }
+        emu_launch(dim3((unsigned)blocks), dim3((unsigned)nt), k_gn_apply<T, VG>, a, sh);
+        r.part = a.part;
+        r.stat = a.stat;
+        r.count = a.count;
+    }));
+    free(sm);
+    return r;
+}
+
+struct GnCase {
+    int64_t B, HW, C;
+    int G, add, silu;
+    float mean; /* of x: a mean far above the spread must not cost precision */
+    const char *why;
+};
+
+/* x + add in float64, as the device sees them: [B, HW, C] and [B, C]. */
+static double gn_v(const float *x, const float *add, int64_t C, int64_t b, int64_t i) {
+    return (double)x[i] + (add ? (double)add[b * C + i % C] : 0.0);
+}
+
+static void test_group_norm(void) {
+    static const GnCase cases[] = {
+        {1, 1, 32, 32, 0, 0, 0.0f, "one pixel, one channel a group"},
+        {2, 7, 8, 4, 1, 1, 0.0f, "2 channels a group, odd HW"},
+        {2, 33, 96, 32, 1, 0, 0.0f, "3 channels a group"},
+        {1, 99, 320, 32, 1, 1, 0.0f, "SDXL's 10 channels a group, odd HW"},
+        {2, 257, 640, 32, 0, 1, 0.0f, "20 channels a group"},
+        {1, 64, 32, 8, 0, 1, 100.0f, "mean >> std"},
+        {1, 300, 320, 32, 1, 0, 50.0f, "mean >> std, SDXL width"},
+        {1, 50, 1024, 1024, 1, 0, 0.0f, "more groups than threads: the last block in batches"},
+        {1, 40, 2100, 20, 1, 0, 0.0f, "rows over rounds, a group across a round's end"},
+        {1, 9, 4104, 2, 0, 1, 0.0f, "groups longer than a round"},
+        {1, 5, 4104, 1, 1, 0, 0.0f, "one group over every round"},
+        {2, 64, 2560, 32, 1, 1, 0.0f, "SDXL up-block concat width"},
+        {1, 1024, 1280, 32, 0, 1, 0.0f, "SDXL 32x32"},
+        {2, 4096, 320, 32, 1, 1, 0.0f, "SDXL 64x64"},
+    };
+    const float eps = 1e-6f;
+    EmuScratch scr; /* one for every call, as on a stream: the counters must come back to 0 */
+    for (const GnCase &c : cases)
+        for (int d = 0; d < 3; d++)
+            for (int off = 0; off < 2; off++) {
+                const DType dt = DTS[d];
+                const int64_t B = c.B, HW = c.HW, C = c.C, n = B * HW * C, cg = C / c.G;
+                const bool small = n <= 300000;
+                float *x = (float *)xmalloc((size_t)n * 4), *add = c.add ? rnd(B * C, 1.0f, dt) : NULL;
+                for (int64_t i = 0; i < n; i++) x[i] = round_dt(c.mean + urand(-2.0f, 2.0f), dt);
+                float *gamma = (float *)xmalloc((size_t)C * 4), *beta = rnd(C, 0.5f, dt);
+                for (int64_t i = 0; i < C; i++) gamma[i] = round_dt(urand(0.5f, 1.5f), dt);
+
+                /* float64 statistics and y */
+                double *mean = (double *)xmalloc((size_t)(B * c.G) * 8),
+                       *rstd = (double *)xmalloc((size_t)(B * c.G) * 8);
+                float *ref = (float *)xmalloc((size_t)n * 4);
+                for (int64_t b = 0; b < B; b++)
+                    for (int g = 0; g < c.G; g++) {
+                        double s = 0, q = 0;
+                        for (int64_t p = 0; p < HW; p++)
+                            for (int64_t ch = g * cg; ch < (g + 1) * cg; ch++)
+                                s += gn_v(x, add, C, b, (b * HW + p) * C + ch);
+                        const double m = s / (double)(HW * cg);
+                        for (int64_t p = 0; p < HW; p++)
+                            for (int64_t ch = g * cg; ch < (g + 1) * cg; ch++) {
+                                const double e = gn_v(x, add, C, b, (b * HW + p) * C + ch) - m;
+                                q += e * e;
+                            }
+                        mean[b * c.G + g] = m;
+                        rstd[b * c.G + g] = 1.0 / sqrt(q / (double)(HW * cg) + eps);
+                    }
+                for (int64_t i = 0; i < n; i++) {
+                    const int64_t b = i / (HW * C), ch = i % C, g = ch / cg;
+                    double o = (gn_v(x, add, C, b, i) - mean[b * c.G + g]) * rstd[b * c.G + g] * gamma[ch] + beta[ch];
+                    if (c.silu) o = o / (1.0 + exp(-o));
+                    ref[i] = (float)o;
+                }
+
+                Buf bx = buf_in(x, n, dt, off), bg = buf_in(gamma, C, dt, 0), bb = buf_in(beta, C, dt, 0);
+                Buf ba = add ? buf_in(add, B * C, dt, 0) : Buf{};
+                const void *ap = add ? ba.p : NULL;
+                std::vector<unsigned char> x0((unsigned char *)bx.p, (unsigned char *)bx.p + bx.bytes);
+                std::vector<unsigned char> y0, st0;
+
+                /* one run against the float64 GroupNorm; keeps its y and statistics in y0, st0 when asked */
+                auto run = [&](int sms, int vforce, int order, const char *what, bool keep) {
+                    Buf by = buf_out(n, dt, off);
+                    emu_faults = 0;
+                    const GnRun r = emu_group_norm(bx.p, ap, by.p, dt, B, HW, C, c.G, bg.p, bb.p, eps, c.silu, sms,
+                                                   vforce, order, scr);
+                    seen[K_GN][d] |= 1u << r.v;
+                    char label[200];
+                    snprintf(label, sizeof label, "group_norm %s B%lld HW%lld C%lld G%d%s%s off%d %s V%d chunks%d (%s)",
+                             dtype_name(dt), (long long)B, (long long)HW, (long long)C, c.G, add ? " add" : "",
+                             c.silu ? " silu" : "", off, what, r.v, r.sh.nchunk, c.why);
+                    const GnShape &sh = r.sh;
+                    /* every block's partial sums of every group */
+                    int64_t bad_part = 0;
+                    char why_part[160] = "";
+                    for (int64_t b = 0; b < B; b++)
+                        for (int g = 0; g < c.G; g++) {
+                            const float K =
+                                get(bx.p, b * HW * C + g * cg, dt) + (add ? get(ap, b * C + g * cg, dt) : 0.0f);
+                            for (int k = 0; k < sh.nchunk; k++) {
+                                double s1 = 0, s2 = 0, mag = 0;
+                                for (int64_t p = HW * k / sh.nchunk; p < HW * (k + 1) / sh.nchunk; p++)
+                                    for (int64_t ch = g * cg; ch < (g + 1) * cg; ch++) {
+                                        const double e = gn_v(x, add, C, b, (b * HW + p) * C + ch) - (double)K;
+                                        s1 += e;
+                                        s2 += e * e;
+                                        mag += fabs(e);
+                                    }
+                                const float *pp = r.part + ((b * c.G + g) * sh.nchunk + k) * 2;
+                                if (!(fabs(pp[0] - s1) <= 1e-5 * mag + 1e-30) ||
+                                    !(fabs(pp[1] - s2) <= 1e-5 * s2 + 1e-30))
+                                    if (bad_part++ == 0)
+                                        snprintf(why_part, sizeof why_part,
+                                                 "b%lld g%d chunk %d: (%.9g, %.9g) want (%.9g, %.9g)", (long long)b, g,
+                                                 k, (double)pp[0], (double)pp[1], s1, s2);
+                            }
+                        }
+                    CHECK_MSG(bad_part == 0, "%s: %lld partial sums wrong, first %s", label, (long long)bad_part,
+                              why_part);
+                    int64_t bad_stat = 0;
+                    for (int64_t i = 0; i < B * c.G; i++) {
+                        const double m = mean[i], sd = 1.0 / rstd[i];
+                        if (!(fabs(r.stat[2 * i] - m) <= 2e-6 * (fabs(m) + sd)) ||
+                            !(fabs(r.stat[2 * i + 1] / rstd[i] - 1.0) <= 2e-5))
+                            if (bad_stat++ == 0)
+                                fprintf(stderr, "%s: stat %lld: mean %.9g rstd %.9g, want %.9g %.9g\n", label,
+                                        (long long)i, (double)r.stat[2 * i], (double)r.stat[2 * i + 1], m, rstd[i]);
+                    }
+                    CHECK_MSG(bad_stat == 0, "%s: %lld statistics wrong", label, (long long)bad_stat);
+                    bool zero = true;
+                    for (int64_t b = 0; b < B; b++) zero = zero && r.count[b] == 0;
+                    CHECK_MSG(zero, "%s: the counters are not back at 0", label);
+                    CHECK_MSG(!memcmp(x0.data(), bx.p, bx.bytes), "%s: x changed out of place", label);
+                    verdict(label, by, dt, ref, n, false);
+                    const unsigned char *yp = (const unsigned char *)by.p, *sp = (const unsigned char *)r.stat;
+                    if (keep) {
+                        y0.assign(yp, yp + by.bytes);
+                        st0.assign(sp, sp + gn_stat_floats(B, sh) * sizeof(float));
+                    } else if (vforce == 0 && sms == 132) { /* the same shape: the same bits */
+                        CHECK_MSG(!memcmp(y0.data(), yp, by.bytes) && !memcmp(st0.data(), sp, st0.size()),
+                                  "%s: y or the statistics differ from the first run's", label);
+                    }
+                    free(by.base);
+                };
+                run(132, 0, GN_FORWARD, "grid@132sm", true);
+                run(132, 0, GN_REVERSED, "grid@132sm, blocks and threads reversed", false);
+                if (small) {
+                    run(132, 0, GN_SHUFFLED, "grid@132sm, blocks shuffled", false);
+                    run(1, 0, GN_FORWARD, "grid@1sm", false);
+                    run(3, 0, GN_SHUFFLED, "grid@3sm, blocks shuffled", false);
+                    /* every narrower pack the row and the pointers allow */
+                    for (int w = pick_vec(dt, C, bx.p) / 2; w >= 1; w /= 2) {
+                        char what[48];
+                        snprintf(what, sizeof what, "grid@132sm, packs of %d", w);
+                        run(132, w, GN_FORWARD, what, false);
+                    }
+                }
+                { /* in place (y == x): the out-of-place run's bits */
+                    Buf bi = buf_out(n, dt, off, x);
+                    emu_faults = 0;
+                    const GnRun r = emu_group_norm(bi.p, ap, bi.p, dt, B, HW, C, c.G, bg.p, bb.p, eps, c.silu, 132, 0,
+                                                   GN_SHUFFLED, scr);
+                    char label[160];
+                    snprintf(label, sizeof label, "group_norm %s B%lld HW%lld C%lld G%d off%d in place V%d",
+                             dtype_name(dt), (long long)B, (long long)HW, (long long)C, c.G, off, r.v);
+                    CHECK_MSG(guards_ok(bi) && emu_faults == 0 && !memcmp(y0.data(), bi.p, bi.bytes),
+                              "%s: differs from out of place%s%s", label, emu_faults ? ", fault: " : "",
+                              emu_faults ? emu_fault_msg : "");
+                    emu_faults = 0;
+                    ncases++;
+                    free(bi.base);
+                }
+                free(bx.base);
+                free(bg.base);
+                free(bb.base);
+                if (add) free(ba.base);
+                free(x);
+                free(add);
+                free(gamma);
+                free(beta);
+                free(mean);
+                free(rstd);
+                free(ref);
+            }
+    /* the shape's arithmetic: SDXL's 320 channels in fp16 on an H200 */
+    const GnShape s = gn_shape(2, 16384, 320, 32, 8, 132);
+    CHECK_MSG(s.cpr == 40 && s.lanes == 40 && s.rstep == 12 && s.rounds == 1 && s.nchunk == 132 && s.tpg == 15,
+              "gn_shape(2, 16384, 320, 32, 8, 132): cpr %d lanes %d rstep %d rounds %d nchunk %d tpg %d", s.cpr,
+              s.lanes, s.rstep, s.rounds, s.nchunk, s.tpg);
+}
+
 /* Every pack width each kernel can take in each dtype ran at least once. */
 static void test_coverage(void) {
     for (int k = 0; k < K_N; k++)
@@ -562,6 +852,7 @@ int main(void) {
     test_upsample();
     test_concat();
     test_timestep();
+    test_group_norm();
     test_coverage();
     test_expected_failures();
     printf("test_cuda_emu: %d kernel runs on the CPU (3 grids each: 132 SMs, 1 SM, 3 x 32)\n", ncases);

@@ -282,7 +282,15 @@ static void test_affine_silu_add(void) {
         }
 }
 
-/* ---------- group norm ---------- */
+/* ---------- group norm ----------
+ * cuk_group_norm reads whole NHWC rows in packs of up to 16 bytes, so the
+ * cases cover packs that straddle groups (C/G not a multiple of the pack),
+ * rows wider than one block (fp32 beyond 2048 channels: column rounds, and
+ * groups that cross them), in place and out of place (x must come back
+ * untouched), add or not, misaligned pointers (one element at a time), and
+ * more images than the scratch's first counters. A second run must give the
+ * same bits, and so must a replay of a captured graph (no allocation may
+ * happen in capture: the eager call before it sized the scratch). */
 
 typedef struct {
     int64_t B, HW, C;
@@ -296,12 +304,19 @@ static void test_group_norm(void) {
         {2, 256, 64, 8, 1, 1, 0, 0, 0.0f},     /* + temb add, silu */
         {2, 1024, 192, 8, 1, 0, 1, 0, 0.0f},   /* mini 32x32, in place */
         {1, 64, 32, 8, 0, 1, 0, 0, 100.0f},    /* mean >> std */
-        {2, 4096, 320, 32, 1, 1, 1, 0, 0.0f},  /* SDXL 64x64 block (10 channels a group) */
-        {1, 4096, 320, 32, 1, 0, 0, 0, 50.0f}, /* mean >> std, split over a cluster */
-        {2, 1024, 2560, 32, 1, 1, 0, 0, 0.0f}, /* SDXL up block concat width */
+        {2, 4096, 320, 32, 1, 1, 1, 0, 0.0f},  /* SDXL 64x64 block (10 channels a group), in place */
+        {1, 4096, 320, 32, 1, 0, 0, 0, 50.0f}, /* mean >> std, out of place */
+        {2, 99, 320, 32, 1, 1, 0, 0, 0.0f},    /* odd HW, packs of 8 across groups of 10 */
+        {1, 64, 32, 32, 1, 1, 0, 0, 0.0f},     /* one channel a group: a pack spans 8 groups */
+        {2, 1024, 2560, 32, 1, 1, 0, 0, 0.0f}, /* SDXL up block concat width (fp32: two column rounds) */
         {2, 16384, 320, 32, 0, 1, 1, 0, 0.0f}, /* SDXL 128x128, in place */
+        {2, 16384, 320, 32, 1, 1, 0, 0, 0.0f}, /* SDXL 128x128, out of place */
         {2, 100, 96, 32, 1, 0, 0, 0, 0.0f},    /* 3 channels a group */
+        {1, 40, 2100, 20, 1, 0, 0, 0, 0.0f},   /* a group across a column round's end */
+        {1, 9, 4104, 1, 0, 1, 1, 0, 0.0f},     /* one group over every round, in place */
+        {80, 16, 320, 32, 1, 1, 0, 0, 0.0f},   /* one block an image; the counters grow past 64 */
         {2, 1024, 640, 32, 1, 1, 0, 1, 0.0f},  /* misaligned: one element at a time */
+        {2, 1024, 640, 32, 1, 0, 1, 1, 0.0f},  /* misaligned, in place */
     };
     const float eps = 1e-6f;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
@@ -312,7 +327,7 @@ static void test_group_norm(void) {
             float *x = randbuf(n, "gn-x", c->mean, 1.0f, dt);
             float *add = c->add ? randbuf(B * C, "gn-add", 0.0f, 1.0f, dt) : NULL;
             float *gamma = randbuf(C, "gn-gamma", 1.0f, 0.2f, dt), *beta = randbuf(C, "gn-beta", 0.0f, 0.2f, dt);
-            float *ref = fbuf(n), *got = fbuf(n);
+            float *ref = fbuf(n), *got = fbuf(n), *again = fbuf(n);
 
             /* reference: v = x + add in NHWC, then NCHW GroupNorm */
             float *v = fbuf(n);
@@ -342,6 +357,15 @@ static void test_group_norm(void) {
             sync_case(label);
             download(out, n, dt, got);
             compare(label, got, ref, n, tol_of(dt), dbuf_guards_ok(out));
+            if (!c->inplace) {
+                download(&dx, n, dt, again);
+                CHECK_MSG(!memcmp(again, x, (size_t)n * sizeof(float)), "%s: x changed out of place", label);
+                /* the same call again: the same bits (statistics summed in a fixed order) */
+                cuk_group_norm(dx.p, add ? da.p : NULL, dy.p, dt, B, HW, C, c->G, dg.p, db.p, eps, c->silu, S);
+                sync_case(label);
+                download(&dy, n, dt, again);
+                CHECK_MSG(!memcmp(again, got, (size_t)n * sizeof(float)), "%s: a second run differs", label);
+            }
             dbuf_free(&dx);
             dbuf_free(&dg);
             dbuf_free(&db);
@@ -353,7 +377,51 @@ static void test_group_norm(void) {
             free(beta);
             free(ref);
             free(got);
+            free(again);
         }
+}
+
+/* A group norm captured into a graph after an eager call of the same shape
+ * (as the engine's warm-up forward does): its replays equal the eager result. */
+static void test_group_norm_graph(void) {
+    const int64_t B = 2, HW = 4096, C = 640, n = B * HW * C;
+    const DType dt = DTYPE_F16;
+    float *x = randbuf(n, "gn-graph-x", 0.0f, 1.0f, dt), *add = randbuf(B * C, "gn-graph-add", 0.0f, 1.0f, dt);
+    float *gb = randbuf(2 * C, "gn-graph-gb", 1.0f, 0.2f, dt), *eager = fbuf(n), *replay = fbuf(n);
+    DBuf dx = upload(x, n, dt, 0), da = upload(add, B * C, dt, 0), dg = upload(gb, C, dt, 0),
+         db = upload(gb + C, C, dt, 0), dy = dbuf((size_t)n * 2, 0);
+    cuk_group_norm(dx.p, da.p, dy.p, dt, B, HW, C, 32, dg.p, db.p, 1e-5f, 1, S);
+    sync_case("group_norm graph: eager");
+    download(&dy, n, dt, eager);
+    CUDA_CHECK(cudaMemsetAsync(dy.p, 0, (size_t)n * 2, S));
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    CUDA_CHECK(cudaStreamBeginCapture(S, cudaStreamCaptureModeRelaxed));
+    cuk_group_norm(dx.p, da.p, dy.p, dt, B, HW, C, 32, dg.p, db.p, 1e-5f, 1, S);
+    CUDA_CHECK(cudaStreamEndCapture(S, &g));
+    CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
+    int same = 1;
+    for (int r = 0; r < 2; r++) { /* twice: the counters must be back at 0 after a replay */
+        CUDA_CHECK(cudaGraphLaunch(ge, S));
+        sync_case("group_norm graph: replay");
+        download(&dy, n, dt, replay);
+        const int ok = !memcmp(replay, eager, (size_t)n * sizeof(float));
+        CHECK_MSG(ok, "group_norm graph: replay %d differs from the eager run", r);
+        same &= ok;
+    }
+    printf("  %-56s %s\n", "group_norm fp16 B2 HW4096 C640 G32 graph replays = eager", same ? "ok" : "FAIL");
+    CUDA_CHECK(cudaGraphExecDestroy(ge));
+    CUDA_CHECK(cudaGraphDestroy(g));
+    dbuf_free(&dx);
+    dbuf_free(&da);
+    dbuf_free(&dg);
+    dbuf_free(&db);
+    dbuf_free(&dy);
+    free(x);
+    free(add);
+    free(gb);
+    free(eager);
+    free(replay);
 }
 
 /* ---------- layer norm ---------- */
@@ -770,6 +838,7 @@ int main(void) {
     test_convert();
     test_affine_silu_add();
     test_group_norm();
+    test_group_norm_graph();
     test_layer_norm();
     test_geglu();
     test_upsample();

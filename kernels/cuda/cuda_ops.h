@@ -30,7 +30,10 @@ void cuk_add(void *y, const void *x, DType dt, int64_t n, float scale, cudaStrea
  *   y[b, p, c] = (v - mean_bg) / sqrt(var_bg + eps) * gamma[c] + beta[c], then SiLU if silu,
  * mean and (biased) variance over the HW * C/G values of group g of image b,
  * accumulated in fp32. add ([B, C]) may be NULL: it fuses a resnet's time
- * embedding add into its second norm. y may equal x. */
+ * embedding add into its second norm. y may equal x. The statistics go
+ * through a scratch buffer of stream s that grows on the first call of a
+ * larger shape: that call must not be under graph capture (it stops with a
+ * message if it is); an eager call of the same shapes first is enough. */
 void cuk_group_norm(const void *x, const void *add, void *y, DType dt, int64_t B, int64_t HW, int64_t C, int G,
                     const void *gamma, const void *beta, float eps, int silu, cudaStream_t s);
 /* LayerNorm over the last dim of x [M, C] into y [M, C] (y may equal x). */

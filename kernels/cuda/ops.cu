@@ -3,9 +3,11 @@
  * and rounded once on store, so all arithmetic is fp32. Memory-bound kernels
  * move V elements at a time (a Pack of at most 16 bytes) where the pointers
  * and the inner size allow it, else one. Indices that can pass 2^31 (an SDXL
- * GEGLU input is 8192 x 10240) are int64. Group norm runs one thread-block
- * cluster per (image, group), the blocks of a cluster sharing their partial
- * sums through distributed shared memory (sm_90), so no workspace is needed.
+ * GEGLU input is 8192 x 10240) are int64. Group norm reads whole NHWC rows
+ * in packs, in two kernels: per-group partial sums of pixel chunks into a
+ * small per-stream scratch (the last block of an image adds them up in a
+ * fixed order), then the normalisation (ops_kernels.cuh, which the emulator
+ * runs on the CPU too).
  * Attention has a plain fp32 kernel (any head dim) and a tensor-core flash
  * kernel (nvcuda::wmma, fp16/bf16, head dims 16..128 in steps of 16).
  * The grid-stride kernels (element-wise, GEGLU, upsample, concat, timestep)
@@ -26,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-namespace cgrp = cooperative_groups;
 namespace wm = nvcuda::wmma;
 
 #define FULL_MASK 0xffffffffu
@@ -102,154 +103,92 @@ extern "C" void cuk_convert(const void *x, DType xt, void *y, DType yt, int64_t 
 
 /* ---------- group norm ---------- */
 
-#define GN_THREADS 512
-
-/* One cluster of cs blocks per (b, g) = blockIdx.x / cs; block rank r takes
- * rows [HW*r/cs, HW*(r+1)/cs) of the group. A thread owns pack column cp
- * (V channels) and every rstep-th row. Statistics are shifted sums
- * (Chan, Golub & LeVeque): s1 = sum(v - K), s2 = sum((v - K)^2) with K the
- * group's first value, so a mean far above the spread costs no precision;
- * var = s2/n - (s1/n)^2. Every block adds the cluster's partials in rank
- * order, so all blocks of a group use bit-identical statistics. Reading all
- * the statistics before the second cluster barrier makes y == x safe. */
-template <typename T, int V>
-__global__ void __launch_bounds__(GN_THREADS)
-    k_group_norm(const T *x, const T *add, T *y, int64_t HW, int64_t C, int G, int cs, const T *gamma,
-                 const T *beta, float eps, int silu) {
-    __shared__ float red[2][GN_THREADS / 32];
-    __shared__ float part[2];
-    __shared__ float stat[2];
-    cgrp::cluster_group cluster = cgrp::this_cluster();
-    const int rank = (int)cluster.block_rank();
-    const int64_t bg = blockIdx.x / cs, b = bg / G;
-    const int g = (int)(bg % G), cg = (int)(C / G), cgp = cg / V;
-    const int64_t p0 = HW * rank / cs, p1 = HW * (rank + 1) / cs;
-    const int tid = threadIdx.x, lanes = cgp < GN_THREADS ? cgp : GN_THREADS, rstep = GN_THREADS / lanes;
-    const bool active = tid < lanes * rstep;
-    const int cp0 = tid % lanes;
-    const int64_t pr0 = tid / lanes;
-    const T *xg = x + b * HW * C + (int64_t)g * cg;
-    T *yg = y + b * HW * C + (int64_t)g * cg;
-    const T *ag = add ? add + b * C + (int64_t)g * cg : NULL;
-    const float shift = ldf(xg[0]) + (ag ? ldf(ag[0]) : 0.0f);
-
-    float s1 = 0.0f, s2 = 0.0f;
-    if (active)
-        for (int cp = cp0; cp < cgp; cp += lanes) {
-            float av[V]; /* add[b, c] for this thread's channels */
-#pragma unroll
-            for (int k = 0; k < V; k++) av[k] = ag ? ldf(ag[cp * V + k]) : 0.0f;
-#pragma unroll(V >= 8 ? 2 : 4)
-            for (int64_t p = p0 + pr0; p < p1; p += rstep) {
-                const Pack<T, V> pk = ldp<T, V>(xg + p * C + cp * V);
-#pragma unroll
-                for (int k = 0; k < V; k++) {
-                    const float d = (ldf(pk.v[k]) + av[k]) - shift;
-                    s1 += d;
-                    s2 += d * d;
-                }
-            }
-        }
-    s1 = warp_sum(s1);
-    s2 = warp_sum(s2);
-    if ((tid & 31) == 0) {
-        red[0][tid >> 5] = s1;
-        red[1][tid >> 5] = s2;
+/* The pass-1 block program of ops_kernels.cuh with real barriers. */
+struct GnDevStep {
+    template <typename F> __device__ __forceinline__ void operator()(F f) const {
+        f((int)threadIdx.x);
+        __syncthreads();
     }
-    __syncthreads();
-    if (tid == 0) {
-        float a = 0.0f, c = 0.0f;
-        for (int w = 0; w < GN_THREADS / 32; w++) {
-            a += red[0][w];
-            c += red[1][w];
-        }
-        part[0] = a;
-        part[1] = c;
-    }
-    cluster.sync(); /* every block's partials written */
-    if (tid == 0) {
-        float a = 0.0f, c = 0.0f;
-        for (int r = 0; r < cs; r++) {
-            const float *rp = cluster.map_shared_rank(part, (unsigned)r);
-            a += rp[0];
-            c += rp[1];
-        }
-        const float n = (float)(HW * cg), m1 = a / n, var = fmaxf(c / n - m1 * m1, 0.0f);
-        stat[0] = shift + m1;
-        stat[1] = rsqrtf(var + eps);
-    }
-    cluster.sync(); /* statistics ready; no block reads a peer's partials after this */
-    const float mean = stat[0], rstd = stat[1];
+};
 
-    if (active)
-        for (int cp = cp0; cp < cgp; cp += lanes) {
-            float av[V], sc[V], be[V]; /* y = (x + av - mean) * sc + be, the CPU reference's order */
-#pragma unroll
-            for (int k = 0; k < V; k++) {
-                const int c = cp * V + k;
-                av[k] = ag ? ldf(ag[c]) : 0.0f;
-                sc[k] = ldf(gamma[(int64_t)g * cg + c]) * rstd;
-                be[k] = ldf(beta[(int64_t)g * cg + c]);
-            }
-#pragma unroll(V >= 8 ? 2 : 4)
-            for (int64_t p = p0 + pr0; p < p1; p += rstep) {
-                Pack<T, V> pk = ldp<T, V>(xg + p * C + cp * V);
-#pragma unroll
-                for (int k = 0; k < V; k++) {
-                    float o = ((ldf(pk.v[k]) + av[k]) - mean) * sc[k] + be[k];
-                    if (silu) o = silu_f(o);
-                    pk.v[k] = stf<T>(o);
-                }
-                stp<T, V>(yg + p * C + cp * V, pk);
-            }
-        }
+static_assert(sizeof(GnSmem) <= 48 * 1024, "group norm pass 1: static shared memory over 48 KiB");
+
+template <typename T, int V> __global__ void __launch_bounds__(GN_THREADS) k_gn_stats(GnArgs<T> a, GnShape s) {
+    __shared__ GnSmem sm;
+    gn_stats_block<T, V>(a, s, (int64_t)blockIdx.x, sm, GnDevStep{});
 }
 
-template <typename T, int V>
-static cudaError_t gn_launch(int cs, const void *x, const void *add, void *y, int64_t B, int64_t HW, int64_t C, int G,
-                             const void *gamma, const void *beta, float eps, int silu, cudaStream_t s) {
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr[1] = {};
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = (unsigned)cs;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.gridDim = dim3((unsigned)(B * G * cs));
-    cfg.blockDim = dim3(GN_THREADS);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = s;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, k_group_norm<T, V>, (const T *)x, (const T *)add, (T *)y, HW, C, G, cs,
-                              (const T *)gamma, (const T *)beta, eps, silu);
-}
+/* The scratch of group norms launched on one stream (layout: ops_kernels.cuh,
+ * gn_floats_at): grow-only, allocated and zeroed (the counters) outside
+ * graph capture, and a buffer it outgrows is kept, never freed: a graph
+ * captured earlier may still name it (the few kilobytes a size are not worth
+ * tracking graphs). One buffer per stream, since calls on one stream run in
+ * order and calls on two streams might not. Not thread-safe, like the engine
+ * that calls it. */
+#define GN_STREAMS 32
+static struct {
+    cudaStream_t s;
+    void *p;
+    size_t cap;    /* bytes */
+    int64_t ncount; /* counters at its start */
+} gn_scratch_tab[GN_STREAMS];
 
-/* The largest cluster tried; 1 after a device refused one (then every group
- * is one block: slower on few groups, same results). */
-static int gn_max_cluster = 8;
+/* The buffer of stream s for B images and float_bytes of partials and statistics; *ncount its counters. */
+static void *gn_scratch(cudaStream_t s, int64_t B, size_t float_bytes, int64_t *ncount) {
+    int i = 0;
+    while (i < GN_STREAMS && gn_scratch_tab[i].p && gn_scratch_tab[i].s != s) i++;
+    if (i == GN_STREAMS) die("cuk_group_norm: called on more than %d streams in one process", GN_STREAMS);
+    auto &e = gn_scratch_tab[i];
+    if (!e.p || e.ncount < B || e.cap < gn_floats_at(e.ncount) + float_bytes) {
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+        if (cs != cudaStreamCaptureStatusNone)
+            die("cuk_group_norm: its scratch must grow (to %lld images, %zu bytes) while the stream is being"
+                " captured into a graph; run the same shapes once eagerly before capturing", (long long)B,
+                gn_floats_at(B) + float_bytes);
+        const int64_t nc = B > e.ncount ? (B > 64 ? B : 64) : e.ncount;
+        const size_t need = gn_floats_at(nc) + float_bytes, cap = 2 * e.cap > need ? 2 * e.cap : need;
+        void *p = NULL;
+        CUDA_CHECK(cudaMalloc(&p, cap));
+        CUDA_CHECK(cudaMemsetAsync(p, 0, cap, s)); /* the counters start at 0; each call leaves them there */
+        e.s = s;
+        e.p = p;
+        e.cap = cap;
+        e.ncount = nc;
+    }
+    *ncount = e.ncount;
+    return e.p;
+}
 
 extern "C" void cuk_group_norm(const void *x, const void *add, void *y, DType dt, int64_t B, int64_t HW, int64_t C,
                                int G, const void *gamma, const void *beta, float eps, int silu, cudaStream_t s) {
     if (B <= 0 || HW <= 0 || C <= 0) return;
     if (G <= 0 || C % G != 0) die("cuk_group_norm: %lld channels do not split into %d groups", (long long)C, G);
-    const int64_t cg = C / G, ng = HW * cg;
-    /* Split a group over up to 8 blocks while the grid is short of two
-     * blocks per SM and each block keeps at least 8192 values. */
-    int cs = 1;
-    while (cs < gn_max_cluster && B * G * cs < 2 * (int64_t)sm_count() && ng / (2 * cs) >= 8192) cs *= 2;
-    if (B * G * cs > 0x7fffffffLL) die("cuk_group_norm: %lld groups are too many", (long long)(B * G));
-    const int v = pick_vec(dt, cg, x, y);
+    if (C > (1 << 30)) die("cuk_group_norm: %lld channels are too many", (long long)C);
+    const int v = pick_vec(dt, C, x, y); /* whole rows: add, gamma and beta are read per element, once a thread */
+    const GnShape sh = gn_shape(B, HW, C, G, v, sm_count());
+    if (B * sh.nchunk > 0x7fffffffLL) die("cuk_group_norm: %lld images are too many", (long long)B);
+    int64_t ncount = 0;
+    char *scratch = (char *)gn_scratch(s, B, gn_float_bytes(B, sh), &ncount);
+    const unsigned blocks = (unsigned)(B * sh.nchunk), threads = (unsigned)gn_threads(sh);
     DISPATCH_T(dt, DISPATCH_V(v, {
-        cudaError_t e = gn_launch<T, VW>(cs, x, add, y, B, HW, C, G, gamma, beta, eps, silu, s);
-        if (e != cudaSuccess && cs > 1) {
-            (void)cudaGetLastError(); /* a refused launch configuration is not sticky: clear it */
-            fprintf(stderr, "unetlab: group_norm: a cluster of %d blocks was refused (%s); one block a group"
-                    " from now on\n", cs, cudaGetErrorString(e));
-            gn_max_cluster = 1;
-            e = gn_launch<T, VW>(1, x, add, y, B, HW, C, G, gamma, beta, eps, silu, s);
-        }
-        CUDA_CHECK(e);
-        CUDA_LAUNCHED("group_norm", s);
+        /* pick_vec never packs more than 16 bytes: no fp32 x 8 kernels to build */
+        constexpr int VG = VW * sizeof(T) > 16 ? 16 / (int)sizeof(T) : VW;
+        GnArgs<T> a;
+        a.x = (const T *)x;
+        a.add = (const T *)add;
+        a.gamma = (const T *)gamma;
+        a.beta = (const T *)beta;
+        a.y = (T *)y;
+        a.count = (unsigned *)scratch;
+        a.part = (float *)(scratch + gn_floats_at(ncount));
+        a.stat = a.part + gn_part_floats(B, sh);
+        a.eps = eps;
+        a.silu = silu;
+        k_gn_stats<T, VG><<<blocks, threads, 0, s>>>(a, sh);
+        CUDA_LAUNCHED("group_norm (statistics)", s);
+        k_gn_apply<T, VG><<<blocks, threads, 0, s>>>(a, sh);
+        CUDA_LAUNCHED("group_norm (normalise)", s);
     }));
 }
 
