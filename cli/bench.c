@@ -64,6 +64,7 @@ static const char USAGE[] =
 typedef struct {
     const char *engine;       /* "cuda-events" or "cpu" */
     char device[512];
+    char attention[256];      /* GPU: the attention path of each shape ("" on the CPU) */
     double med, p10, p90;
     double *ms;
     int repeats;
@@ -139,6 +140,7 @@ static int bench_cuda(CudaEngine *e, const Arch *a, const UnetInputs *in, int wa
     r->mem_arena = (double)m.arena;
     r->mem_workspace = (double)m.workspace;
     r->mem_device_used = (double)m.device_used;
+    snprintf(r->attention, sizeof r->attention, "%s", cuda_engine_attention(e));
     CUDA_CHECK(cudaEventDestroy(ev[0]));
     CUDA_CHECK(cudaEventDestroy(ev[1]));
     if (ge) CUDA_CHECK(cudaGraphExecDestroy(ge));
@@ -330,6 +332,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddStringToObject(o, "mode", mode);
             cJSON_AddStringToObject(o, "engine", r.engine);
             cJSON_AddStringToObject(o, "device", r.device);
+            if (r.attention[0]) cJSON_AddStringToObject(o, "attention", r.attention);
             cJSON_AddNumberToObject(o, "warmup", (double)warmup);
             cJSON_AddNumberToObject(o, "repeats", r.repeats);
             cJSON_AddNumberToObject(o, "ms_median", r.med);
@@ -367,6 +370,7 @@ int cmd_bench(int argc, char **argv) {
                    plan_path || drop ? " (student)" : "", num_commas(params, pb, sizeof pb),
                    num_commas(macs, mb, sizeof mb), s.batch, s.height * 8, s.width * 8, dts, mode);
             printf("device: %s (engine %s)\n", r.device, r.engine);
+            if (r.attention[0]) printf("%s\n", r.attention);
             printf("forward: median %.3f ms, p10 %.3f, p90 %.3f over %d repeats after %ld warm-ups; %.4g TFLOP/s\n",
                    r.med, r.p10, r.p90, r.repeats, warmup, tflops);
             char nd[96];

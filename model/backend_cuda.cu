@@ -3,6 +3,7 @@
  * map [B, C, H, W] and the sequence [B, H*W, C] share their bytes and
  * to_seq/to_map only relabel the shape. */
 #include "backend_cuda.h"
+#include "attn_select.h"
 #include "conv.h"
 #include "cuda_check.h"
 #include "cuda_ops.h"
@@ -44,6 +45,7 @@ struct CudaEngine {
     cudaStream_t s;
     CudnnConv *conv;
     LtLinear *lt;
+    AttnSelect *attn;          /* which attention path each shape runs (attn_select.h) */
     const Weights *w;          /* names for lookup (borrowed) */
     std::vector<void *> dw;    /* device pointer of each weight, index as w->names */
     void *wpool = nullptr;
@@ -260,8 +262,9 @@ Act be_attention(Backend *be, const Act *q, const Act *k, const Act *v, int head
     CudaEngine *e = E(be);
     Act o = act_like(e, q);
     int64_t C = q->shape[2];
-    cuk_attention(q->d, C, k->d, C, v->d, C, o.d, C, e->dt, q->shape[0], q->shape[1], k->shape[1], heads,
-                  (int)(C / heads), e->s);
+    /* cuDNN's fused attention or our kernels, chosen per shape at its first (eager) use */
+    attn_select_run(e->attn, q->d, C, k->d, C, v->d, C, o.d, C, e->dt, q->shape[0], q->shape[1], k->shape[1], heads,
+                    (int)(C / heads));
     return o;
 }
 
@@ -382,6 +385,7 @@ extern "C" int cuda_engine_new(CudaEngine **out, const Weights *w, const ModuleT
     CUDA_CHECK(cudaStreamCreateWithFlags(&e->s, cudaStreamNonBlocking));
     e->conv = cudnn_conv_new(e->s);
     e->lt = lt_linear_new(e->s);
+    e->attn = attn_select_new(e->s);
 
     /* one device block for every weight, each 256-byte aligned */
     std::vector<size_t> off((size_t)w->n);
@@ -460,6 +464,7 @@ extern "C" void cuda_engine_free(CudaEngine *e) {
     CUDA_CHECK(cudaFree(e->wpool));
     cudnn_conv_free(e->conv);
     lt_linear_free(e->lt);
+    attn_select_free(e->attn); /* UNETLAB_LIB_LOG=1: its summary line, "attention: N shapes: ..." */
     CUDA_CHECK(cudaStreamDestroy(e->s));
     delete e;
 }
@@ -473,7 +478,8 @@ extern "C" void cuda_engine_mem(const CudaEngine *e, CudaMemStats *m) {
     m->weights = e->wbytes;
     m->arena = e->held;
     m->arena_peak = e->peak;
-    m->workspace = cudnn_conv_workspace_bytes(e->conv) + lt_linear_workspace_bytes(e->lt);
+    m->workspace = cudnn_conv_workspace_bytes(e->conv) + lt_linear_workspace_bytes(e->lt) +
+                   attn_select_workspace_bytes(e->attn);
     size_t fr = 0, tot = 0;
     CUDA_CHECK(cudaMemGetInfo(&fr, &tot));
     m->device_used = tot - fr;
@@ -490,3 +496,5 @@ extern "C" void cuda_engine_trim(CudaEngine *e) {
     }
     e->free_blocks.clear();
 }
+
+extern "C" const char *cuda_engine_attention(CudaEngine *e) { return attn_select_describe(e->attn); }

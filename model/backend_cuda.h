@@ -34,7 +34,7 @@ typedef struct {
     size_t weights;       /* weight bytes on the device */
     size_t arena;         /* activation arena: bytes held (cached blocks included) */
     size_t arena_peak;    /* most activation bytes live at once */
-    size_t workspace;     /* cuDNN + cuBLASLt workspaces */
+    size_t workspace;     /* cuDNN (convolutions, attention) + cuBLASLt workspaces */
     size_t device_used;   /* cudaMemGetInfo: total minus free now (context included) */
     size_t device_total;
 } CudaMemStats;
@@ -52,6 +52,9 @@ void cuda_engine_reset_peak(CudaEngine *e);
 void cuda_engine_trim(CudaEngine *e);
 /* "NVIDIA H100 80GB HBM3, sm_90, driver 13.0, runtime 13.0, cuDNN 9.x, cuBLASLt 13.x" */
 const char *cuda_engine_describe(const CudaEngine *e);
+/* Which attention path each shape seen so far runs, e.g. "attention: 8
+ * shapes: cudnn 8" (kernels/cuda/attn_select.h); valid until the next call. */
+const char *cuda_engine_attention(CudaEngine *e);
 
 #ifdef __cplusplus
 }

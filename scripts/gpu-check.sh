@@ -23,7 +23,7 @@
 #   test_cuda_libs                      15     90
 #   test_cuda_cupti                     10     60
 #   test_cuda_forward (vs the CPU)      30    120
-#   test_cuda_attn (paths, SDXL shapes) 10     60
+#   test_cuda_attn (paths, SDXL shapes) 20     90
 #   sdxl-base graph, eager b1,2
 #     + profile b2 (one process)        70    200
 #   ssd-1b graph b1,2                   40    100
@@ -180,7 +180,7 @@ obj() { # model batch mode
   local ms; ms=$(awk -v m="$1" -v b="$2" -v g="$3" 'BEGIN { x = (m == "sdxl-base" ? 16 : m == "ssd-1b" ? 10 : 6) * (b == 1 ? 1 : 1.8);
     if (g == "eager") x *= 1.3; printf "%.3f", x }')
   printf '{\n\t"model":\t"%s",\n\t"batch":\t%d,\n\t"height":\t1024,\n\t"width":\t1024,\n\t"dtype":\t"fp16",\n\t"mode":\t"%s",\n' "$1" "$2" "$3"
-  printf '\t"engine":\t"cuda-events",\n\t"device":\t"%s",\n\t"ms_median":\t%s,\n\t"ms_p10":\t%s,\n\t"ms_p90":\t%s,\n' "$desc" "$ms" "$ms" "$ms"
+  printf '\t"engine":\t"cuda-events",\n\t"device":\t"%s",\n\t"attention":\t"attention: 4 shapes: cudnn 4",\n\t"ms_median":\t%s,\n\t"ms_p10":\t%s,\n\t"ms_p90":\t%s,\n' "$desc" "$ms" "$ms" "$ms"
   printf '\t"tflops":\t400,\n\t"spread":\t1.01,\n\t"unstable":\tfalse,\n\t"memory_bytes":\t{\n\t\t"weights":\t5135000000,\n'
   printf '\t\t"activations_peak":\t%d,\n\t\t"activations_held":\t900000000,\n\t\t"workspace":\t268435456,\n\t\t"device_used":\t7500000000\n\t}\n}' $(( 700000000 * $2 ))
 }
@@ -292,7 +292,7 @@ main() {
 
   stamp "GPU tests (correctness first)"
   local t min max line skip spec first
-  for spec in test_cuda_ops:15:90 test_cuda_libs:15:90 test_cuda_cupti:10:60 test_cuda_forward:30:120 test_cuda_attn:10:60; do
+  for spec in test_cuda_ops:15:90 test_cuda_libs:15:90 test_cuda_cupti:10:60 test_cuda_forward:30:120 test_cuda_attn:20:90; do
     IFS=: read -r t min max <<<"$spec"
     if [ ! -x "$tests/$t" ]; then row tests "$t" MISSING "not in $tests"; continue; fi
     step tests "$t" "$min" "$max" "$out/$t.txt" - "$tests/$t" || continue
@@ -416,6 +416,7 @@ for sec, what, res, det, value, goal, ref, src in shell:
                 det = "median %.2f ms (p10 %.2f, p90 %.2f), %.0f TFLOP/s%s" % (
                     ms, b["ms_p10"], b["ms_p90"], b.get("tflops", 0), "; UNSTABLE" if b.get("unstable") else "")
                 if mem: det += "; memory peak %.2f GB, held %.2f GB, device %.2f GB" % (peak, held, mem.get("device_used", 0) / 1e9)
+                if b.get("attention"): det += "; " + b["attention"]
                 goal = goals.get((m, n)) if mode == "graph" else None
                 if goal: det += "; goal <= %g ms: %s" % (goal, "MET" if ms <= goal else "not met")
                 ref = torch.get((m, n, mode))

@@ -63,11 +63,25 @@ void cuk_timestep_embedding(const float *t, int64_t n, int dim, int flip_sin_to_
  * are multiples of 16 up to 128 (SDXL's 64) in fp16/bf16 use the tensor-core
  * flash kernel, others a plain fp32-accumulating kernel (SD 1.5's dh 40
  * too). UNETLAB_ATTN=plain, read at every call, forces the plain kernel (a
- * cross-check on the GPU). */
+ * cross-check on the GPU); the variable's other values (auto, cudnn, flash)
+ * are for the CUDA engine's per-shape choice (attn_select.h) and leave this
+ * function's own choice alone; a value not in that list stops the program. */
 void cuk_attention(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv, void *o,
                    int64_t ldo, DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh, cudaStream_t s);
 /* Which attention kernel cuk_attention picks for these arguments ("flash-wmma" or "plain"). */
 const char *cuk_attention_kernel(DType dt, int dh);
+/* 1 when the flash kernel takes this dtype and head dim (fp16/bf16, dh 16..128 in steps of 16). */
+int cuk_attention_flash_ok(DType dt, int dh);
+/* The two kernels of cuk_attention by name, whatever UNETLAB_ATTN says, with
+ * its contract and arguments. Each returns 0 when it launched (or when B, Nq
+ * or heads is 0: nothing to do) and -1, launching nothing, for arguments it
+ * does not take: flash needs cuk_attention_flash_ok and Nk >= 1; plain takes
+ * any shape (Nk 0: zeros). The engine's attention choice (attn_select.h)
+ * calls these and cuDNN's. */
+int cuk_attention_flash(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv, void *o,
+                        int64_t ldo, DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh, cudaStream_t s);
+int cuk_attention_plain(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv, void *o,
+                        int64_t ldo, DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -14,10 +14,10 @@
  * are in ops_kernels.cuh, which tests/test_cuda_emu.cpp also runs on the CPU.
  * Tested by tests/test_cuda_ops.c. */
 #include "cuda_check.h"
+#include "attn_select.h" /* attn_select_forced: the one parser of UNETLAB_ATTN */
 #include "cuda_ops.h"
 #include "ops_kernels.cuh" /* the grid-stride kernels, their helpers, pick_vec */
 
-#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -672,16 +672,38 @@ static void attn_flash(const void *q, int64_t ldq, const void *k, int64_t ldk, c
 }
 
 /* UNETLAB_ATTN=plain, read at every call (a getenv is cheap beside an
- * attention), so a test can compare both kernels in one process. */
+ * attention), so a test can compare both kernels in one process. The variable
+ * is parsed in one place, attn_select.cu, which also owns the other values
+ * (auto, cudnn, flash, ...): for cuk_attention they mean "not plain". */
 static int attn_forced_plain(void) {
-    const char *e = getenv("UNETLAB_ATTN");
-    return e && !strcmp(e, "plain");
+    const char *f = attn_select_forced();
+    return f && !strcmp(f, "plain");
+}
+
+extern "C" int cuk_attention_flash_ok(DType dt, int dh) {
+    return (dt == DTYPE_F16 || dt == DTYPE_BF16) && dh >= 16 && dh <= 128 && dh % 16 == 0;
 }
 
 extern "C" const char *cuk_attention_kernel(DType dt, int dh) {
-    if (!attn_forced_plain() && (dt == DTYPE_F16 || dt == DTYPE_BF16) && dh >= 16 && dh <= 128 && dh % 16 == 0)
-        return "flash-wmma";
-    return "plain";
+    return !attn_forced_plain() && cuk_attention_flash_ok(dt, dh) ? "flash-wmma" : "plain";
+}
+
+extern "C" int cuk_attention_flash(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv,
+                                   void *o, int64_t ldo, DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh,
+                                   cudaStream_t s) {
+    if (!cuk_attention_flash_ok(dt, dh) || Nk < 1) return -1; /* Nk 0: zeros, which only plain writes */
+    if (B <= 0 || Nq <= 0 || heads <= 0) return 0;
+    if (dt == DTYPE_F16) attn_flash<__half>(q, ldq, k, ldk, v, ldv, o, ldo, B, Nq, Nk, heads, dh, s);
+    else attn_flash<__nv_bfloat16>(q, ldq, k, ldk, v, ldv, o, ldo, B, Nq, Nk, heads, dh, s);
+    return 0;
+}
+
+extern "C" int cuk_attention_plain(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv,
+                                   void *o, int64_t ldo, DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh,
+                                   cudaStream_t s) {
+    if (B <= 0 || Nq <= 0 || heads <= 0 || dh <= 0) return 0;
+    attn_plain(q, ldq, k, ldk, v, ldv, o, ldo, dt, B, Nq, Nk < 0 ? 0 : Nk, heads, dh, s);
+    return 0;
 }
 
 extern "C" void cuk_attention(const void *q, int64_t ldq, const void *k, int64_t ldk, const void *v, int64_t ldv,
@@ -689,10 +711,7 @@ extern "C" void cuk_attention(const void *q, int64_t ldq, const void *k, int64_t
                               cudaStream_t s) {
     if (B <= 0 || Nq <= 0 || heads <= 0 || dh <= 0) return;
     /* Nk == 0 takes the plain kernel, which writes zeros as op_attention does */
-    if (Nk > 0 && !strcmp(cuk_attention_kernel(dt, dh), "flash-wmma")) {
-        if (dt == DTYPE_F16) attn_flash<__half>(q, ldq, k, ldk, v, ldv, o, ldo, B, Nq, Nk, heads, dh, s);
-        else attn_flash<__nv_bfloat16>(q, ldq, k, ldk, v, ldv, o, ldo, B, Nq, Nk, heads, dh, s);
+    if (!attn_forced_plain() && cuk_attention_flash(q, ldq, k, ldk, v, ldv, o, ldo, dt, B, Nq, Nk, heads, dh, s) == 0)
         return;
-    }
-    attn_plain(q, ldq, k, ldk, v, ldv, o, ldo, dt, B, Nq, Nk < 0 ? 0 : Nk, heads, dh, s);
+    cuk_attention_plain(q, ldq, k, ldk, v, ldv, o, ldo, dt, B, Nq, Nk, heads, dh, s);
 }
