@@ -40,12 +40,6 @@
 
 static cudaStream_t S;
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
 /* fused: Q, K and V are column slices of one [B*N, 3C + pad] buffer (self attention), else three
  * [B*N, C] buffers; the output has row stride C + opad. */
 typedef struct {
@@ -299,7 +293,7 @@ static int graph_replay(AttnSelect *sel, int path, Bufs *b, char *why, size_t n)
 
 /* One shape: every path (correctness, then timing), auto's pick, the forced picks. */
 static void test_case(AttnSelect *sel, const Case *c, DType dt) {
-    double t0 = now_ms();
+    double t0 = cuda_now_ms();
     Bufs b;
     bufs_make(&b, c, dt);
     char head[160];
@@ -369,7 +363,7 @@ static void test_case(AttnSelect *sel, const Case *c, DType dt) {
         else
             used += (size_t)snprintf(line + used, sizeof line - used, "%s %s n/a", p ? "," : "", attn_path_name(p));
     }
-    printf("%s; auto picks %s (%.1f s)\n", line, attn_path_name(pick), (now_ms() - t0) * 1e-3);
+    printf("%s; auto picks %s (%.1f s)\n", line, attn_path_name(pick), (cuda_now_ms() - t0) * 1e-3);
     bufs_free(&b);
 }
 
@@ -434,7 +428,7 @@ int main(void) {
     printf("test_cuda_attn: on %s, %s\n", desc, cudnn_conv_version());
     CUDA_CHECK(cudaStreamCreate(&S));
     unsetenv("UNETLAB_ATTN");
-    double t0 = now_ms();
+    double t0 = cuda_now_ms();
 
     AttnSelect *sel = attn_select_new(S);
     test_forced(sel);
@@ -463,7 +457,7 @@ int main(void) {
     char want[64];
     snprintf(want, sizeof want, "attention: %d shapes: ", shapes);
     CHECK_MSG(!strncmp(d, want, strlen(want)), "describe '%s', want it to start '%s'", d, want);
-    printf("  %s (%.1f s in all)\n", d, (now_ms() - t0) * 1e-3);
+    printf("  %s (%.1f s in all)\n", d, (cuda_now_ms() - t0) * 1e-3);
     attn_select_free(sel);
     CUDA_CHECK(cudaStreamDestroy(S));
     TEST_MAIN_END("test_cuda_attn");

@@ -581,17 +581,7 @@ static GnRun emu_group_norm(const void *x, const void *add, void *y, DType dt, i
     GnSmem *sm = (GnSmem *)xmalloc(sizeof(GnSmem));
     DISPATCH_T(dt, DISPATCH_V(r.v, {
         constexpr int VG = VW * sizeof(T) > 16 ? 16 / (int)sizeof(T) : VW;
-        GnArgs<T> a;
-        a.x = (const T *)x;
-        a.add = (const T *)add;
-        a.gamma = (const T *)gamma;
-        a.beta = (const T *)beta;
-        a.y = (T *)y;
-        a.count = (unsigned *)scratch;
-        a.part = (float *)(scratch + gn_floats_at(scr.ncount));
-        a.stat = a.part + gn_part_floats(B, sh);
-        a.eps = eps;
-        a.silu = silu;
+        const GnArgs<T> a = gn_args<T>(x, add, gamma, beta, y, (char *)scratch, scr.ncount, B, sh, eps, silu);
         const EmuStep step = {nt, order != GN_FORWARD};
         for (int64_t b : blk) {
             memset(sm, 0xFF, sizeof *sm);

@@ -38,12 +38,6 @@
 
 static cudaStream_t g_s;
 
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
 /* ---------- dtype helpers (half.h) ---------- */
 
 static float round_dt(float v, DType dt) {
@@ -254,10 +248,10 @@ static void conv_case(CudnnConv *cv, const ConvCase *cc, DType dt) {
         else CUDA_CHECK(cudaMemset(dy.p, 0xFF, dy.bytes)); /* NaN in all three dtypes */
         CUDA_CHECK(cudaDeviceSynchronize());
         const void *res = cc->res == RES_SEP ? (const void *)dr.p : cc->res == RES_Y ? (const void *)dy.p : NULL;
-        double t0 = now_ms();
+        double t0 = cuda_now_ms();
         cudnn_conv_forward(cv, dx.p, B, H, W, Cin, dw.p, db.p, Cout, (int)k, (int)st, res, dy.p, dt);
         CUDA_CHECK(cudaStreamSynchronize(g_s));
-        ms[call] = now_ms() - t0;
+        ms[call] = cuda_now_ms() - t0;
         dev_get(&dy, hy);
         e[call] = compare(hy, ref, ny, dt);
     }
@@ -325,10 +319,10 @@ static void linear_case(LtLinear *lt, const LinCase *lc, DType dt) {
         else CUDA_CHECK(cudaMemset(dy.p, 0xFF, dy.bytes));
         CUDA_CHECK(cudaDeviceSynchronize());
         const void *res = lc->res == RES_SEP ? (const void *)dr.p : lc->res == RES_Y ? (const void *)dy.p : NULL;
-        double t0 = now_ms();
+        double t0 = cuda_now_ms();
         lt_linear(lt, dx.p, M, K, dw.p, b ? db.p : NULL, N, res, dy.p, dt);
         CUDA_CHECK(cudaStreamSynchronize(g_s));
-        ms[call] = now_ms() - t0;
+        ms[call] = cuda_now_ms() - t0;
         dev_get(&dy, hy);
         e[call] = compare(hy, ref, M * N, dt);
     }
@@ -384,7 +378,7 @@ int main(void) {
     CudnnConv *cv = cudnn_conv_new(g_s);
     LtLinear *lt = lt_linear_new(g_s);
     const DType dts[3] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
-    double t0 = now_ms();
+    double t0 = cuda_now_ms();
     for (int d = 0; d < 3; d++) {
         for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++) conv_case(cv, &conv_cases[i], dts[d]);
         for (size_t i = 0; i < sizeof lin_cases / sizeof lin_cases[0]; i++) linear_case(lt, &lin_cases[i], dts[d]);
@@ -393,7 +387,7 @@ int main(void) {
         for (size_t i = 0; i < sizeof lin_misaligned / sizeof lin_misaligned[0]; i++)
             linear_case(lt, &lin_misaligned[i], dts[d]);
     printf("  workspaces: cuDNN %zu B, cuBLASLt %zu B; %.1f s in all\n", cudnn_conv_workspace_bytes(cv),
-           lt_linear_workspace_bytes(lt), (now_ms() - t0) / 1e3);
+           lt_linear_workspace_bytes(lt), (cuda_now_ms() - t0) / 1e3);
     cudnn_conv_free(cv);
     lt_linear_free(lt);
     CUDA_CHECK(cudaStreamDestroy(g_s));

@@ -65,23 +65,6 @@ struct LtLinear {
     int nplans, cap;
 };
 
-static int lib_log(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("UNETLAB_LIB_LOG");
-        v = e && !strcmp(e, "1");
-    }
-    return v;
-}
-
-/* Largest power of two up to 16 dividing the address. */
-static int64_t ptr_align(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    int64_t al = 16;
-    while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
-    return al;
-}
-
 static void key_str(const LtKey *k, char *buf, size_t n) {
     snprintf(buf, n, "%s M%lld N%lld K%lld%s%s align w%lld x%lld c%lld y%lld b%lld", dtype_name((DType)k->dt),
              (long long)k->M, (long long)k->N, (long long)k->K, k->has_bias ? " bias" : "", k->has_res ? " res" : "",
@@ -140,7 +123,7 @@ static LtPlan *plan_linear(LtLinear *l, const LtKey *key, const void *bias) {
     if (chosen < 0) die("lt_linear %s: cuBLASLt has no algorithm (%d candidates)", ks, nr);
     p->algo = r[chosen].algo;
     p->ws = r[chosen].workspaceSize;
-    if (lib_log())
+    if (cuda_lib_log())
         fprintf(stderr, "cublasLt plan %s: heuristic %d of %d, ws %zu B, waves %.2f\n", ks, chosen, nr, p->ws,
                 (double)r[chosen].wavesCount);
     return p;
@@ -177,8 +160,8 @@ void lt_linear(LtLinear *l, const void *x, int64_t M, int64_t K, const void *w, 
     if (M < 1 || K < 1 || N < 1)
         die("lt_linear: bad shape M%lld K%lld N%lld", (long long)M, (long long)K, (long long)N);
     const void *c = res ? res : y; /* beta 0: C is not read */
-    LtKey key = {M,           N, K, (int64_t)dt, bias != NULL, res != NULL, ptr_align(w), ptr_align(x), ptr_align(c),
-                 ptr_align(y), bias ? ptr_align(bias) : 0};
+    LtKey key = {M,           N, K, (int64_t)dt, bias != NULL, res != NULL, cuda_ptr_align(w), cuda_ptr_align(x), cuda_ptr_align(c),
+                 cuda_ptr_align(y), bias ? cuda_ptr_align(bias) : 0};
     LtPlan *p = NULL;
     for (int i = 0; i < l->nplans && !p; i++)
         if (!memcmp(&l->plans[i]->key, &key, sizeof key)) p = l->plans[i];

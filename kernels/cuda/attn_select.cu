@@ -70,34 +70,11 @@ struct AttnSelect {
     char desc[256];
 };
 
-static int lib_log(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("UNETLAB_LIB_LOG");
-        v = e && !strcmp(e, "1");
-    }
-    return v;
-}
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-/* Largest power of two up to 16 dividing the address. */
-static int64_t ptr_align(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    int64_t al = 16;
-    while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
-    return al;
-}
-
 static int64_t min_align(const void *q, const void *k, const void *v, const void *o) {
-    int64_t al = ptr_align(q);
+    int64_t al = cuda_ptr_align(q);
     const void *ptrs[3] = {k, v, o};
     for (int i = 0; i < 3; i++)
-        if (ptr_align(ptrs[i]) < al) al = ptr_align(ptrs[i]);
+        if (cuda_ptr_align(ptrs[i]) < al) al = cuda_ptr_align(ptrs[i]);
     return al;
 }
 
@@ -397,7 +374,7 @@ static int decide(AttnSelect *a, const AttnShape *sh, const void *q, const void 
     char ss[96];
     attn_shape_str(sh, ss, sizeof ss);
     const char *forced = attn_select_forced();
-    double t0 = now_ms();
+    double t0 = cuda_now_ms();
     if (forced) {
         int pi = attn_path_index(forced);
         const AttnPath *p = &PATHS[pi];
@@ -412,7 +389,7 @@ static int decide(AttnSelect *a, const AttnShape *sh, const void *q, const void 
                                    sh->ldv, sh->ldo, q, k, v, o, why, sizeof why) != 0)
                 die("UNETLAB_ATTN=cudnn: cuDNN cannot take attention %s: %s", ss, why);
         }
-        if (lib_log())
+        if (cuda_lib_log())
             fprintf(stderr, "attention: %s ld %lld/%lld/%lld/%lld align%lld: %s (UNETLAB_ATTN=%s, not checked)\n", ss,
                     (long long)sh->ldq, (long long)sh->ldk, (long long)sh->ldv, (long long)sh->ldo,
                     (long long)min_align(q, k, v, o), p->name, forced);
@@ -456,12 +433,12 @@ static int decide(AttnSelect *a, const AttnShape *sh, const void *q, const void 
         if (loud[pi])
             fprintf(stderr, "attention: %s rejected for %s: %s; using %s\n", PATHS[pi].name, ss, rejected[pi],
                     PATHS[chosen].name);
-    if (lib_log()) {
+    if (cuda_lib_log()) {
         for (int pi = 0; pi < chosen; pi++)
             if (!loud[pi]) fprintf(stderr, "attention: %s not for %s: %s\n", PATHS[pi].name, ss, rejected[pi]);
         fprintf(stderr, "attention: %s ld %lld/%lld/%lld/%lld align%lld: %s (checked: %s; decided in %.0f ms)\n", ss,
                 (long long)sh->ldq, (long long)sh->ldk, (long long)sh->ldv, (long long)sh->ldo,
-                (long long)min_align(q, k, v, o), PATHS[chosen].name, detail, now_ms() - t0);
+                (long long)min_align(q, k, v, o), PATHS[chosen].name, detail, cuda_now_ms() - t0);
     }
     return chosen;
 }
@@ -493,7 +470,7 @@ extern "C" AttnSelect *attn_select_new(cudaStream_t s) {
 
 extern "C" void attn_select_free(AttnSelect *a) {
     if (!a) return;
-    if (lib_log() && a->n) fprintf(stderr, "%s\n", attn_select_describe(a));
+    if (cuda_lib_log() && a->n) fprintf(stderr, "%s\n", attn_select_describe(a));
     cudnn_sdpa_free(a->sdpa); /* synchronizes the stream */
     free(a->choices);
     free(a);

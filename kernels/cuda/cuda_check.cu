@@ -2,6 +2,7 @@
 #include "cuda_check.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern "C" int cuda_debug_sync(void) {
     static int v = -1;
@@ -20,4 +21,26 @@ extern "C" void cuda_launch_check(const char *what, cudaStream_t s, const char *
     if (cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone) return;
     e = cudaStreamSynchronize(s);
     if (e != cudaSuccess) die("kernel %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
+}
+
+extern "C" int cuda_lib_log(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("UNETLAB_LIB_LOG");
+        v = e && !strcmp(e, "1");
+    }
+    return v;
+}
+
+extern "C" double cuda_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+extern "C" int64_t cuda_ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int64_t al = 16;
+    while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
+    return al;
 }

@@ -1,4 +1,5 @@
-/* cuda_check: one check macro per library. A failed CUDA, cuDNN, cuBLAS or
+/* cuda_check: one check macro per library, and the few helpers the library
+ * wrappers (conv, linear, sdpa, attn_select) share. A failed CUDA, cuDNN, cuBLAS or
  * CUPTI call is an environment fault: it stops with the call text, file,
  * line and the library's own message (die, exit code 1). Never compiled out.
  * UNETLAB_CUDA_SYNC=1 adds a synchronize after every kernel launch so that an
@@ -7,6 +8,7 @@
 #ifndef UNETLAB_CUDA_CHECK_H
 #define UNETLAB_CUDA_CHECK_H
 #include <cuda_runtime_api.h>
+#include <stdint.h>
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -16,6 +18,13 @@ int cuda_debug_sync(void);
 /* After a launch on stream s: checks cudaGetLastError, and synchronizes s
  * under UNETLAB_CUDA_SYNC=1 unless s is capturing. what names the kernel. */
 void cuda_launch_check(const char *what, cudaStream_t s, const char *file, int line);
+/* 1 when UNETLAB_LIB_LOG=1 is set (read once): the wrappers print one line per plan. */
+int cuda_lib_log(void);
+/* Milliseconds on the monotonic clock (how long planning took). */
+double cuda_now_ms(void);
+/* The largest power of two up to 16 dividing the address: plans are keyed by
+ * it, since vector paths and library algorithms depend on alignment. */
+int64_t cuda_ptr_align(const void *p);
 #ifdef __cplusplus
 }
 #endif

@@ -349,6 +349,25 @@ template <typename T> struct GnArgs {
     int silu;
 };
 
+/* The arguments of both passes, the scratch laid out as above (its counters
+ * first, ncount of them). The launcher and the emulator both build them here. */
+template <typename T>
+__host__ GnArgs<T> gn_args(const void *x, const void *add, const void *gamma, const void *beta, void *y, char *scratch,
+                           int64_t ncount, int64_t B, const GnShape &sh, float eps, int silu) {
+    GnArgs<T> a;
+    a.x = (const T *)x;
+    a.add = (const T *)add;
+    a.gamma = (const T *)gamma;
+    a.beta = (const T *)beta;
+    a.y = (T *)y;
+    a.count = (unsigned *)scratch;
+    a.part = (float *)(scratch + gn_floats_at(ncount));
+    a.stat = a.part + gn_part_floats(B, sh);
+    a.eps = eps;
+    a.silu = silu;
+    return a;
+}
+
 /* Pass 1's shared memory. */
 struct GnSmem {
     float s1[GN_SH], s2[GN_SH]; /* a round's sums: [row slot][channel], then per channel, then per group */

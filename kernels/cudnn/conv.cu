@@ -105,29 +105,6 @@ static void choice_keep(const ConvChoice *c) {
     g_choices[g_nchoices++] = *c;
 }
 
-static int lib_log(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("UNETLAB_LIB_LOG");
-        v = e && !strcmp(e, "1");
-    }
-    return v;
-}
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-/* Largest power of two up to 16 dividing the address. */
-static int64_t ptr_align(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    int64_t al = 16;
-    while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
-    return al;
-}
-
 static cudnnDataType_t cudnn_type(DType dt) {
     return dt == DTYPE_F32 ? CUDNN_DATA_FLOAT : dt == DTYPE_F16 ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16;
 }
@@ -244,7 +221,7 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
         die("cudnn_conv_forward: shape %s first seen while the stream is being captured (planning runs "
             "kernels); run one forward before capturing",
             ks);
-    double t0 = now_ms();
+    double t0 = cuda_now_ms();
     DType dt = (DType)key->dt;
     int64_t B = key->B, H = key->H, W = key->W, Cin = key->Cin, Cout = key->Cout, k = key->k, st = key->stride;
     int64_t pad = (k - 1) / 2, Ho = (H + 2 * pad - k) / st + 1, Wo = (W + 2 * pad - k) / st + 1;
@@ -284,7 +261,7 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
         CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, known->math));
         CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bd, known->bias_fmt, t, 1, (int)Cout, 1, 1));
         ensure_ws(c, known->ws);
-        if (lib_log())
+        if (cuda_lib_log())
             fprintf(stderr, "cudnn plan %s: %s (algo %d math %d), the process's earlier choice; ws %zu B\n", ks,
                     p->fused ? "fused" : "unfused", (int)p->algo, (int)known->math, c->ws_bytes);
         return p;
@@ -386,12 +363,12 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
     CUDA_CHECK(cudaFree(ba));
     CUDA_CHECK(cudaFree(bb));
     if (br) CUDA_CHECK(cudaFree(br));
-    if (lib_log()) {
+    if (cuda_lib_log()) {
         char tf[64] = "not timed";
         if (fused_ok) snprintf(tf, sizeof tf, "unfused %.1f us, fused %.1f us", t_unf * 1e3f, t_fus * 1e3f);
         fprintf(stderr, "cudnn plan %s: %s (unfused algo %d math %d; fused %s; %s); ws %zu B; planned in %.0f ms\n", ks,
                 p->fused ? "fused" : "unfused", (int)p->algo, (int)umath,
-                !bias ? "n/a" : fused_ok ? "ok" : "unusable", tf, c->ws_bytes, now_ms() - t0);
+                !bias ? "n/a" : fused_ok ? "ok" : "unusable", tf, c->ws_bytes, cuda_now_ms() - t0);
     }
     return p;
 }
@@ -434,10 +411,10 @@ void cudnn_conv_forward(CudnnConv *c, const void *x, int64_t B, int64_t H, int64
     if (B < 1 || H < 1 || W < 1 || Cin < 1 || Cout < 1 || k < 1 || stride < 1)
         die("cudnn_conv_forward: bad shape B%lld %lldx%lld %lld->%lld k%d s%d", (long long)B, (long long)H,
             (long long)W, (long long)Cin, (long long)Cout, k, stride);
-    int64_t al = ptr_align(x);
+    int64_t al = cuda_ptr_align(x);
     const void *ptrs[4] = {w, bias, res, y};
     for (int i = 0; i < 4; i++)
-        if (ptrs[i] && ptr_align(ptrs[i]) < al) al = ptr_align(ptrs[i]);
+        if (ptrs[i] && cuda_ptr_align(ptrs[i]) < al) al = cuda_ptr_align(ptrs[i]);
     ConvKey key = {B, H, W, Cin, Cout, k, stride, (int64_t)dt, res != NULL, bias != NULL, al};
     ConvPlan *p = NULL;
     for (int i = 0; i < c->nplans && !p; i++)

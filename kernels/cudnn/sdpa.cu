@@ -95,29 +95,6 @@ struct CudnnSdpa {
     int nplans, cap;
 };
 
-static int lib_log(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("UNETLAB_LIB_LOG");
-        v = e && !strcmp(e, "1");
-    }
-    return v;
-}
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-/* Largest power of two up to 16 dividing the address. */
-static int64_t ptr_align(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    int64_t al = 16;
-    while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
-    return al;
-}
-
 static void key_str(const SdpaKey *k, char *buf, size_t n) {
     snprintf(buf, n, "%s B%lld Nq%lld Nk%lld h%lld d%lld ld %lld/%lld/%lld/%lld align%lld", dtype_name((DType)k->dt),
              (long long)k->B, (long long)k->Nq, (long long)k->Nk, (long long)k->heads, (long long)k->dh,
@@ -547,10 +524,10 @@ static const char *refuse_early(const SdpaKey *k, char *buf, size_t n) {
 
 static SdpaKey make_key(DType dt, int64_t B, int64_t Nq, int64_t Nk, int heads, int dh, int64_t ldq, int64_t ldk,
                         int64_t ldv, int64_t ldo, const void *q, const void *k, const void *v, const void *o) {
-    int64_t al = ptr_align(q);
+    int64_t al = cuda_ptr_align(q);
     const void *ptrs[3] = {k, v, o};
     for (int i = 0; i < 3; i++)
-        if (ptr_align(ptrs[i]) < al) al = ptr_align(ptrs[i]);
+        if (cuda_ptr_align(ptrs[i]) < al) al = cuda_ptr_align(ptrs[i]);
     SdpaKey key = {(int64_t)dt, B, Nq, Nk, heads, dh, ldq, ldk, ldv, ldo, al};
     return key;
 }
@@ -594,7 +571,7 @@ extern "C" int cudnn_sdpa_prepare(CudnnSdpa *c, DType dt, int64_t B, int64_t Nq,
     if (!p) {
         char ks[160];
         key_str(&key, ks, sizeof ks);
-        double t0 = now_ms();
+        double t0 = cuda_now_ms();
         p = (SdpaPlan *)xcalloc(1, sizeof *p);
         p->key = key;
         p->scale = 1.0f / sqrtf((float)dh);
@@ -636,10 +613,10 @@ extern "C" int cudnn_sdpa_prepare(CudnnSdpa *c, DType dt, int64_t B, int64_t Nq,
             c->plans = (SdpaPlan **)xrealloc(c->plans, (size_t)c->cap * sizeof *c->plans);
         }
         c->plans[c->nplans++] = p;
-        if (lib_log()) {
+        if (cuda_lib_log()) {
             if (p->ok)
                 fprintf(stderr, "cudnn sdpa plan %s: %s, %s, ws %lld B; planned in %.0f ms\n", ks, p->variant, note,
-                        (long long)p->ws_need, now_ms() - t0);
+                        (long long)p->ws_need, cuda_now_ms() - t0);
             else
                 fprintf(stderr, "cudnn sdpa plan %s: unsupported: %s\n", ks, p->why);
         }
