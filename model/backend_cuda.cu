@@ -465,6 +465,7 @@ extern "C" void cuda_engine_free(CudaEngine *e) {
     cudnn_conv_free(e->conv);
     lt_linear_free(e->lt);
     attn_select_free(e->attn); /* UNETLAB_LIB_LOG=1: its summary line, "attention: N shapes: ..." */
+    cuk_group_norm_release(e->s);
     CUDA_CHECK(cudaStreamDestroy(e->s));
     delete e;
 }

@@ -36,6 +36,9 @@ void cuk_add(void *y, const void *x, DType dt, int64_t n, float scale, cudaStrea
  * message if it is); an eager call of the same shapes first is enough. */
 void cuk_group_norm(const void *x, const void *add, void *y, DType dt, int64_t B, int64_t HW, int64_t C, int G,
                     const void *gamma, const void *beta, float eps, int silu, cudaStream_t s);
+/* Frees stream s's group norm scratch (after synchronizing s); before the
+ * stream is destroyed, when no graph that used it will be replayed again. */
+void cuk_group_norm_release(cudaStream_t s);
 /* LayerNorm over the last dim of x [M, C] into y [M, C] (y may equal x). */
 void cuk_layer_norm(const void *x, void *y, DType dt, int64_t M, int64_t C, const void *gamma, const void *beta,
                     float eps, cudaStream_t s);

@@ -120,24 +120,42 @@ template <typename T, int V> __global__ void __launch_bounds__(GN_THREADS) k_gn_
 
 /* The scratch of group norms launched on one stream (layout: ops_kernels.cuh,
  * gn_floats_at): grow-only, allocated and zeroed (the counters) outside
- * graph capture, and a buffer it outgrows is kept, never freed: a graph
- * captured earlier may still name it (the few kilobytes a size are not worth
- * tracking graphs). One buffer per stream, since calls on one stream run in
- * order and calls on two streams might not. Not thread-safe, like the engine
- * that calls it. */
+ * graph capture, and a buffer it outgrows is retired, not freed, until
+ * cuk_group_norm_release: a graph captured earlier may still name it. One
+ * buffer per stream, since calls on one stream run in order and calls on two
+ * streams might not; a stream's slot is given back by the release (the CUDA
+ * engine's free), so the table holds the live streams only. Not thread-safe,
+ * like the engine that calls it. */
 #define GN_STREAMS 32
 static struct {
     cudaStream_t s;
     void *p;
-    size_t cap;    /* bytes */
+    size_t cap;     /* bytes */
     int64_t ncount; /* counters at its start */
+    void **retired; /* outgrown buffers, freed by the release */
+    int nretired;
 } gn_scratch_tab[GN_STREAMS];
+
+extern "C" void cuk_group_norm_release(cudaStream_t s) {
+    for (int i = 0; i < GN_STREAMS; i++) {
+        auto &e = gn_scratch_tab[i];
+        if (!e.p || e.s != s) continue;
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        for (int r = 0; r < e.nretired; r++) CUDA_CHECK(cudaFree(e.retired[r]));
+        free(e.retired);
+        CUDA_CHECK(cudaFree(e.p));
+        memset(&e, 0, sizeof e);
+    }
+}
 
 /* The buffer of stream s for B images and float_bytes of partials and statistics; *ncount its counters. */
 static void *gn_scratch(cudaStream_t s, int64_t B, size_t float_bytes, int64_t *ncount) {
     int i = 0;
-    while (i < GN_STREAMS && gn_scratch_tab[i].p && gn_scratch_tab[i].s != s) i++;
-    if (i == GN_STREAMS) die("cuk_group_norm: called on more than %d streams in one process", GN_STREAMS);
+    int free_slot = -1;
+    for (; i < GN_STREAMS && !(gn_scratch_tab[i].p && gn_scratch_tab[i].s == s); i++)
+        if (!gn_scratch_tab[i].p && free_slot < 0) free_slot = i;
+    if (i == GN_STREAMS) i = free_slot;
+    if (i < 0) die("cuk_group_norm: called on more than %d live streams (cuk_group_norm_release frees one)", GN_STREAMS);
     auto &e = gn_scratch_tab[i];
     if (!e.p || e.ncount < B || e.cap < gn_floats_at(e.ncount) + float_bytes) {
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
@@ -150,6 +168,10 @@ static void *gn_scratch(cudaStream_t s, int64_t B, size_t float_bytes, int64_t *
         const size_t need = gn_floats_at(nc) + float_bytes, cap = 2 * e.cap > need ? 2 * e.cap : need;
         void *p = NULL;
         CUDA_CHECK(cudaMalloc(&p, cap));
+        if (e.p) { /* a graph captured before may still use it */
+            e.retired = (void **)xrealloc(e.retired, (size_t)(e.nretired + 1) * sizeof *e.retired);
+            e.retired[e.nretired++] = e.p;
+        }
         CUDA_CHECK(cudaMemsetAsync(p, 0, cap, s)); /* the counters start at 0; each call leaves them there */
         e.s = s;
         e.p = p;
@@ -174,17 +196,7 @@ extern "C" void cuk_group_norm(const void *x, const void *add, void *y, DType dt
     DISPATCH_T(dt, DISPATCH_V(v, {
         /* pick_vec never packs more than 16 bytes: no fp32 x 8 kernels to build */
         constexpr int VG = VW * sizeof(T) > 16 ? 16 / (int)sizeof(T) : VW;
-        GnArgs<T> a;
-        a.x = (const T *)x;
-        a.add = (const T *)add;
-        a.gamma = (const T *)gamma;
-        a.beta = (const T *)beta;
-        a.y = (T *)y;
-        a.count = (unsigned *)scratch;
-        a.part = (float *)(scratch + gn_floats_at(ncount));
-        a.stat = a.part + gn_part_floats(B, sh);
-        a.eps = eps;
-        a.silu = silu;
+        const GnArgs<T> a = gn_args<T>(x, add, gamma, beta, y, scratch, ncount, B, sh, eps, silu);
         k_gn_stats<T, VG><<<blocks, threads, 0, s>>>(a, sh);
         CUDA_LAUNCHED("group_norm (statistics)", s);
         k_gn_apply<T, VG><<<blocks, threads, 0, s>>>(a, sh);
