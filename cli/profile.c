@@ -189,6 +189,7 @@ static int measure_cuda(Job *j) {
     rc = prof_forward_cuda(e, a, 1 + j->has_student, &j->in, j->warmup, j->repeats, j->graph, 1, p, plain, &j->kern,
                            &j->engine);
     j->noise = noise_stop(&probe, NULL, 0);
+    if (strcmp(j->engine, "cupti")) j->graph = 0; /* CUDA events time eager forwards: say so, not "graph" */
     j->pt = p[0], j->ps = p[1], j->plain_t = plain[0], j->plain_s = plain[1];
     judge_job(j, &j->noise);
     if (!j->cuda) cuda_engine_free(e);

@@ -256,6 +256,12 @@ static void evaluate(const AttnShape *sh, const unsigned char *ho, int nrows, co
     r->pass = r->finite && r->pad_ok && r->worst <= 1.0 && r->nmse <= tol_nmse;
 }
 
+static int capturing(cudaStream_t s) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+    return cs != cudaStreamCaptureStatusNone;
+}
+
 extern "C" int attn_select_check(AttnSelect *a, int path, const AttnShape *sh, const void *like_q, const void *like_k,
                                  const void *like_v, const void *like_o, AttnCheck *r, char *why, size_t whylen) {
     memset(r, 0, sizeof *r);
@@ -267,6 +273,10 @@ extern "C" int attn_select_check(AttnSelect *a, int path, const AttnShape *sh, c
         return -1;
     }
     if (path < 0 || path >= NPATHS) die("internal: attention path %d of %d", path, NPATHS);
+    if (capturing(a->s)) { /* the check synchronizes the device and captures a graph of its own */
+        snprintf(why, whylen, "not checked while the stream is being captured");
+        return -1;
+    }
     /* before any scratch is made: a path that cannot take the shape costs nothing */
     if (path_takes(a, path, sh, like_q, like_k, like_v, like_o, why, whylen) != 0) return -1;
     const size_t es = dtype_size(dt), nq = (size_t)(rq * sh->ldq), nk = (size_t)(rk * sh->ldk),
@@ -338,6 +348,8 @@ extern "C" int attn_select_check(AttnSelect *a, int path, const AttnShape *sh, c
         if (g) CUDA_CHECK(cudaGraphDestroy(g));
         if (!r->graph_ok) cudaGetLastError(); /* a failed capture is not sticky: leave no error for the next launch check */
         r->pass = r->pass && r->graph_ok;
+    } else {
+        (void)cudaGetLastError(); /* a refused launch leaves nothing for the next kernel's launch check to blame */
     }
     CUDA_CHECK(cudaFree(bq));
     CUDA_CHECK(cudaFree(bk));
@@ -355,11 +367,6 @@ static SelKey sel_key(const AttnShape *sh, int64_t align) {
     return k;
 }
 
-static int capturing(cudaStream_t s) {
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
-    return cs != cudaStreamCaptureStatusNone;
-}
 
 static void check_str(const AttnCheck *r, DType dt, char *buf, size_t n) {
     double atol, rtol, nm;
