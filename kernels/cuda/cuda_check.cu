@@ -44,3 +44,24 @@ extern "C" int64_t cuda_ptr_align(const void *p) {
     while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
     return al;
 }
+
+extern "C" void cuda_ws_ensure(CudaWorkspace *w, size_t need) {
+    if (need <= w->bytes) return;
+    size_t mb = (size_t)1 << 20, sz = (need + mb - 1) / mb * mb;
+    if (w->p) {
+        w->retired = (void **)xrealloc(w->retired, (size_t)(w->nretired + 1) * sizeof *w->retired);
+        w->retired[w->nretired++] = w->p;
+        w->retired_bytes += w->bytes;
+    }
+    w->p = NULL;
+    w->bytes = 0;
+    CUDA_CHECK(cudaMalloc(&w->p, sz));
+    w->bytes = sz;
+}
+
+extern "C" void cuda_ws_free(CudaWorkspace *w) {
+    for (int i = 0; i < w->nretired; i++) cudaFree(w->retired[i]);
+    free(w->retired);
+    if (w->p) cudaFree(w->p);
+    memset(w, 0, sizeof *w);
+}

@@ -25,6 +25,18 @@ double cuda_now_ms(void);
 /* The largest power of two up to 16 dividing the address: plans are keyed by
  * it, since vector paths and library algorithms depend on alignment. */
 int64_t cuda_ptr_align(const void *p);
+/* A device workspace that only grows, in whole MiB: a buffer it outgrows is
+ * retired, not freed, since a captured graph may still name it; all are
+ * freed by cuda_ws_free (after the stream is synchronized). */
+typedef struct {
+    void *p;
+    size_t bytes;         /* of p */
+    size_t retired_bytes; /* of the outgrown buffers still held */
+    void **retired;
+    int nretired;
+} CudaWorkspace;
+void cuda_ws_ensure(CudaWorkspace *w, size_t need);
+void cuda_ws_free(CudaWorkspace *w);
 #ifdef __cplusplus
 }
 #endif

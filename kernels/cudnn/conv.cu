@@ -71,10 +71,7 @@ struct CudnnConv {
     cudnnHandle_t h;
     cudaStream_t s;
     cudnnActivationDescriptor_t act;
-    void *ws;
-    size_t ws_bytes;
-    void **retired; /* outgrown workspaces, freed in cudnn_conv_free */
-    int nretired;
+    CudaWorkspace ws;
     ConvPlan **plans;
     int nplans, cap;
 };
@@ -121,7 +118,7 @@ static void key_str(const ConvKey *k, char *buf, size_t n) {
 static cudnnStatus_t exec_unfused(CudnnConv *c, const ConvPlan *p, const void *x, const void *w, const void *bias,
                                   const void *res, void *y) {
     const float one = 1.0f, zero = 0.0f;
-    cudnnStatus_t st = cudnnConvolutionForward(c->h, &one, p->xd, x, p->wd, w, p->cd, p->algo, c->ws, c->ws_bytes,
+    cudnnStatus_t st = cudnnConvolutionForward(c->h, &one, p->xd, x, p->wd, w, p->cd, p->algo, c->ws.p, c->ws.bytes,
                                                res == y ? &one : &zero, p->yd, y);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     const void *r = res == y ? NULL : res;
@@ -135,7 +132,7 @@ static cudnnStatus_t exec_fused(CudnnConv *c, const ConvPlan *p, const void *x, 
     const float one = 1.0f, zero = 0.0f;
     /* without a residual z is y with alpha2 0: planning checked it is not read */
     return cudnnConvolutionBiasActivationForward(c->h, &one, p->xd, x, p->wd, w, p->cd,
-                                                 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, c->ws, c->ws_bytes,
+                                                 CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, c->ws.p, c->ws.bytes,
                                                  res ? &one : &zero, p->yd, res ? res : y, p->bd, bias, c->act, p->yd,
                                                  y);
 }
@@ -147,18 +144,7 @@ static cudnnStatus_t exec_path(CudnnConv *c, const ConvPlan *p, int fused, const
 
 /* ---- planning ---- */
 
-static void ensure_ws(CudnnConv *c, size_t need) {
-    if (need <= c->ws_bytes) return;
-    size_t mb = (size_t)1 << 20, sz = (need + mb - 1) / mb * mb;
-    if (c->ws) { /* a captured graph may still point at it */
-        c->retired = (void **)xrealloc(c->retired, (size_t)(c->nretired + 1) * sizeof *c->retired);
-        c->retired[c->nretired++] = c->ws;
-    }
-    c->ws = NULL;
-    c->ws_bytes = 0;
-    CUDA_CHECK(cudaMalloc(&c->ws, sz));
-    c->ws_bytes = sz;
-}
+static void ensure_ws(CudnnConv *c, size_t need) { cuda_ws_ensure(&c->ws, need); }
 
 static float elem(const void *p, int64_t i, DType dt) {
     if (dt == DTYPE_F32) return ((const float *)p)[i];
@@ -263,7 +249,7 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
         ensure_ws(c, known->ws);
         if (cuda_lib_log())
             fprintf(stderr, "cudnn plan %s: %s (algo %d math %d), the process's earlier choice; ws %zu B\n", ks,
-                    p->fused ? "fused" : "unfused", (int)p->algo, (int)known->math, c->ws_bytes);
+                    p->fused ? "fused" : "unfused", (int)p->algo, (int)known->math, c->ws.bytes);
         return p;
     }
 
@@ -357,7 +343,7 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->fused ? fmath : umath));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bd, p->fused ? bfmt : CUDNN_TENSOR_NHWC, t, 1, (int)Cout, 1, 1));
     ConvChoice kept = {*key, p->algo, p->fused ? fmath : umath, p->fused ? bfmt : CUDNN_TENSOR_NHWC, p->fused,
-                       c->ws_bytes /* covers what the chosen path needs (grown for it above) */};
+                       c->ws.bytes /* covers what the chosen path needs (grown for it above) */};
     choice_keep(&kept);
     CUDA_CHECK(cudaStreamSynchronize(c->s));
     CUDA_CHECK(cudaFree(ba));
@@ -368,7 +354,7 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
         if (fused_ok) snprintf(tf, sizeof tf, "unfused %.1f us, fused %.1f us", t_unf * 1e3f, t_fus * 1e3f);
         fprintf(stderr, "cudnn plan %s: %s (unfused algo %d math %d; fused %s; %s); ws %zu B; planned in %.0f ms\n", ks,
                 p->fused ? "fused" : "unfused", (int)p->algo, (int)umath,
-                !bias ? "n/a" : fused_ok ? "ok" : "unusable", tf, c->ws_bytes, cuda_now_ms() - t0);
+                !bias ? "n/a" : fused_ok ? "ok" : "unusable", tf, c->ws.bytes, cuda_now_ms() - t0);
     }
     return p;
 }
@@ -398,9 +384,7 @@ void cudnn_conv_free(CudnnConv *c) {
         free(p);
     }
     free(c->plans);
-    for (int i = 0; i < c->nretired; i++) cudaFree(c->retired[i]);
-    free(c->retired);
-    if (c->ws) cudaFree(c->ws);
+    cuda_ws_free(&c->ws);
     cudnnDestroyActivationDescriptor(c->act);
     cudnnDestroy(c->h);
     free(c);
@@ -439,7 +423,7 @@ void cudnn_conv_forward(CudnnConv *c, const void *x, int64_t B, int64_t H, int64
     }
 }
 
-size_t cudnn_conv_workspace_bytes(const CudnnConv *c) { return c->ws_bytes; }
+size_t cudnn_conv_workspace_bytes(const CudnnConv *c) { return c->ws.bytes; }
 
 const char *cudnn_conv_version(void) {
     static char buf[48];

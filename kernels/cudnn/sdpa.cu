@@ -86,11 +86,7 @@ struct CudnnSdpa {
     cudnnHandle_t h;
     int h_state; /* 0 not made yet, 1 made, -1 cudnnCreate failed (h_why) */
     char h_why[256];
-    void *ws;
-    size_t ws_bytes;
-    void **retired; /* outgrown workspaces, freed in cudnn_sdpa_free */
-    size_t retired_bytes;
-    int nretired;
+    CudaWorkspace ws;
     SdpaPlan **plans;
     int nplans, cap;
 };
@@ -456,19 +452,7 @@ static int plan_variant(CudnnSdpa *c, SdpaPlan *p, int var, char *why, size_t wh
 
 /* ---- workspace, handle ---- */
 
-static void ensure_ws(CudnnSdpa *c, size_t need) {
-    if (need <= c->ws_bytes) return;
-    size_t mb = (size_t)1 << 20, sz = (need + mb - 1) / mb * mb;
-    if (c->ws) { /* a captured graph may still point at it */
-        c->retired = (void **)xrealloc(c->retired, (size_t)(c->nretired + 1) * sizeof *c->retired);
-        c->retired[c->nretired++] = c->ws;
-        c->retired_bytes += c->ws_bytes;
-    }
-    c->ws = NULL;
-    c->ws_bytes = 0;
-    CUDA_CHECK(cudaMalloc(&c->ws, sz));
-    c->ws_bytes = sz;
-}
+static void ensure_ws(CudnnSdpa *c, size_t need) { cuda_ws_ensure(&c->ws, need); }
 
 /* The handle, made at first need; 0, or -1 with why. */
 static int ensure_handle(CudnnSdpa *c, char *why, size_t whylen) {
@@ -556,9 +540,7 @@ extern "C" void cudnn_sdpa_free(CudnnSdpa *c) {
         free(p);
     }
     free(c->plans);
-    for (int i = 0; i < c->nretired; i++) cudaFree(c->retired[i]);
-    free(c->retired);
-    if (c->ws) cudaFree(c->ws);
+    cuda_ws_free(&c->ws);
     if (c->h) cudnnDestroy(c->h);
     free(c);
 }
@@ -634,13 +616,13 @@ extern "C" int cudnn_sdpa_exec(CudnnSdpa *c, DType dt, int64_t B, int64_t Nq, in
         snprintf(why, whylen, "not planned%s%s", p ? ": " : " (cudnn_sdpa_prepare first)", p ? p->why : "");
         return -1;
     }
-    if (!p->vp || p->vq != q || p->vk != k || p->vv != v || p->vo != o || p->vws != c->ws) {
+    if (!p->vp || p->vq != q || p->vk != k || p->vv != v || p->vo != o || p->vws != c->ws.p) {
         /* a finalised variant pack cannot be changed: a new one for new pointers */
         if (p->vp) cudnnBackendDestroyDescriptor(p->vp);
         p->vp = NULL;
         const int64_t uids[5] = {UID_Q, UID_K, UID_V, UID_O, UID_SCALE};
         void *ptrs[5] = {(void *)q, (void *)k, (void *)v, o, &p->scale};
-        void *ws = c->ws;
+        void *ws = c->ws.p;
         const char *call = "cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)";
         cudnnBackendDescriptor_t vp = NULL;
         cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp);
@@ -692,4 +674,4 @@ extern "C" void cudnn_sdpa_run(CudnnSdpa *c, DType dt, int64_t B, int64_t Nq, in
     }
 }
 
-extern "C" size_t cudnn_sdpa_workspace_bytes(const CudnnSdpa *c) { return c->ws_bytes + c->retired_bytes; }
+extern "C" size_t cudnn_sdpa_workspace_bytes(const CudnnSdpa *c) { return c->ws.bytes + c->ws.retired_bytes; }
