@@ -105,12 +105,6 @@ Act act_new(CudaEngine *e, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t
 
 Act act_like(CudaEngine *e, const Act *x) { return act_new(e, x->ndim, x->shape[0], x->shape[1], x->shape[2], x->shape[3]); }
 
-int capturing(const CudaEngine *e) {
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    CUDA_CHECK(cudaStreamIsCapturing(e->s, &cs));
-    return cs != cudaStreamCaptureStatusNone;
-}
-
 /* A pinned buffer of at least bytes for this forward's next upload. Within
  * one forward each upload has its own slot; begin() waits for the previous
  * forward's copies before the slots are written again. */
@@ -142,7 +136,7 @@ const void *W(const CudaEngine *e, const char *prefix, const char *leaf) { retur
 
 void be_begin(Backend *be) {
     CudaEngine *e = E(be);
-    if (!capturing(e)) CUDA_CHECK(cudaStreamSynchronize(e->s)); /* the staging slots are free again */
+    if (!cuda_capturing(e->s)) CUDA_CHECK(cudaStreamSynchronize(e->s)); /* the staging slots are free again */
     e->staging_next = 0;
 }
 
@@ -349,7 +343,7 @@ void be_keep_output(Backend *be, const Act *y) {
     CudaEngine *e = E(be);
     size_t bytes = (size_t)act_numel(y) * dtype_size(e->dt);
     if (!e->out.d || (size_t)act_numel(&e->out) * dtype_size(e->dt) != bytes) {
-        if (capturing(e)) die("internal: cuda engine: first output kept inside a graph capture");
+        if (cuda_capturing(e->s)) die("internal: cuda engine: first output kept inside a graph capture");
         if (e->out.d) CUDA_CHECK(cudaFree(e->out.d));
         CUDA_CHECK(cudaMalloc(&e->out.d, bytes));
     }

@@ -177,12 +177,6 @@ static void fill_input(float *x, void *raw, size_t n, DType dt, const char *name
     }
 }
 
-/* A device buffer of bytes whose address has the low 8 bits of like (cudaMalloc gives 256-byte alignment). */
-static char *scratch_like(void **base, size_t bytes, const void *like) {
-    CUDA_CHECK(cudaMalloc(base, bytes + 256));
-    return (char *)*base + ((uintptr_t)like & 255);
-}
-
 /* The float64 reference for nrows query rows spread over [0, B*Nq), every head, all keys, into
  * ref [nrows][C] (rows[] gets the row indices), from the rounded host inputs. */
 static void reference(const AttnShape *sh, const float *hq, const float *hk, const float *hv, int nrows,
@@ -256,12 +250,6 @@ static void evaluate(const AttnShape *sh, const unsigned char *ho, int nrows, co
     r->pass = r->finite && r->pad_ok && r->worst <= 1.0 && r->nmse <= tol_nmse;
 }
 
-static int capturing(cudaStream_t s) {
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
-    return cs != cudaStreamCaptureStatusNone;
-}
-
 extern "C" int attn_select_check(AttnSelect *a, int path, const AttnShape *sh, const void *like_q, const void *like_k,
                                  const void *like_v, const void *like_o, AttnCheck *r, char *why, size_t whylen) {
     memset(r, 0, sizeof *r);
@@ -273,7 +261,7 @@ extern "C" int attn_select_check(AttnSelect *a, int path, const AttnShape *sh, c
         return -1;
     }
     if (path < 0 || path >= NPATHS) die("internal: attention path %d of %d", path, NPATHS);
-    if (capturing(a->s)) { /* the check synchronizes the device and captures a graph of its own */
+    if (cuda_capturing(a->s)) { /* the check synchronizes the device and captures a graph of its own */
         snprintf(why, whylen, "not checked while the stream is being captured");
         return -1;
     }
@@ -286,8 +274,8 @@ extern "C" int attn_select_check(AttnSelect *a, int path, const AttnShape *sh, c
           *hv = (float *)xmalloc(nv * sizeof(float));
     void *raw = xmalloc((nq > nk ? (nq > nv ? nq : nv) : (nk > nv ? nk : nv)) * es);
     void *bq, *bk, *bv, *bo;
-    char *dq = scratch_like(&bq, nq * es, like_q), *dk = scratch_like(&bk, nk * es, like_k),
-         *dv = scratch_like(&bv, nv * es, like_v), *dout = scratch_like(&bo, no * es, like_o);
+    char *dq = cuda_scratch_like(&bq, nq * es, like_q), *dk = cuda_scratch_like(&bk, nk * es, like_k),
+         *dv = cuda_scratch_like(&bv, nv * es, like_v), *dout = cuda_scratch_like(&bo, no * es, like_o);
     fill_input(hq, raw, nq, dt, "attn-check-q");
     CUDA_CHECK(cudaMemcpy(dq, raw, nq * es, cudaMemcpyHostToDevice));
     fill_input(hk, raw, nk, dt, "attn-check-k");
@@ -402,7 +390,7 @@ static int decide(AttnSelect *a, const AttnShape *sh, const void *q, const void 
                     (long long)min_align(q, k, v, o), p->name, forced);
         return pi;
     }
-    if (capturing(a->s))
+    if (cuda_capturing(a->s))
         die("attention: shape %s first seen while the stream is being captured (choosing its path runs kernels); "
             "run one forward before capturing",
             ss);

@@ -16,9 +16,7 @@ extern "C" int cuda_debug_sync(void) {
 extern "C" void cuda_launch_check(const char *what, cudaStream_t s, const char *file, int line) {
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) die("kernel %s failed to launch at %s:%d: %s", what, file, line, cudaGetErrorString(e));
-    if (!cuda_debug_sync()) return;
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone) return;
+    if (!cuda_debug_sync() || cuda_capturing(s)) return;
     e = cudaStreamSynchronize(s);
     if (e != cudaSuccess) die("kernel %s failed at %s:%d: %s", what, file, line, cudaGetErrorString(e));
 }
@@ -64,4 +62,15 @@ extern "C" void cuda_ws_free(CudaWorkspace *w) {
     free(w->retired);
     if (w->p) cudaFree(w->p);
     memset(w, 0, sizeof *w);
+}
+
+extern "C" int cuda_capturing(cudaStream_t s) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
+    return cs != cudaStreamCaptureStatusNone;
+}
+
+extern "C" char *cuda_scratch_like(void **base, size_t bytes, const void *like) {
+    CUDA_CHECK(cudaMalloc(base, bytes + 256));
+    return (char *)*base + ((uintptr_t)like & 255);
 }

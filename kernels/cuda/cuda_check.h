@@ -18,6 +18,12 @@ int cuda_debug_sync(void);
 /* After a launch on stream s: checks cudaGetLastError, and synchronizes s
  * under UNETLAB_CUDA_SYNC=1 unless s is capturing. what names the kernel. */
 void cuda_launch_check(const char *what, cudaStream_t s, const char *file, int line);
+/* 1 while stream s is being captured into a CUDA graph (planning, allocating
+ * and synchronizing are not allowed then). */
+int cuda_capturing(cudaStream_t s);
+/* A device buffer of bytes whose address has the low 8 bits of like's, in
+ * *base (cudaFree it): planning and checks run at the real call's alignment. */
+char *cuda_scratch_like(void **base, size_t bytes, const void *like);
 /* 1 when UNETLAB_LIB_LOG=1 is set (read once): the wrappers print one line per plan. */
 int cuda_lib_log(void);
 /* Milliseconds on the monotonic clock (how long planning took). */

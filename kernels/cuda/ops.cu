@@ -158,9 +158,7 @@ static void *gn_scratch(cudaStream_t s, int64_t B, size_t float_bytes, int64_t *
     if (i < 0) die("cuk_group_norm: called on more than %d live streams (cuk_group_norm_release frees one)", GN_STREAMS);
     auto &e = gn_scratch_tab[i];
     if (!e.p || e.ncount < B || e.cap < gn_floats_at(e.ncount) + float_bytes) {
-        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-        CUDA_CHECK(cudaStreamIsCapturing(s, &cs));
-        if (cs != cudaStreamCaptureStatusNone)
+        if (cuda_capturing(s))
             die("cuk_group_norm: its scratch must grow (to %lld images, %zu bytes) while the stream is being"
                 " captured into a graph; run the same shapes once eagerly before capturing", (long long)B,
                 gn_floats_at(B) + float_bytes);

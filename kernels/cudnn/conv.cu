@@ -190,20 +190,11 @@ static int gemm_family(cudnnConvolutionFwdAlgo_t a) {
            a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
 }
 
-/* A scratch buffer of bytes whose address has the same low 8 bits as like,
- * so that the algorithms are tried at the alignment the real call has. */
-static char *scratch_like(void **base, size_t bytes, const void *like) {
-    CUDA_CHECK(cudaMalloc(base, bytes + 256));
-    return (char *)*base + ((uintptr_t)like & 255);
-}
-
 static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, const void *w, const void *bias,
                            const void *res, const void *y) {
     char ks[160];
     key_str(key, ks, sizeof ks);
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    CUDA_CHECK(cudaStreamIsCapturing(c->s, &cs));
-    if (cs != cudaStreamCaptureStatusNone)
+    if (cuda_capturing(c->s))
         die("cudnn_conv_forward: shape %s first seen while the stream is being captured (planning runs "
             "kernels); run one forward before capturing",
             ks);
@@ -256,9 +247,9 @@ static ConvPlan *plan_conv(CudnnConv *c, const ConvKey *key, const void *x, cons
     /* scratch outputs (and a zero residual) at the real call's alignment; x and w are the real ones */
     size_t ybytes = (size_t)p->ny * dtype_size(dt);
     void *ba = NULL, *bb = NULL, *br = NULL, *fws = NULL;
-    char *ya = scratch_like(&ba, ybytes, y), *yb = scratch_like(&bb, ybytes, y), *rbuf = NULL;
+    char *ya = cuda_scratch_like(&ba, ybytes, y), *yb = cuda_scratch_like(&bb, ybytes, y), *rbuf = NULL;
     if (res) {
-        rbuf = scratch_like(&br, ybytes, res);
+        rbuf = cuda_scratch_like(&br, ybytes, res);
         CUDA_CHECK(cudaMemsetAsync(rbuf, 0, ybytes, c->s));
     }
     CUDA_CHECK(cudaStreamSynchronize(c->s)); /* x is ready whatever stream Find uses */

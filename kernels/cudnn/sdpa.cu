@@ -562,9 +562,7 @@ extern "C" int cudnn_sdpa_prepare(CudnnSdpa *c, DType dt, int64_t B, int64_t Nq,
         if (early) {
             copy_str(p->why, sizeof p->why, early);
         } else {
-            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-            CUDA_CHECK(cudaStreamIsCapturing(c->s, &cs));
-            if (cs != cudaStreamCaptureStatusNone)
+            if (cuda_capturing(c->s))
                 die("cudnn_sdpa: attention shape %s first seen while the stream is being captured (planning "
                     "cannot happen then); run one forward before capturing",
                     ks);
