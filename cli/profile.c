@@ -109,19 +109,26 @@ static double attributed(const Prof *p, const ModuleTree *t) {
 }
 
 /* Resolves the model, makes its inputs and loads its weights (hashed, then handed to the engine). */
+/* What a resolved job needs besides its weights: its inputs, module trees,
+ * config hash and empty profiles. who prefixes an error. */
+static int job_prepare(Job *j, const char *who) {
+    calib_synthetic(&j->m.arch, j->s.batch, j->s.height, j->s.width, j->s.tokens, (uint64_t)j->seed, &j->in);
+    int rc = unet_check_inputs(&j->m.arch, &j->in);
+    if (rc) { unet_inputs_free(&j->in); return err_wrap(rc, "%s: ", who); }
+    unet_tree_build(&j->tt, &j->m.arch, &j->s);
+    hash_hex(hash_bytes(HASH_INIT, j->m.config_text, strlen(j->m.config_text)), j->config_hash);
+    if (j->has_student) unet_tree_build(&j->st, &j->student, &j->s);
+    for (int k = 0; k < 1 + j->has_student; k++) prof_init(k ? &j->ps : &j->pt, j->repeats);
+    return 0;
+}
+
 static int job_load(Job *j) {
     int rc = model_resolve(&j->m, j->model);
-    if (rc) return rc;
-    calib_synthetic(&j->m.arch, j->s.batch, j->s.height, j->s.width, j->s.tokens, (uint64_t)j->seed, &j->in);
-    if ((rc = unet_check_inputs(&j->m.arch, &j->in))) { unet_inputs_free(&j->in); return err_wrap(rc, "profile: "); }
-    unet_tree_build(&j->tt, &j->m.arch, &j->s);
+    if (rc || (rc = job_prepare(j, "profile"))) return rc;
     if ((rc = weights_load(&j->w, &j->m, &j->tt, (uint64_t)j->seed))) { unet_inputs_free(&j->in); return rc; }
     j->loaded = 1;
     weights_hash(&j->w, j->weights_hash);
     j->w.engine_owns = 1; /* hashed: from here on only forwards read the weights */
-    hash_hex(hash_bytes(HASH_INIT, j->m.config_text, strlen(j->m.config_text)), j->config_hash);
-    if (j->has_student) unet_tree_build(&j->st, &j->student, &j->s);
-    for (int k = 0; k < 1 + j->has_student; k++) prof_init(k ? &j->ps : &j->pt, j->repeats);
     return 0;
 }
 
@@ -593,13 +600,8 @@ int profile_on_engine(const ProfileOnEngine *q) {
     j.dt = q->dt;
     plan_init(&j.plan);
     snprintf(j.weights_hash, sizeof j.weights_hash, "%s", q->weights_hash);
-    hash_hex(hash_bytes(HASH_INIT, j.m.config_text, strlen(j.m.config_text)), j.config_hash);
-    calib_synthetic(&j.m.arch, j.s.batch, j.s.height, j.s.width, j.s.tokens, (uint64_t)j.seed, &j.in);
-    int rc = unet_check_inputs(&j.m.arch, &j.in);
-    if (rc) err_wrap(rc, "bench --profile: ");
+    int rc = job_prepare(&j, "bench --profile");
     if (!rc) {
-        unet_tree_build(&j.tt, &j.m.arch, &j.s);
-        prof_init(&j.pt, j.repeats);
         fprintf(stderr, "bench --profile: %s batch %d, %d warm-up + 2 x %d rounds on the loaded engine\n", j.model,
                 j.s.batch, j.warmup, j.repeats);
         rc = measure_cuda(&j);
