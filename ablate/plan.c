@@ -232,11 +232,6 @@ static cJSON *depth_list(const Block *b) {
     return l;
 }
 
-static void set(cJSON *o, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(o, key)) cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    else cJSON_AddItemToObject(o, key, v);
-}
-
 int plan_config_json(const Arch *s, const char *teacher_config, char **out) {
     *out = NULL;
     int n = s->n_blocks;
@@ -258,12 +253,12 @@ int plan_config_json(const Arch *s, const char *teacher_config, char **out) {
         cJSON_AddItemToArray(tl, d);
         cJSON_AddItemToArray(rtl, depth_list(&s->up[i]));
     }
-    set(c, "down_block_types", down);
-    set(c, "up_block_types", up);
-    set(c, "layers_per_block", lpb);
-    set(c, "transformer_layers_per_block", tl);
-    set(c, "reverse_transformer_layers_per_block", rtl);
-    set(c, "mid_block_type", s->has_mid ? cJSON_CreateString(block_type_name(s->mid.type)) : cJSON_CreateNull());
+    config_json_set(c, "down_block_types", down);
+    config_json_set(c, "up_block_types", up);
+    config_json_set(c, "layers_per_block", lpb);
+    config_json_set(c, "transformer_layers_per_block", tl);
+    config_json_set(c, "reverse_transformer_layers_per_block", rtl);
+    config_json_set(c, "mid_block_type", s->has_mid ? cJSON_CreateString(block_type_name(s->mid.type)) : cJSON_CreateNull());
     char *txt = cJSON_Print(c);
     cJSON_Delete(c);
     *out = xstrdup(txt);

@@ -468,3 +468,8 @@ const char *config_preset(const char *name) {
 }
 
 const char *const *config_preset_names(void) { return embedded_names; }
+
+void config_json_set(cJSON *o, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(o, key)) cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+    else cJSON_AddItemToObject(o, key, v);
+}

@@ -66,6 +66,10 @@ int config_load(Arch *a, const char *path);
 const char *config_preset(const char *name);
 const char *const *config_preset_names(void);
 const char *block_type_name(BlockType t);
+/* Sets o[key] = v (o takes v), replacing a value already there: writing a
+ * config over a preset's or the teacher's. */
+struct cJSON;
+void config_json_set(struct cJSON *o, const char *key, struct cJSON *v);
 /* Total transformer layers in the model. */
 int arch_total_depth(const Arch *a);
 

@@ -259,23 +259,14 @@ typedef struct {
 /* int64 -> int for the config, saturating: config_parse then refuses the value by name. */
 static int clampi(int64_t v) { return v > INT_MAX / 2 ? INT_MAX / 2 : v < 0 ? 0 : (int)v; }
 
-static void put(cJSON *root, const char *key, cJSON *v) {
-    if (cJSON_GetObjectItemCaseSensitive(root, key)) cJSON_ReplaceItemInObjectCaseSensitive(root, key, v);
-    else cJSON_AddItemToObject(root, key, v);
-}
-
-/* A block's per-layer depths: one number when they agree (as presets write them), else a list. */
-static cJSON *depths_json(const int *d, int n) {
-    for (int j = 1; j < n; j++)
-        if (d[j] != d[0]) return cJSON_CreateIntArray(d, n);
-    return cJSON_CreateNumber(d[0]);
-}
-
 static int uniform(const int *d, int n) {
     for (int j = 1; j < n; j++)
         if (d[j] != d[0]) return 0;
     return 1;
 }
+
+/* A block's per-layer depths: one number when they agree (as presets write them), else a list. */
+static cJSON *depths_json(const int *d, int n) { return uniform(d, n) ? cJSON_CreateNumber(d[0]) : cJSON_CreateIntArray(d, n); }
 
 /* Groups the entries of input_blocks (from 1) or output_blocks (from 0) into
  * blocks, each ending at its sampler; the last block has none. Stops at the
@@ -486,26 +477,26 @@ int sf_infer_config(const StTensor *t, int n, const char *label, char **config_t
         layers[i] = down[i].layers;
         same_layers &= layers[i] == layers[0];
     }
-    put(root, "down_block_types", dt);
-    put(root, "up_block_types", ut);
-    put(root, "mid_block_type", !nm ? cJSON_CreateNull()
+    config_json_set(root, "down_block_types", dt);
+    config_json_set(root, "up_block_types", ut);
+    config_json_set(root, "mid_block_type", !nm ? cJSON_CreateNull()
                                     : cJSON_CreateString(mid_attn ? "UNetMidBlock2DCrossAttn" : "UNetMidBlock2D"));
-    put(root, "block_out_channels", cJSON_CreateIntArray(boc, nd));
-    put(root, "layers_per_block", same_layers ? cJSON_CreateNumber(layers[0]) : cJSON_CreateIntArray(layers, nd));
-    put(root, "attention_head_dim", sdxl ? cJSON_CreateIntArray(heads, nd) : cJSON_CreateNumber(8));
-    put(root, "transformer_layers_per_block", tl);
-    if (reverse) put(root, "reverse_transformer_layers_per_block", rtl);
+    config_json_set(root, "block_out_channels", cJSON_CreateIntArray(boc, nd));
+    config_json_set(root, "layers_per_block", same_layers ? cJSON_CreateNumber(layers[0]) : cJSON_CreateIntArray(layers, nd));
+    config_json_set(root, "attention_head_dim", sdxl ? cJSON_CreateIntArray(heads, nd) : cJSON_CreateNumber(8));
+    config_json_set(root, "transformer_layers_per_block", tl);
+    if (reverse) config_json_set(root, "reverse_transformer_layers_per_block", rtl);
     else {
         cJSON_Delete(rtl);
         cJSON_DeleteItemFromObjectCaseSensitive(root, "reverse_transformer_layers_per_block");
     }
-    if (cross) put(root, "cross_attention_dim", cJSON_CreateNumber(clampi(cross)));
-    if (proj) put(root, "use_linear_projection", cJSON_CreateBool(proj == 2));
-    put(root, "in_channels", cJSON_CreateNumber(clampi(conv_in->shape[1])));
-    put(root, "conv_in_kernel", cJSON_CreateNumber(clampi(conv_in->shape[2])));
-    put(root, "out_channels", cJSON_CreateNumber(clampi(conv_out->shape[0])));
-    put(root, "conv_out_kernel", cJSON_CreateNumber(clampi(conv_out->shape[2])));
-    if (sdxl) put(root, "projection_class_embeddings_input_dim", cJSON_CreateNumber(clampi(label_emb->shape[1])));
+    if (cross) config_json_set(root, "cross_attention_dim", cJSON_CreateNumber(clampi(cross)));
+    if (proj) config_json_set(root, "use_linear_projection", cJSON_CreateBool(proj == 2));
+    config_json_set(root, "in_channels", cJSON_CreateNumber(clampi(conv_in->shape[1])));
+    config_json_set(root, "conv_in_kernel", cJSON_CreateNumber(clampi(conv_in->shape[2])));
+    config_json_set(root, "out_channels", cJSON_CreateNumber(clampi(conv_out->shape[0])));
+    config_json_set(root, "conv_out_kernel", cJSON_CreateNumber(clampi(conv_out->shape[2])));
+    if (sdxl) config_json_set(root, "projection_class_embeddings_input_dim", cJSON_CreateNumber(clampi(label_emb->shape[1])));
     *config_text = cJSON_Print(root);
     if (!*config_text) die("out of memory printing an inferred config");
 done:
