@@ -49,9 +49,7 @@ static const char USAGE[] =
 static int check_out(const char *out, const ModelSource *m) {
     char ro[PATH_MAX], rm[PATH_MAX];
     if (!realpath(out, ro)) return 0; /* not there yet: cannot be the teacher's */
-    char *cfg_dir = m->dir ? NULL : xstrdup(m->config_label);
-    if (cfg_dir && strrchr(cfg_dir, '/')) *strrchr(cfg_dir, '/') = '\0';
-    else if (cfg_dir) strcpy(cfg_dir, ".");
+    char *cfg_dir = m->dir ? NULL : path_dir(m->config_label);
     const char *teacher[] = {m->dir, cfg_dir && strncmp(m->config_label, "preset ", 7) ? cfg_dir : NULL};
     int rc = 0;
     for (int i = 0; i < 2 && !rc; i++) {
@@ -85,8 +83,8 @@ int cmd_export(int argc, char **argv) {
     int single = !strcmp(format, "single-file");
     if (!single && strcmp(format, "diffusers"))
         return err_set(ERR_USAGE, "option '--format': '%s' is not one of diffusers, single-file", format);
-    size_t olen = strlen(out);
-    if (single && (olen < 13 || strcmp(out + olen - 12, ".safetensors")))
+    size_t stem = sf_stem_len(out);
+    if (single && (stem == 0 || stem == strlen(out)))
         return err_set(ERR_USAGE, "export: --format single-file writes one file: --out '%s' must end in .safetensors", out);
     DType dt;
     if ((rc = cli_dtype(dtype_s, &dt))) return rc;
@@ -104,14 +102,9 @@ int cmd_export(int argc, char **argv) {
         (rc = plan_config_json(&st, m.config_text, &cfg)))
         goto done;
     /* where it goes: DIR/NAME, or NAME.safetensors with NAME.config.json and NAME.removal.json beside it */
-    char *base = single ? xasprintf("%.*s", (int)(olen - 12), out) : NULL;
-    char *dir = single ? xstrdup(out) : NULL;
-    if (dir && strrchr(dir, '/')) *strrchr(dir, '/') = '\0';
-    else if (dir) strcpy(dir, ".");
     p_weights = single ? xstrdup(out) : xasprintf("%s/diffusion_pytorch_model.safetensors", out);
-    p_config = single ? xasprintf("%s.config.json", base) : xasprintf("%s/config.json", out);
-    p_manifest = single ? xasprintf("%s.removal.json", base) : xasprintf("%s/removal.json", out);
-    free(base);
+    p_config = single ? sf_sidecar_path(out) : xasprintf("%s/config.json", out);
+    p_manifest = single ? xasprintf("%.*s.removal.json", (int)stem, out) : xasprintf("%s/removal.json", out);
     /* a single file beside a single-file teacher is fine, over it is not; into a
      * teacher's diffusers directory never */
     char rt[PATH_MAX], ro[PATH_MAX];
@@ -119,8 +112,11 @@ int cmd_export(int argc, char **argv) {
         if (realpath(m.file, rt) && realpath(out, ro) && !strcmp(rt, ro))
             rc = err_set(ERR_OUTPUT, "export: --out '%s' is the teacher's file: writing there would replace it; give a"
                          " new name", out);
-    } else rc = check_out(single ? dir : out, &m);
-    free(dir);
+    } else {
+        char *dir = single ? path_dir(out) : NULL;
+        rc = check_out(single ? dir : out, &m);
+        free(dir);
+    }
     if (rc) goto done;
     if (!m.dir && !random) {
         rc = err_set(ERR_USAGE, "export: '%s' has no trained weights (%s): the student would hold seeded random numbers;"
@@ -152,11 +148,7 @@ int cmd_export(int argc, char **argv) {
         o[i] = (StOut){.name = x->name, .ndim = x->ndim, .data = weights_find(&w, x->src), .dtype = dt};
         for (int d = 0; d < x->ndim; d++) o[i].shape[d] = x->shape[d];
         if (!o[i].data) die("internal: no teacher weight '%s' for '%s'", x->src, x->name);
-        if (single) {
-            char b[512];
-            if (sf_to_ldm(rules, x->name, b, sizeof b)) die("internal: no LDM name for the student's '%s'", x->name);
-            o[i].name = ldm[i] = xstrdup(b);
-        }
+        if (single) o[i].name = ldm[i] = sf_ldm_dup(rules, x->name);
     }
     sf_rules_free(rules);
     rc = st_write(p_weights, o, ts.n_tensors);

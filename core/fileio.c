@@ -174,3 +174,8 @@ int out_write_text(const char *path, const char *text) {
     fputc('\n', f);
     return out_commit(&o);
 }
+
+char *path_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return !slash ? xstrdup(".") : xasprintf("%.*s", slash == path ? 1 : (int)(slash - path), path);
+}

@@ -49,5 +49,7 @@ void out_abort(OutFile *o);
 int out_probe(const char *path);
 /* Writes text and a newline to path through an OutFile. */
 int out_write_text(const char *path, const char *text);
+/* The directory part of path, allocated: "." for a bare name, "/" for "/x". */
+char *path_dir(const char *path);
 
 #endif

@@ -200,6 +200,12 @@ int sf_to_ldm(const SfRules *r, const char *diffusers, char *out, size_t size) {
     return map_name(r, 0, diffusers, SF_PREFIX, out, size);
 }
 
+char *sf_ldm_dup(const SfRules *r, const char *diffusers) {
+    char b[512];
+    if (sf_to_ldm(r, diffusers, b, sizeof b)) die("internal: no LDM name for '%s'", diffusers);
+    return xstrdup(b);
+}
+
 /* ---- reading the architecture from the tensors -------------------------- */
 
 #define SF_MAX_ENTRY 128 /* entries of input_blocks / output_blocks / middle_block looked at */
@@ -507,9 +513,15 @@ done:
 
 /* ---- the file ----------------------------------------------------------- */
 
-int sf_is_single_file(const char *path) {
+size_t sf_stem_len(const char *path) {
     size_t n = strlen(path);
-    if (n >= 12 && !strcasecmp(path + n - 12, ".safetensors")) return 1;
+    return n >= 12 && !strcasecmp(path + n - 12, ".safetensors") ? n - 12 : n;
+}
+
+char *sf_sidecar_path(const char *path) { return xasprintf("%.*s.config.json", (int)sf_stem_len(path), path); }
+
+int sf_is_single_file(const char *path) {
+    if (sf_stem_len(path) < strlen(path)) return 1;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* never blocks on a FIFO swapped in meanwhile */
     if (fd < 0) return 0;
     struct stat sb;
@@ -527,13 +539,6 @@ int sf_is_single_file(const char *path) {
     }
     close(fd);
     return found;
-}
-
-/* NAME.config.json for NAME.safetensors (or for any other file name NAME). */
-static char *sidecar_path(const char *path) {
-    size_t n = strlen(path);
-    if (n >= 12 && !strcasecmp(path + n - 12, ".safetensors")) n -= 12;
-    return xasprintf("%.*s.config.json", (int)n, path);
 }
 
 static const char *g_config; /* --config */
@@ -555,7 +560,7 @@ int sf_resolve(const char *path, Arch *a, char **config_text, char **config_labe
         st_close(&st);
         return rc;
     }
-    char *side = g_config ? xstrdup(g_config) : sidecar_path(path);
+    char *side = g_config ? xstrdup(g_config) : sf_sidecar_path(path);
     struct stat sb;
     size_t len = 0;
     int inferred = !g_config && stat(side, &sb) != 0; /* a --config that is not there is an error naming it */

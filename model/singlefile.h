@@ -41,6 +41,11 @@
 /* 1 if path, a regular file, is a single-file checkpoint: its name ends in
  * .safetensors, or its safetensors header names a model.diffusion_model. tensor. */
 int sf_is_single_file(const char *path);
+/* The length of path less a trailing ".safetensors" (any case); strlen(path) without one. */
+size_t sf_stem_len(const char *path);
+/* NAME.config.json for NAME.safetensors (or for any other file name NAME), allocated:
+ * where export writes a single file's config and the loader looks for it. */
+char *sf_sidecar_path(const char *path);
 
 /* The config a single file's architecture comes from, for this process
  * (`--config FILE`, a global option): before NAME.config.json and inference. */
@@ -68,5 +73,8 @@ void sf_rules_free(SfRules *r);
 int sf_to_diffusers(const SfRules *r, const char *ldm, char *out, size_t size);
 /* A diffusers name -> its full LDM name in out; -1 when no rule places it. */
 int sf_to_ldm(const SfRules *r, const char *diffusers, char *out, size_t size);
+/* The full LDM name of a diffusers name of the rules' own model, allocated
+ * (its absence is an internal error: the rules are made from that model). */
+char *sf_ldm_dup(const SfRules *r, const char *diffusers);
 
 #endif

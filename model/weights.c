@@ -35,9 +35,7 @@ int model_resolve(ModelSource *m, const char *spec) {
         rc = config_parse(&m->arch, preset, strlen(preset), m->config_label);
     } else if (is_file(spec) && sf_is_single_file(spec)) {
         m->file = xstrdup(spec);
-        /* its directory ("/" for /x.safetensors): a model with a dir has trained weights */
-        const char *slash = strrchr(spec, '/');
-        m->dir = !slash ? xstrdup(".") : xasprintf("%.*s", slash == spec ? 1 : (int)(slash - spec), spec);
+        m->dir = path_dir(spec); /* a model with a dir has trained weights */
         rc = sf_resolve(spec, &m->arch, &m->config_text, &m->config_label);
     } else if (exists(spec) && !is_dir(spec)) { /* a file; anything but a regular one is refused when read */
         m->config_label = xstrdup(spec);
@@ -150,25 +148,20 @@ static int weight_files(const char *dir, char ***files, int *nfiles, cJSON **map
 }
 
 int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const cJSON *map,
-                  const char *index_path, const char *dir, const StTensor **src, const SafeTensors **from, int64_t *numel,
-                  int *stored_dtype) {
-    return weights_match_names(tree, st, files, nf, map, index_path, dir, NULL, src, from, numel, stored_dtype);
-}
-
-int weights_match_names(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const cJSON *map,
-                        const char *index_path, const char *dir, const TensorNames *tn, const StTensor **src,
-                        const SafeTensors **from, int64_t *numel, int *stored_dtype) {
+                  const char *index_path, const char *dir, const TensorNames *tn, const StTensor **src,
+                  const SafeTensors **from, int64_t *numel, int *stored_dtype) {
     int n = tree->n_tensors, rc = 0;
     const TensorSpec **spec = xmalloc((size_t)n * sizeof *spec);
     const char **names = xmalloc((size_t)n * sizeof *names); /* sorted, as a Weights' names */
-    const char **in_file = xmalloc((size_t)n * sizeof *in_file); /* sorted, as the files name them */
+    /* sorted, as the files name them: the diffusers names themselves unless tn says otherwise */
+    const char **in_file = tn ? xmalloc((size_t)n * sizeof *in_file) : names;
     for (int i = 0; i < n; i++) {
         spec[i] = &tree->t[i];
         names[i] = tree->t[i].src;
-        in_file[i] = tn ? tn->file_name[i] : names[i];
+        if (tn) in_file[i] = tn->file_name[i];
     }
     qsort(names, (size_t)n, sizeof *names, cmp_str);
-    qsort(in_file, (size_t)n, sizeof *in_file, cmp_str);
+    if (tn) qsort(in_file, (size_t)n, sizeof *in_file, cmp_str);
     size_t scope = tn && tn->scope ? strlen(tn->scope) : 0;
     /* every tensor the config implies: present, of that shape (checked first) */
     for (int i = 0; i < n && !rc; i++) {
@@ -236,7 +229,7 @@ int weights_match_names(const ModuleTree *tree, const SafeTensors *st, const cha
                 rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
     free(spec);
     free(names);
-    free(in_file);
+    if (tn) free(in_file);
     return rc;
 }
 
@@ -287,11 +280,7 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
         index_path = NULL;
         SfRules *r = sf_rules_new(&m->arch);
         ldm = xcalloc((size_t)n, sizeof *ldm);
-        char buf[512];
-        for (int i = 0; i < n; i++) {
-            if (sf_to_ldm(r, tree->t[i].src, buf, sizeof buf)) die("internal: no LDM name for '%s'", tree->t[i].src);
-            ldm[i] = xstrdup(buf);
-        }
+        for (int i = 0; i < n; i++) ldm[i] = sf_ldm_dup(r, tree->t[i].src);
         sf_rules_free(r);
     } else if ((rc = weight_files(m->dir, &files, &nf, &map, &index_path))) {
         free(spec);
@@ -312,7 +301,7 @@ int weights_load(Weights *w, const ModelSource *m, const ModuleTree *tree, uint6
     }
     const StTensor **src = xcalloc((size_t)n, sizeof *src); /* by index in names */
     const SafeTensors **from = xcalloc((size_t)n, sizeof *from);
-    if (!rc) rc = weights_match_names(tree, st, (const char *const *)files, nf, map, index_path, m->dir, ldm ? &names : NULL,
+    if (!rc) rc = weights_match(tree, st, (const char *const *)files, nf, map, index_path, m->dir, ldm ? &names : NULL,
                                       src, from, w->numel, &w->stored_dtype);
     /* then convert, on every thread, each tensor's file pages dropped once it is
      * converted: the file and its float32 copy are never both resident */

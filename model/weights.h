@@ -59,11 +59,9 @@ void weights_hash(const Weights *w, char out[17]);
  * for one file) assigns it to and no other, of the tree's shape; nothing else
  * is. src[i], from[i] and numel[i] get the file tensor of the i-th tree tensor
  * by sorted name; *stored_dtype the files' dtype (float32 if any tensor is;
- * caller sets it to -1). ERR_MODEL naming the file and tensor. */
+ * caller sets it to -1). ERR_MODEL naming the file and tensor. The files name
+ * the tensors as `names` says (NULL: by their diffusers names). */
 struct cJSON;
-int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf, const struct cJSON *map,
-                  const char *index_path, const char *dir, const StTensor **src, const SafeTensors **from, int64_t *numel,
-                  int *stored_dtype);
 /* How a checkpoint names the tree's tensors when not by their diffusers names
  * (a single file, model/singlefile.h): file_name[i] is the file's name of
  * tree->t[i]; the file's tensors whose names do not start with scope belong to
@@ -73,11 +71,9 @@ typedef struct {
     const char *const *file_name;
     const char *scope;
 } TensorNames;
-/* weights_match, the files naming the tensors as `names` says (NULL: by their
- * diffusers names, as weights_match). */
-int weights_match_names(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf,
-                        const struct cJSON *map, const char *index_path, const char *dir, const TensorNames *names,
-                        const StTensor **src, const SafeTensors **from, int64_t *numel, int *stored_dtype);
+int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *const *files, int nf,
+                  const struct cJSON *map, const char *index_path, const char *dir, const TensorNames *names,
+                  const StTensor **src, const SafeTensors **from, int64_t *numel, int *stored_dtype);
 
 /* Non-finite weights (NaN, infinity) in a checkpoint are an error at load
  * (ERR_MODEL naming the file and tensor) unless allowed here: for users who

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const SafeTensors **from = calloc((size_t)n, sizeof *from);
         int64_t *numel = calloc((size_t)n, sizeof *numel);
         const char *files[] = {"dir/fuzz.safetensors"};
-        rc = weights_match(&tree, &st, files, 1, NULL, NULL, "dir", src, from, numel, &dt);
+        rc = weights_match(&tree, &st, files, 1, NULL, NULL, "dir", NULL, src, from, numel, &dt);
         expect_error(rc, ERR_MODEL);
         for (int i = 0; !rc && i < n; i++) {
             if (!src[i] || src[i]->numel != numel[i]) abort();
