@@ -227,6 +227,12 @@ int weights_match(const ModuleTree *tree, const SafeTensors *st, const char *con
             if ((!scope || !strncmp(st[f].t[k].name, tn->scope, scope)) &&
                 !bsearch(&st[f].t[k].name, in_file, (size_t)n, sizeof *in_file, cmp_str))
                 rc = err_set(ERR_MODEL, "'%s': unexpected tensor '%s' (not in the model that the config describes)", files[f], st[f].t[k].name);
+    /* tensors of other dtypes are kept apart by the reader; in the model's scope none belongs */
+    for (int f = 0; f < nf && !rc; f++)
+        for (int k = 0; k < st[f].n_other && !rc; k++)
+            if (!scope || !strncmp(st[f].other[k].name, tn->scope, scope))
+                rc = err_set(ERR_MODEL, "'%s': unexpected %s tensor '%s' (not in the model that the config describes)",
+                             files[f], st[f].other[k].other, st[f].other[k].name);
     free(spec);
     free(names);
     if (tn) free(in_file);

@@ -592,6 +592,21 @@ int main(void) {
                       " --out %s/mini-ssd-student.safetensors --format single-file", BIN, T, T), &err) == 5 &&
           strstr(err, "is the teacher's file"));
     free(err);
+    /* an I64 tensor the reader keeps apart is still a tensor the model does not have: in a diffusers
+     * directory, and in a single file's UNet (outside it, as the position_ids above, it is left alone) */
+    CHECK(system(fmt("rm -rf %s/i64 && cp -r %s/mini-ssd %s/i64", T, FXDIR, T)) == 0);
+    add_i64(fmt("%s/i64/diffusion_pytorch_model.safetensors", T), "down_blocks.0.position_ids", 4);
+    CHECK(run_err(fmt("%s forward --model %s/i64 --inputs %s/mini-ssd/io.safetensors --out %s/o.st --device cpu", BIN,
+                      T, FXDIR, T), &err) == 3 &&
+          strstr(err, "unexpected I64 tensor 'down_blocks.0.position_ids'"));
+    free(err);
+    CHECK(system(fmt("cp %s/mini-ssd-student.safetensors %s/i64.safetensors && cp %s/mini-ssd-student.config.json"
+                     " %s/i64.config.json", T, T, T, T)) == 0);
+    add_i64(fmt("%s/i64.safetensors", T), P "input_blocks.0.0.ids", 4);
+    CHECK(run_err(fmt("%s forward --model %s/i64.safetensors --inputs %s/mini-ssd/io.safetensors --out %s/o.st"
+                      " --device cpu", BIN, T, FXDIR, T), &err) == 3 &&
+          strstr(err, "unexpected I64 tensor '" P "input_blocks.0.0.ids'"));
+    free(err);
     CHECK(run_err(fmt("%s export --model %s/mini-ssd --drop mid_block --out %s/x --format onnx", BIN, FXDIR, T), &err) == 2 &&
           strstr(err, "not one of diffusers, single-file"));
     free(err);
