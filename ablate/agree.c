@@ -1,6 +1,7 @@
 /* agree: see agree.h. O(n^2) pair counts: candidates number in the hundreds. */
 #include "agree.h"
 #include "err.h"
+#include "prof.h"
 #include "rng.h"
 #include <math.h>
 #include <stdlib.h>
@@ -84,20 +85,6 @@ void agree_means(const double *s, int n, int ns, const int *idx, int m, double *
     }
 }
 
-static int cmp_dbl(const void *pa, const void *pb) {
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return (a > b) - (a < b);
-}
-
-/* The q-quantile of v[0..n-1] (sorted here), interpolated between order statistics. */
-static double quantile(double *v, int n, double q) {
-    if (n < 1) return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
-    double h = q * (n - 1);
-    int lo = (int)floor(h), hi = lo + 1 < n ? lo + 1 : lo;
-    return v[lo] + (h - lo) * (v[hi] - v[lo]);
-}
-
 void agree_bootstrap(const double *a, int na, const double *b, int nb, int n, int paired, int reps, uint64_t seed,
                      AgreeInterval *out) {
     *out = (AgreeInterval){NAN, NAN, NAN, NAN};
@@ -115,7 +102,8 @@ void agree_bootstrap(const double *a, int na, const double *b, int nb, int n, in
         if (!isnan(t)) taus[ntau++] = t;
         if (!isnan(h)) rhos[nrho++] = h;
     }
-    if (ntau) out->tau_lo = quantile(taus, ntau, 0.025), out->tau_hi = quantile(taus, ntau, 0.975);
-    if (nrho) out->rho_lo = quantile(rhos, nrho, 0.025), out->rho_hi = quantile(rhos, nrho, 0.975);
+    /* percentile intervals: the profiler's quantile (interpolated between order statistics) */
+    if (ntau) out->tau_lo = prof_quantile(taus, ntau, 0.025), out->tau_hi = prof_quantile(taus, ntau, 0.975);
+    if (nrho) out->rho_lo = prof_quantile(rhos, nrho, 0.025), out->rho_hi = prof_quantile(rhos, nrho, 0.975);
     free(ia), free(ib), free(x), free(y), free(taus), free(rhos);
 }
