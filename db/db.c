@@ -452,26 +452,19 @@ int db_schedule_latency_set(Db *db, int64_t schedule_id, const char *json) {
 
 /* ---- agree ---------------------------------------------------------------- */
 
-/* -1 (not applicable) as NULL; doubles go through bind_f64: SQLite stores a NaN as NULL itself. */
-static int bind_int_or_null(Db *db, sqlite3_stmt *st, int i, int v) {
-    return (v < 0 ? SQ(db, sqlite3_bind_null(st, i)) : SQ(db, sqlite3_bind_int64(st, i, v))) < 0 ? ERR_DB : 0;
-}
-
 int db_agree_put(Db *db, int64_t run_id, const DbAgreeRow *rows, int n) {
     sqlite3_stmt *st = NULL;
     if (EXEC(db, "BEGIN IMMEDIATE")) return ERR_DB;
     int rc = PREP(db, &st,
-                  "INSERT INTO agree_results(run_id, model, kind, metric, setting_a, setting_b, samples, of_samples, bin,"
-                  " students, bootstrap, stage, kendall_tau, tau_lo, tau_hi, spearman_rho, rho_lo, rho_hi, top5, top10,"
-                  " top20, candidate, measured, predicted, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-                  " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, " NOW ")") ||
+                  "INSERT INTO agree_results(run_id, " AGREE_COLS ", created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                  " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, " NOW ")") ||
              bind_i64(db, st, 1, run_id);
     for (int i = 0; !rc && i < n; i++) {
         const DbAgreeRow *r = &rows[i];
         const char *txt[] = {r->model, r->kind, r->metric, r->setting_a, r->setting_b};
         for (int k = 0; !rc && k < 5; k++) rc = bind_text(db, st, 2 + k, txt[k]);
         const int ints[] = {r->samples, r->of_samples, r->bin, r->students, r->bootstrap, r->stage};
-        for (int k = 0; !rc && k < 6; k++) rc = bind_int_or_null(db, st, 7 + k, ints[k]);
+        for (int k = 0; !rc && k < 6; k++) rc = bind_count(db, st, 7 + k, ints[k]);
         const double dbl[] = {r->kendall_tau, r->tau_lo, r->tau_hi, r->spearman_rho, r->rho_lo, r->rho_hi,
                               r->top5, r->top10, r->top20};
         for (int k = 0; !rc && k < 9; k++) rc = bind_f64(db, st, 13 + k, dbl[k]);

@@ -58,9 +58,19 @@ static inline int bind_i64(Db *db, sqlite3_stmt *st, int i, int64_t v) {
     return SQ(db, sqlite3_bind_int64(st, i, v)) < 0 ? ERR_DB : 0;
 }
 /* 0 stands for "no row" (SQLite ids start at 1): stored as NULL. */
+/* agree_results' columns after run_id, in DbAgreeRow's order: what db_agree_put writes and db_agree_rows reads. */
+#define AGREE_COLS                                                                                                    \
+    "model, kind, metric, setting_a, setting_b, samples, of_samples, bin, students, bootstrap, stage, kendall_tau,"   \
+    " tau_lo, tau_hi, spearman_rho, rho_lo, rho_hi, top5, top10, top20, candidate, measured, predicted"
+
 static inline int bind_id(Db *db, sqlite3_stmt *st, int i, int64_t id) {
     return (id ? SQ(db, sqlite3_bind_int64(st, i, id)) : SQ(db, sqlite3_bind_null(st, i))) < 0 ? ERR_DB : 0;
 }
+/* -1 stands for "not applicable" (a count or index that does not apply): stored as NULL. */
+static inline int bind_count(Db *db, sqlite3_stmt *st, int i, int64_t v) {
+    return (v >= 0 ? SQ(db, sqlite3_bind_int64(st, i, v)) : SQ(db, sqlite3_bind_null(st, i))) < 0 ? ERR_DB : 0;
+}
+/* Doubles: SQLite stores a NaN as NULL itself. */
 static inline int bind_f64(Db *db, sqlite3_stmt *st, int i, double v) {
     return SQ(db, sqlite3_bind_double(st, i, v)) < 0 ? ERR_DB : 0;
 }

@@ -220,10 +220,6 @@ int db_done_jobs(Db *db, int metric_version, DbDoneJobFn fn, void *ctx) {
     return r < 0 ? ERR_DB : 0;
 }
 
-#define AGREE_COLS                                                                                                    \
-    "model, kind, metric, setting_a, setting_b, samples, of_samples, bin, students, bootstrap, stage, kendall_tau,"   \
-    " tau_lo, tau_hi, spearman_rho, rho_lo, rho_hi, top5, top10, top20, candidate, measured, predicted"
-
 int db_agree_rows(Db *db, int64_t *run_id, DbAgreeFn fn, void *ctx) {
     sqlite3_stmt *st;
     int found = 0;
