@@ -52,7 +52,10 @@ static const char USAGE[] =
     "               output_mse, a comma-separated list of them, or all; lower is better, a\n"
     "               student gone non-finite ranks last. Several metrics: each is a view.\n"
     "  --no-store   print only (default: the rows are stored in the first DB, table\n"
-    "               agree_results, under this run; `unetlab report` draws them)\n";
+    "               agree_results, under this run; `unetlab report` draws them)\n"
+    "  --format csv every row the store gets (kinds pair, convergence, bin, bin_score,\n"
+    "               additivity), one per line under one header; a field that does not\n"
+    "               apply to its kind, or a number that is not one, is empty\n";
 
 static void add_num(cJSON *o, const char *k, double v) {
     if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
@@ -180,6 +183,23 @@ static DbAgreeRow *add_row(Rows *R, const char *model, const char *kind, const c
     return r;
 }
 
+/* One row as a line of --format csv (the header in cmd_agree): a count that
+ * does not apply (-1) and a number that is not one (NaN) are empty fields. */
+static void csv_row(const DbAgreeRow *r) {
+    const int ints[] = {r->samples, r->bin, r->students};
+    const double nums[] = {r->kendall_tau, r->tau_lo, r->tau_hi, r->spearman_rho, r->rho_lo, r->rho_hi,
+                           r->top5,        r->top10,  r->top20};
+    printf("%s,%s,\"%s\",", r->kind, r->model, r->setting_a);
+    if (r->setting_b) printf("\"%s\"", r->setting_b);
+    printf(",%s", r->metric);
+    for (int k = 0; k < 3; k++) ints[k] >= 0 ? printf(",%d", ints[k]) : printf(",");
+    for (int k = 0; k < 9; k++) isnan(nums[k]) ? printf(",") : printf(",%.9g", nums[k]);
+    r->stage >= 0 ? printf(",%d,", r->stage) : printf(",,");
+    if (r->candidate) printf("\"%s\"", r->candidate);
+    isnan(r->measured) ? printf(",") : printf(",%.9g", r->measured);
+    isnan(r->predicted) ? printf(",\n") : printf(",%.9g\n", r->predicted);
+}
+
 /* ---- additivity: per schedule of each DB -------------------------------- */
 
 typedef struct {
@@ -266,8 +286,7 @@ static int additivity(Db *db, int d, int ndb, const Jobs *J, Rows *R, Format f, 
                 printf("  %d %s %.6g %.6g %.3f%s\n", G.stage[g], G.chosen[g], r->measured, r->predicted,
                        r->measured / r->predicted, later ? " (a removal first scored after stage 1)" : "");
             else if (f == FORMAT_CSV)
-                printf("additivity,%s,\"%s\",,block_nmse,,,,,,,,,,,,,%d,\"%s\",%.9g,%.9g\n", S.s[s].spec, label, G.stage[g],
-                       G.chosen[g], r->measured, r->predicted);
+                csv_row(r);
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "model", S.s[s].spec);
             cJSON_AddStringToObject(e, "schedule", label);
@@ -343,9 +362,7 @@ static void pair_rows(Ctx *c) {
                 if (c->reps > 0) printf(" [%.3f, %.3f]", ci.rho_lo, ci.rho_hi);
                 printf(", top-5 %.2f, top-10 %.2f, top-20 %.2f\n", top[0], top[1], top[2]);
             } else if (c->f == FORMAT_CSV)
-                printf("pair,%s,\"%s\",\"%s\",%s,,,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,,,,\n", ja->spec, la, lb,
-                       r->metric, n, r->kendall_tau, ci.tau_lo, ci.tau_hi, r->spearman_rho, ci.rho_lo, ci.rho_hi, top[0],
-                       top[1], top[2]);
+                csv_row(r);
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "model", ja->spec);
             cJSON_AddStringToObject(e, "setting_a", la);
@@ -379,12 +396,8 @@ static void subset_row(Ctx *c, const char *spec, const char *label, int m, int s
     r->kendall_tau = agree_kendall(x, all, n), r->spearman_rho = agree_spearman(x, all, n), r->top10 = agree_topk(x, all, n, 10);
     if (c->f == FORMAT_TEXT && conv) printf(" n=%d tau %.3f;", samples, r->kendall_tau);
     else if (c->f == FORMAT_TEXT) printf(" t %d-%d tau %.3f;", 100 * bin, 100 * bin + 99, r->kendall_tau);
-    else if (c->f == FORMAT_CSV) {
-        char b[16] = "";
-        if (!conv) snprintf(b, sizeof b, "%d", bin);
-        printf("%s,%s,\"%s\",,%s,%d,%s,%d,%.9g,,,%.9g,,,,%.9g,,,,,\n", r->kind, spec, label, METRICS[m], samples, b, n,
-               r->kendall_tau, r->spearman_rho, r->top10);
-    }
+    else if (c->f == FORMAT_CSV)
+        csv_row(r);
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "model", spec);
     cJSON_AddStringToObject(e, "setting", label);
@@ -456,6 +469,7 @@ static void within_rows(Ctx *c, const Setting *st, int m) {
         for (int i = 0; i < n; i++) {
             DbAgreeRow *q = add_row(c->R, j0->spec, "bin_score", METRICS[m], label);
             q->bin = b, q->samples = m_in, q->candidate = J->j[who[i]].name, q->measured = x[i];
+            if (c->f == FORMAT_CSV) csv_row(q);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "setting", label);
             cJSON_AddStringToObject(o, "student", J->j[who[i]].name);
