@@ -318,6 +318,7 @@ typedef struct {
     long seed;
     Format f;
     Rows *R;
+    const char **view; /* [setting * nmetric + m]: the setting's label, with the metric when there are several */
     cJSON *pairs, *conv, *bins, *bin_scores;
 } Ctx;
 
@@ -345,8 +346,7 @@ static void pair_rows(Ctx *c) {
             agree_bootstrap(a, ja->n_samples, b, jb->n_samples, n, paired, c->reps,
                             (uint64_t)c->seed ^ rng_hash(sa->label) ^ (rng_hash(sb->label) << 1) ^ (uint64_t)(ma * 8 + mb),
                             &ci);
-            const char *la = c->nmetric > 1 ? own(c->R, xasprintf("%s %s", sa->label, METRICS[ma])) : sa->label;
-            const char *lb = c->nmetric > 1 ? own(c->R, xasprintf("%s %s", sb->label, METRICS[mb])) : sb->label;
+            const char *la = c->view[va], *lb = c->view[vb];
             DbAgreeRow *r = add_row(c->R, ja->spec, "pair", ma == mb ? METRICS[ma] : own(c->R, xasprintf("%s/%s", METRICS[ma], METRICS[mb])), la);
             r->setting_b = lb, r->students = n, r->bootstrap = c->reps;
             r->kendall_tau = agree_kendall(x, y, n), r->spearman_rho = agree_spearman(x, y, n);
@@ -434,13 +434,13 @@ static int shared_students(const Ctx *c, const Setting *st, int *who) {
     return n;
 }
 
-/* Within one view: the first n samples against all; each bin against all; each student's score per bin. */
-static void within_rows(Ctx *c, const Setting *st, int m) {
+/* Within one view (setting st, metric index mi), over its students who[0..n-1]: the first n
+ * samples against all; each bin against all; each student's score per bin. */
+static void within_rows(Ctx *c, int st, int mi, const int *who, int n) {
     const Jobs *J = c->J;
-    const Job *j0 = &J->j[st->from];
-    int ns = j0->n_samples, *who = xmalloc((size_t)(st->to - st->from) * sizeof *who);
-    int n = shared_students(c, st, who);
-    const char *label = c->nmetric > 1 ? own(c->R, xasprintf("%s %s", st->label, METRICS[m])) : st->label;
+    const Job *j0 = &J->j[c->set[st].from];
+    const int m = c->metric[mi], ns = j0->n_samples;
+    const char *label = c->view[st * c->nmetric + mi];
     double *s = xmalloc((size_t)n * ns * sizeof *s), *all = xmalloc((size_t)n * sizeof *all), *x = xmalloc((size_t)n * sizeof *x);
     for (int i = 0; i < n; i++) memcpy(s + (size_t)i * ns, J->j[who[i]].score + (size_t)m * ns, (size_t)ns * sizeof *s);
     agree_means(s, n, ns, NULL, ns, all);
@@ -479,7 +479,7 @@ static void within_rows(Ctx *c, const Setting *st, int m) {
         }
     }
     if (nb >= 2 && c->f == FORMAT_TEXT) printf("\n");
-    free(s), free(all), free(x), free(idx), free(who);
+    free(s), free(all), free(x), free(idx);
 }
 
 static int parse_metrics(const char *s, int *metric, int *n) {
@@ -535,7 +535,7 @@ int cmd_agree(int argc, char **argv) {
     Rows R = {0};
     cJSON *out = cJSON_CreateObject();
     cJSON *jset = cJSON_AddArrayToObject(out, "settings"), *add = NULL;
-    Ctx c = {&J, NULL, 0, metric, nmetric, (int)reps, seed, f, &R, NULL, NULL, NULL, NULL};
+    Ctx c = {&J, NULL, 0, metric, nmetric, (int)reps, seed, f, &R, NULL, NULL, NULL, NULL, NULL};
     /* every DB's done jobs and their per-sample scores */
     for (int d = 0; d < ndb && !rc; d++) {
         Db *db;
@@ -561,6 +561,10 @@ int cmd_agree(int argc, char **argv) {
         } else set[ns - 1].to = i + 1;
     }
     c.set = set, c.nset = ns;
+    c.view = xmalloc((size_t)(ns * nmetric) * sizeof *c.view);
+    for (int v = 0; v < ns * nmetric; v++)
+        c.view[v] = nmetric > 1 ? own(&R, xasprintf("%s %s", set[v / nmetric].label, METRICS[metric[v % nmetric]]))
+                                : set[v / nmetric].label;
     for (int s = 0; s < ns; s++) {
         const Job *j = &J.j[set[s].from];
         cJSON *e = cJSON_CreateObject();
@@ -595,8 +599,11 @@ int cmd_agree(int argc, char **argv) {
     if (!rc && f == FORMAT_TEXT && !cJSON_GetArraySize(c.pairs))
         printf("no two settings scored the same students (eval or schedule again with another --calib, --synthetic"
                " set, --latent or --dtype, or give another --db)\n");
-    for (int s = 0; s < ns && !rc; s++)
-        for (int m = 0; m < nmetric; m++) within_rows(&c, &set[s], metric[m]);
+    for (int s = 0; s < ns && !rc; s++) { /* the students a setting shares with the others: the same for every metric */
+        int *who = xmalloc((size_t)(set[s].to - set[s].from) * sizeof *who), n = shared_students(&c, &set[s], who);
+        for (int m = 0; m < nmetric; m++) within_rows(&c, s, m, who, n);
+        free(who);
+    }
     for (int d = 0; d < ndb && !rc; d++) {
         Db *db;
         if ((rc = db_open_existing(&db, dbs[d]))) break;
@@ -625,6 +632,7 @@ int cmd_agree(int argc, char **argv) {
         free(t);
     }
     cJSON_Delete(out);
+    free(c.view);
     free(set);
     for (int i = 0; i < J.n; i++) {
         Job *j = &J.j[i];
