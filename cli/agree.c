@@ -219,8 +219,9 @@ static void keep_sched(void *ctx, const DbSchedule *s) {
 typedef struct {
     int n;
     char **name;
-    double *inc, *base;           /* the increase when first scored, and that stage's base loss */
-    int *stage;
+    double *inc;   /* the increase when first scored */
+    int *stage;    /* the stage it was first scored at */
+    double base;   /* the teacher's loss: the first score's base */
 } Alone;
 static void keep_score(void *ctx, const DbScoreRow *r) {
     Alone *a = ctx;
@@ -228,10 +229,10 @@ static void keep_score(void *ctx, const DbScoreRow *r) {
         if (!strcmp(a->name[i], r->candidate)) return; /* scored at an earlier stage */
     a->name = xrealloc(a->name, (size_t)(a->n + 1) * sizeof *a->name);
     a->inc = xrealloc(a->inc, (size_t)(a->n + 1) * sizeof *a->inc);
-    a->base = xrealloc(a->base, (size_t)(a->n + 1) * sizeof *a->base);
     a->stage = xrealloc(a->stage, (size_t)(a->n + 1) * sizeof *a->stage);
     a->name[a->n] = xstrdup(r->candidate);
-    a->inc[a->n] = r->increase, a->base[a->n] = r->loss - r->increase, a->stage[a->n] = r->stage;
+    a->inc[a->n] = r->increase, a->stage[a->n] = r->stage;
+    if (!a->n) a->base = r->loss - r->increase;
     a->n++;
 }
 
@@ -259,13 +260,15 @@ static int additivity(Db *db, int d, int ndb, const Jobs *J, Rows *R, Format f, 
         if ((rc = db_schedule_scores(db, S.s[s].id, keep_score, &A)) || (rc = db_schedule_stages(db, S.s[s].id, keep_stage, &G)))
             goto next;
         char set[160] = "", dt[16] = "fp32";
-        const char *q = strstr(S.s[s].options, "\"dtype\":\"");
-        if (q) snprintf(dt, sizeof dt, "%.*s", (int)strcspn(q + 9, "\""), q + 9);
+        cJSON *opt = cJSON_Parse(S.s[s].options);
+        const cJSON *odt = cJSON_GetObjectItemCaseSensitive(opt, "dtype");
+        if (cJSON_IsString(odt)) snprintf(dt, sizeof dt, "%s", odt->valuestring);
+        cJSON_Delete(opt);
         for (int i = 0; i < J->n && !set[0]; i++)
             if (J->j[i].db == d && J->j[i].calib_id == S.s[s].calib_id && !strcmp(J->j[i].dtype, dt))
                 setting_label(&J->j[i], ndb, set, sizeof set);
         const char *label = own(R, xasprintf("%s schedule %lld", set[0] ? set : "?", (long long)S.s[s].id));
-        double base = A.n ? A.base[0] : NAN, sum = 0;
+        double base = A.n ? A.base : NAN, sum = 0;
         if (f == FORMAT_TEXT && G.n)
             printf("%s: %s: stage, removed, measured loss, predicted (base + single increases), measured/predicted\n",
                    S.s[s].spec, label);
@@ -299,7 +302,7 @@ static int additivity(Db *db, int d, int ndb, const Jobs *J, Rows *R, Format f, 
         }
     next:
         for (int i = 0; i < A.n; i++) free(A.name[i]);
-        free(A.name), free(A.inc), free(A.base), free(A.stage);
+        free(A.name), free(A.inc), free(A.stage);
         for (int i = 0; i < G.n; i++) free(G.chosen[i]);
     }
     for (int s = 0; s < S.n; s++) free(S.s[s].spec), free(S.s[s].options);
