@@ -14,16 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Block k: the stages of schedule key; lo, hi widened to its positive losses. */
-static void series_block(FILE *d, const Report *R, int k, const char *key, double *lo, double *hi) {
+/* Block k: the stages of schedule s (its first row); lo, hi widened to its positive losses. */
+static void series_block(FILE *d, const Report *R, int k, const Agree *s, double *lo, double *hi) {
     int first = 1;
     for (int i = 0; i < R->nagree; i++) {
         const Agree *g = &R->agree[i];
-        if (strcmp(g->kind, "additivity")) continue;
-        char *gk = agree_key(g);
-        int mine = !strcmp(gk, key);
-        free(gk);
-        if (!mine) continue;
+        if (strcmp(g->kind, "additivity") || !agree_in_series(g, s)) continue;
         if (first) fprintf(d, "%s# block %d: model %s, %s\n", k ? "\n\n" : "", k, g->model, g->setting_a);
         first = 0;
         fprintf(d, "%d ", g->stage);
@@ -52,15 +48,8 @@ int plot_additivity(Report *R) {
     Artifact *a = agree_art(R, "additivity", "Additivity: each stage's measured loss against the sum of single removals", 1,
                             "additivity", "no schedule in the store, or none with a stage");
     if (!a || a->note) return 0;
-    Names series = {0}, models = {0};
-    for (int i = 0; i < R->nagree; i++) {
-        const Agree *g = &R->agree[i];
-        if (strcmp(g->kind, "additivity")) continue;
-        char *k = agree_key(g);
-        names_add(&series, k);
-        names_add(&models, g->model);
-        free(k);
-    }
+    const Agree **series;
+    int nmodels, nseries = agree_series(R, "additivity", &series, &nmodels);
     char *path;
     int rc = 0;
     Buf body = {0}, plot = {0};
@@ -72,7 +61,7 @@ int plot_additivity(Report *R) {
                "# alone), agree run %" PRId64 ". Blocks (gnuplot index 0, 1, ...), one a schedule, are separated by two\n"
                "# blank lines. ? = absent.\n# stage measured predicted measured/predicted \"removed at the stage\"\n",
             R->agree_run);
-    for (int k = 0; k < series.n; k++) series_block(d, R, k, series.v[k], &lo, &hi);
+    for (int k = 0; k < nseries; k++) series_block(d, R, k, series[k], &lo, &hi);
     if ((rc = out_close(R, d, path))) goto done;
     ids_add(&a->runs, R->agree_run);
     int logs = isfinite(lo) && hi / lo > 10;
@@ -81,8 +70,8 @@ int plot_additivity(Report *R) {
                            "each removal's increase, scored alone, to the base's. On the dashed diagonal the removals add "
                            "up; below it they hurt less together than apart, above it more.%s",
                            R->agree_run, logs ? " Both axes on a log scale." : "");
-    for (int k = 0; k < series.n; k++) {
-        char *title = agree_key_title(series.v[k], models.n > 1);
+    for (int k = 0; k < nseries; k++) {
+        char *title = agree_series_title(series[k], nmodels > 1);
         buf_add(&plot, "%s\"%s.dat\" index %d using 3:2 with points pt 7 ps 1.5 lc %d title ", k ? ", \\\n     " : "plot ",
                 a->name, k, k + 1);
         gp_str(&plot, title);
@@ -101,8 +90,7 @@ int plot_additivity(Report *R) {
     rc = gp_write(R, a, body.s);
     if (!rc) rc = gp_run(R, a);
 done:
-    names_free(&series);
-    names_free(&models);
+    free(series);
     free(body.s);
     free(plot.s);
     return rc;

@@ -14,15 +14,11 @@
 #include <string.h>
 
 /* Block k: the rows of line key, then the end point (all samples, tau 1). */
-static void line_block(FILE *d, const Report *R, int k, const char *key) {
+static void line_block(FILE *d, const Report *R, int k, const Agree *s) {
     const Agree *last = NULL;
     for (int i = 0; i < R->nagree; i++) {
         const Agree *g = &R->agree[i];
-        if (strcmp(g->kind, "convergence")) continue;
-        char *gk = agree_key(g);
-        int mine = !strcmp(gk, key);
-        free(gk);
-        if (!mine) continue;
+        if (strcmp(g->kind, "convergence") || !agree_in_series(g, s)) continue;
         if (!last) fprintf(d, "%s# block %d: model %s, setting %s (metric %s)\n", k ? "\n\n" : "", k, g->model,
                            g->setting_a, g->metric);
         fprintf(d, "%d %d ", g->samples, g->of_samples);
@@ -41,15 +37,8 @@ int plot_rank_convergence(Report *R) {
     Artifact *a = agree_art(R, "rank_convergence", "How many samples a ranking needs: tau of the first n samples against all", 1,
                             "convergence", "no setting has two students scored on more than one sample");
     if (!a || a->note) return 0;
-    Names lines = {0}, models = {0};
-    for (int i = 0; i < R->nagree; i++) {
-        const Agree *g = &R->agree[i];
-        if (strcmp(g->kind, "convergence")) continue;
-        char *k = agree_key(g);
-        names_add(&lines, k);
-        names_add(&models, g->model);
-        free(k);
-    }
+    const Agree **lines;
+    int nmodels, nlines = agree_series(R, "convergence", &lines, &nmodels);
     char *path;
     int rc = 0;
     Buf body = {0}, plot = {0};
@@ -61,15 +50,15 @@ int plot_rank_convergence(Report *R) {
                "# against themselves (1 by definition, not a stored row).\n"
                "# samples of_samples tau rho top10 students stored\n",
             R->agree_run);
-    for (int k = 0; k < lines.n; k++) line_block(d, R, k, lines.v[k]);
+    for (int k = 0; k < nlines; k++) line_block(d, R, k, lines[k]);
     if ((rc = out_close(R, d, path))) goto done;
     ids_add(&a->runs, R->agree_run);
     a->caption = xasprintf("Kendall's tau-b between the ranking of the candidates on the first n calibration samples of a "
                            "setting and on all of them, for n = 1, 2, 4, ... (agree run %" PRId64 "): how many samples "
                            "a ranking needs. One line per setting; the hollow end point (n = all) is 1 by definition.",
                            R->agree_run);
-    for (int k = 0; k < lines.n; k++) {
-        char *title = agree_key_title(lines.v[k], models.n > 1);
+    for (int k = 0; k < nlines; k++) {
+        char *title = agree_series_title(lines[k], nmodels > 1);
         buf_add(&plot, "%s\"%s.dat\" index %d using 1:3 with linespoints pt 7 lw 2 lc %d title ", k ? ", \\\n     " : "plot ",
                 a->name, k, k + 1);
         gp_str(&plot, title);
@@ -83,8 +72,7 @@ int plot_rank_convergence(Report *R) {
     rc = gp_write(R, a, body.s);
     if (!rc) rc = gp_run(R, a);
 done:
-    names_free(&lines);
-    names_free(&models);
+    free(lines);
     free(body.s);
     free(plot.s);
     return rc;

@@ -140,24 +140,19 @@ int plot_timestep_bins(Report *R) {
                             "no setting has samples in two timestep bins");
     if (!a || a->note) return 0;
     Heat h = {0};
-    Names settings = {0};
+    const Agree **settings;
+    int nmodels, nsettings = agree_series(R, "bin_score", &settings, &nmodels);
     int most = 0; /* drawn: the setting with the most timestep bins (its 'bin' rows), the first of equals */
-    for (int i = 0; i < R->nagree; i++) {
-        const Agree *g = &R->agree[i];
-        if (strcmp(g->kind, "bin_score")) continue;
-        char *k = agree_key(g);
-        int before = settings.n;
-        names_add(&settings, k);
-        free(k);
-        if (settings.n == before) continue;
+    for (int k = 0; k < nsettings; k++) {
+        const Agree *g = settings[k];
         int bins = 0;
         for (int j = 0; j < R->nagree; j++) {
             const Agree *b = &R->agree[j];
-            bins += !strcmp(b->kind, "bin") && !strcmp(b->model, g->model) && !strcmp(b->setting_a, g->setting_a) &&
-                    !strcmp(b->metric, g->metric);
+            bins += !strcmp(b->kind, "bin") && agree_in_series(b, g) && !strcmp(b->metric, g->metric);
         }
         if (bins > most) most = bins, h.model = g->model, h.setting = g->setting_a, h.metric = g->metric;
     }
+    free(settings);
     heat_fill(R, &h);
     int *ord = xmalloc((size_t)(h.cand.n ? h.cand.n : 1) * sizeof *ord), nrow = heat_rows(&h, ord), ncol = 0, rc = 0;
     for (int b = 0; b < NBIN; b++) ncol += h.has[b];
@@ -177,9 +172,9 @@ int plot_timestep_bins(Report *R) {
                   "left out. Under each bin: Kendall's tau between that bin's ranking and all bins'.",
             h.metric, h.setting, h.model, R->agree_run, nrow, h.cand.n);
     if (logcb) buf_add(&cap, " Colours on a log scale; a score of 0 or below is blank.");
-    if (settings.n > 1)
+    if (nsettings > 1)
         buf_add(&cap, " Drawn for the one of %d settings with the most bins; the table has every setting's bin taus.",
-                settings.n);
+                nsettings);
     a->caption = cap.s;
     char title[600];
     snprintf(title, sizeof title, "Score (%s) per timestep bin: %s, setting %s\n%d of %d candidates, lowest mean first",
@@ -203,7 +198,6 @@ int plot_timestep_bins(Report *R) {
     if (!rc) rc = gp_run(R, a);
 done:
     names_free(&h.cand);
-    names_free(&settings);
     free(h.score);
     free(h.mean);
     free(ord);

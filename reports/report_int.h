@@ -171,11 +171,14 @@ int store_load(Report *R);
 void store_free(Report *R);
 /* How many rows of the latest agree run are of kind ('pair', 'bin', ...). */
 int agree_count(const Report *R, const char *kind);
-/* "MODEL\nSETTING_A": which setting (or schedule) a row is of; settings are
- * named per model. Caller frees. */
-char *agree_key(const Agree *g);
-/* A key's setting, after its model's base name when with_model. Caller frees. */
-char *agree_key_title(const char *key, int with_model);
+/* The series of the rows of kind: each distinct (model, setting_a), settings
+ * being named per model, as its first row, in order of appearance. Returns
+ * how many (*first: caller frees); *nmodels how many models they span. */
+int agree_series(const Report *R, const char *kind, const Agree ***first, int *nmodels);
+/* Whether row g is of the series whose first row is s. */
+int agree_in_series(const Agree *g, const Agree *s);
+/* A series' setting, after its model's base name when with_model. Caller frees. */
+char *agree_series_title(const Agree *s, int with_model);
 /* The stages of schedule id into *st (caller frees with stages_free). */
 int store_stages(Report *R, int64_t schedule_id, Stages *st);
 void stages_free(Stages *st);

@@ -270,15 +270,30 @@ int agree_count(const Report *R, const char *kind) {
     return n;
 }
 
-char *agree_key(const Agree *g) { return xasprintf("%s\n%s", g->model, g->setting_a); }
+int agree_in_series(const Agree *g, const Agree *s) {
+    return !strcmp(g->model, s->model) && !strcmp(g->setting_a, s->setting_a);
+}
 
-char *agree_key_title(const char *key, int with_model) {
-    const char *nl = strchr(key, '\n');
-    if (!nl) return xstrdup(key);
-    if (!with_model) return xstrdup(nl + 1);
-    char *model = xasprintf("%.*s", (int)(nl - key), key), *t = xasprintf("%s: %s", base_name(model), nl + 1);
-    free(model);
-    return t;
+int agree_series(const Report *R, const char *kind, const Agree ***first, int *nmodels) {
+    int n = 0;
+    *nmodels = 0;
+    *first = NULL;
+    for (int i = 0; i < R->nagree; i++) {
+        const Agree *g = &R->agree[i];
+        if (strcmp(g->kind, kind)) continue;
+        int seen = 0, model_seen = 0;
+        for (int k = 0; k < n && !seen; k++) seen = agree_in_series(g, (*first)[k]);
+        if (seen) continue;
+        for (int k = 0; k < n && !model_seen; k++) model_seen = !strcmp(g->model, (*first)[k]->model);
+        *nmodels += !model_seen;
+        *first = xrealloc(*first, (size_t)(n + 1) * sizeof **first);
+        (*first)[n++] = g;
+    }
+    return n;
+}
+
+char *agree_series_title(const Agree *s, int with_model) {
+    return with_model ? xasprintf("%s: %s", base_name(s->model), s->setting_a) : xstrdup(s->setting_a);
 }
 
 Artifact *agree_art(Report *R, const char *name, const char *title, int is_plot, const char *kind, const char *how) {
