@@ -45,14 +45,6 @@ static const char *jstr(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(v) ? v->valuestring : "";
 }
-static long long q1(const char *db, const char *sql) {
-    char *out = NULL;
-    long long v = -1;
-    if (run(fmt("%s db query --db %s --format csv \"%s\"", BIN, db, sql), &out) == 0 && strchr(out, '\n'))
-        v = atoll(strchr(out, '\n') + 1);
-    free(out);
-    return v;
-}
 
 /* The pair of settings whose labels contain a and b (in either order), or NULL. */
 static const cJSON *find_pair(const cJSON *o, const char *a, const char *b) {
@@ -174,7 +166,7 @@ static void command(void) {
     char *err = NULL;
     CHECK(run(fmt("%s eval --model tests/fixtures/mini-public --candidates all --synthetic 4 --latent 8 --tokens 4"
                   " --seed 0 --dtype bf16 --db %s 2>&1 >/dev/null", BIN, dbp), &err) == 0);
-    long long bf = q1(dbp, "SELECT count(*) FROM eval_jobs WHERE dtype = 'bf16' AND status = 'done'");
+    long long bf = db_count(dbp, "SELECT count(*) FROM eval_jobs WHERE dtype = 'bf16' AND status = 'done'");
     if (err && strstr(err, "running fp32, not bf16")) CHECK_MSG(bf == 0, "%lld bf16 jobs from a CPU without bf16", bf);
     else CHECK_MSG(bf == n, "%lld bf16 jobs of %d students", bf, n);
     free(err);
@@ -214,21 +206,21 @@ static void command(void) {
     int conv_rows = 0, conv_all = 1;
     cJSON_ArrayForEach(cv, cJSON_GetObjectItem(o, "convergence")) conv_rows++, conv_all &= jnum(cv, "students") == n;
     CHECK_MSG(conv_rows > 0 && conv_all, "%d convergence rows, not all over the %d shared students", conv_rows, n);
-    CHECK(q1(dbp, "SELECT count(*) FROM eval_jobs WHERE calib_id = 1 AND dtype = 'fp32'") > n);
+    CHECK(db_count(dbp, "SELECT count(*) FROM eval_jobs WHERE calib_id = 1 AND dtype = 'fp32'") > n);
     /* stored: this run's rows in the first DB, as many as printed, tau as printed */
     long long stored_run = (long long)jnum(o, "stored_run"), want = 0;
     const char *kinds[] = {"pairs", "convergence", "timestep_bins", "bin_scores", "additivity"};
     for (int k = 0; k < 5; k++) want += cJSON_GetArraySize(cJSON_GetObjectItem(o, kinds[k]));
-    CHECK_MSG(stored_run > 0 && q1(dbp, fmt("SELECT count(*) FROM agree_results WHERE run_id = %lld", stored_run)) == want,
-              "stored %lld rows, printed %lld", q1(dbp, fmt("SELECT count(*) FROM agree_results WHERE run_id = %lld", stored_run)),
+    CHECK_MSG(stored_run > 0 && db_count(dbp, fmt("SELECT count(*) FROM agree_results WHERE run_id = %lld", stored_run)) == want,
+              "stored %lld rows, printed %lld", db_count(dbp, fmt("SELECT count(*) FROM agree_results WHERE run_id = %lld", stored_run)),
               want);
     const cJSON *pf = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "pairs"), 0);
     const char *tq = pf ? fmt("SELECT count(*) FROM agree_results WHERE run_id = %lld AND kind = 'pair' AND"
                               " abs(kendall_tau - %.17g) < 1e-12 AND setting_a = '%s' AND setting_b = '%s'",
                               stored_run, jnum(pf, "kendall_tau"), jstr(pf, "setting_a"), jstr(pf, "setting_b")) : "";
-    long long tn = q1(dbp, tq);
+    long long tn = db_count(dbp, tq);
     CHECK_MSG(pf && tn == 1, "%lld rows for %s", tn, tq);
-    CHECK(q1(dbr, "SELECT count(*) FROM agree_results") == 0);
+    CHECK(db_count(dbr, "SELECT count(*) FROM agree_results") == 0);
     cJSON_Delete(o);
     free(js);
     /* CSV: every row as many fields as the header, the additivity rows' stage in its column */
@@ -259,10 +251,10 @@ static void command(void) {
               rows_ok ? "aligned" : "NOT aligned", add_rows);
     free(csv_all);
     CHECK(run(fmt("%s agree --db %s --no-store >/dev/null", BIN, dbp), NULL) == 0);
-    CHECK(q1(dbp, "SELECT count(DISTINCT run_id) FROM agree_results") == 1);
+    CHECK(db_count(dbp, "SELECT count(DISTINCT run_id) FROM agree_results") == 1);
     /* every metric at once: four views per setting */
     CHECK(run(fmt("%s agree --db %s --metric all --bootstrap 0 --no-store --format csv >%s/all.csv", BIN, dbr, T), NULL) == 0);
-    CHECK(q1(dbr, "SELECT 1") == 1);
+    CHECK(db_count(dbr, "SELECT 1") == 1);
     char *csv = NULL;
     CHECK(run(fmt("grep -c '^pair,' %s/all.csv", T), &csv) == 0 && csv && atoi(csv) == 6); /* 4 views: 6 pairs */
     free(csv);

@@ -95,15 +95,6 @@ static char *dump(const char *db) {
     return out;
 }
 
-static int count(const char *db, const char *sql) {
-    char *out = NULL;
-    run(fmt("%s db query --db %s --format csv \"%s\"", BIN, db, sql), &out);
-    const char *nl = out ? strchr(out, '\n') : NULL;
-    int v = nl ? atoi(nl + 1) : -1;
-    free(out);
-    return v;
-}
-
 static pid_t spawn(const char *cmd) {
     pid_t p = fork();
     if (p == 0) {
@@ -124,8 +115,8 @@ int main(void) {
     char *clean_json;
     CHECK(run(fmt("%s eval " WORK " --db %s/clean.db --format json 2>/dev/null", BIN, T), &clean_json) == 0);
     char *clean = dump(fmt("%s/clean.db", T));
-    int jobs = count(fmt("%s/clean.db", T), "SELECT count(*) FROM eval_jobs WHERE status = 'done'");
-    int rows = count(fmt("%s/clean.db", T), "SELECT count(*) FROM eval_results");
+    int jobs = db_count(fmt("%s/clean.db", T), "SELECT count(*) FROM eval_jobs WHERE status = 'done'");
+    int rows = db_count(fmt("%s/clean.db", T), "SELECT count(*) FROM eval_results");
     CHECK_MSG(jobs >= 20 && rows > jobs * 100, "clean run: %d jobs, %d rows", jobs, rows);
 
     /* SIGKILL at random moments, then the same command to the end */
@@ -136,7 +127,7 @@ int main(void) {
         kill(p, SIGKILL);
         int st;
         waitpid(p, &st, 0);
-        int done = count(fmt("%s/kill.db", T), "SELECT count(*) FROM eval_jobs WHERE status = 'done'");
+        int done = db_count(fmt("%s/kill.db", T), "SELECT count(*) FROM eval_jobs WHERE status = 'done'");
         fprintf(stderr, "kill round %d: SIGKILL after %d ms, %d of %d students stored\n", round, ms, done, jobs);
     }
     char *kill_json;
@@ -144,7 +135,7 @@ int main(void) {
     CHECK_MSG(!strcmp(kill_json, clean_json), "killed-and-resumed run reports differently from a clean one");
     char *killed = dump(fmt("%s/kill.db", T));
     CHECK_MSG(!strcmp(killed, clean), "killed-and-resumed DB holds other results than a clean run");
-    CHECK_EQ_LL(count(fmt("%s/kill.db", T), "SELECT count(*) FROM eval_results"), rows);
+    CHECK_EQ_LL(db_count(fmt("%s/kill.db", T), "SELECT count(*) FROM eval_results"), rows);
     free(kill_json);
     free(killed);
 

@@ -33,21 +33,6 @@ static int exists(const char *path) {
     return stat(path, &sb) == 0 && sb.st_size > 0;
 }
 
-/* The first cell of the first row of `db query --format csv SQL` (caller frees), or NULL. */
-static char *query1(const char *db, const char *sql) {
-    char *out = NULL;
-    if (run(fmt("%s db query --db %s --format csv \"%s\" 2>/dev/null", BIN, db, sql), &out)) { free(out); return NULL; }
-    char *nl = strchr(out, '\n'); /* skip the header */
-    char *v = NULL;
-    if (nl) {
-        nl++;
-        size_t len = strcspn(nl, ",\n");
-        v = strndup(nl, len);
-    }
-    free(out);
-    return v;
-}
-
 /* Splits one CSV line into at most max fields (quotes handled); returns the count. Fields point into line. */
 static int csv_split(char *line, char **f, int max) {
     int n = 0;
@@ -550,7 +535,7 @@ int main(void) {
 
     /* the plot that says where its milliseconds come from */
     char *gp = slurp(fmt("%s/params_vs_latency.gp", out), NULL);
-    char *dev = query1(db, "SELECT device FROM runs WHERE id = 1");
+    char *dev = db_cell(db, "SELECT device FROM runs WHERE id = 1");
     CHECK_MSG(gp && dev && strstr(gp, fmt("ms (engine cpu, %s)", dev)), "params_vs_latency's x label names engine and device");
     free(gp);
 
@@ -559,7 +544,7 @@ int main(void) {
     for (size_t i = 0; html && i < sizeof PLOTS / sizeof *PLOTS; i++)
         CHECK_MSG(strstr(html, fmt("<img src=\"%s.png\"", PLOTS[i])), "index.html lacks %s.png", PLOTS[i]);
     CHECK(html && strstr(html, "<th>UNet params</th>") && strstr(html, "<th>removed</th>") && strstr(html, "<th>candidate</th>"));
-    char *commit = query1(db, "SELECT git_commit FROM runs WHERE id = 4");
+    char *commit = db_cell(db, "SELECT git_commit FROM runs WHERE id = 4");
     CHECK(html && commit && strstr(html, commit));
     CHECK(html && strstr(html, "unetlab schedule --model tests/fixtures/mini-public"));
     CHECK(html && dev && strstr(html, dev) && strstr(html, "engine cpu"));
@@ -579,7 +564,7 @@ int main(void) {
     int nf = csv ? csv_row(csv, "tests/fixtures/mini-public", row, sizeof row, f, 16) : 0;
     CHECK_EQ_LL(nf, 16);
     if (nf == 16) {
-        char *params = query1(db, "SELECT params FROM models WHERE spec = 'tests/fixtures/mini-public'");
+        char *params = db_cell(db, "SELECT params FROM models WHERE spec = 'tests/fixtures/mini-public'");
         CHECK_MSG(params && !strcmp(f[1], params), "params %s vs %s", f[1], params ? params : "?");
         double u1[5], u2[5];
         CHECK(latest_lat(db, "tests/fixtures/mini-public", 1, 1, u1) && latest_lat(db, "tests/fixtures/mini-public", 2, 1, u2));
@@ -594,7 +579,7 @@ int main(void) {
         snprintf(cell, sizeof cell, "| %.2f (%.2f-%.2f)%s |", u1[0], u1[1], u1[2], u1[3] ? " (unstable)" : "");
         CHECK_MSG(md && strstr(md, cell), "comparison.md lacks '%s'", cell);
         /* FLOPs: 2 x the root's MACs at the largest stored size (the eval's 256x256) */
-        char *macs = query1(db, "SELECT o.macs FROM modules o JOIN models m ON m.id = o.model_id WHERE m.spec ="
+        char *macs = db_cell(db, "SELECT o.macs FROM modules o JOIN models m ON m.id = o.model_id WHERE m.spec ="
                                 " 'tests/fixtures/mini-public' AND o.name = '' AND o.size_label = 'b1_256x256_t8'");
         CHECK_MSG(macs && strtoll(f[2], NULL, 10) == 2 * strtoll(macs, NULL, 10), "flops %s vs 2 x %s", f[2], macs ? macs : "?");
         CHECK(strstr(f[3], "256x256") != NULL);
@@ -605,16 +590,16 @@ int main(void) {
     nf = csv ? csv_row(csv, "tests/fixtures/mini-ssd", row, sizeof row, f, 16) : 0;
     CHECK_EQ_LL(nf, 16);
     if (nf == 16) {
-        char *params = query1(db, "SELECT params FROM models WHERE spec = 'tests/fixtures/mini-ssd'");
+        char *params = db_cell(db, "SELECT params FROM models WHERE spec = 'tests/fixtures/mini-ssd'");
         CHECK(params && !strcmp(f[1], params));
         /* profiled only: its FLOPs come from the module rows profile stores; never profiled at batch 2 */
-        char *macs = query1(db, "SELECT o.macs FROM modules o JOIN models m ON m.id = o.model_id WHERE m.spec ="
+        char *macs = db_cell(db, "SELECT o.macs FROM modules o JOIN models m ON m.id = o.model_id WHERE m.spec ="
                                 " 'tests/fixtures/mini-ssd' AND o.name = '' AND o.size_label = 'b1_128x128_t8'");
         CHECK_MSG(macs && strtoll(f[2], NULL, 10) == 2 * strtoll(macs, NULL, 10), "mini-ssd flops %s vs 2 x %s", f[2], macs ? macs : "?");
         CHECK(!*f[7] && !*f[8] && !*f[9]);
         free(macs);
         /* `db query`, as a user would read it, says the same */
-        char *b1 = query1(db, "SELECT l.ms FROM latency l JOIN models m ON m.id = l.model_id WHERE m.spec ="
+        char *b1 = db_cell(db, "SELECT l.ms FROM latency l JOIN models m ON m.id = l.model_id WHERE m.spec ="
                               " 'tests/fixtures/mini-ssd' AND l.module = '(untraced)' AND l.batch = 1");
         CHECK_MSG(near_rel(f[4], b1, 1e-12), "mini-ssd latency %s vs db query's %s", f[4], b1 ? b1 : "?");
         free(params), free(b1);
@@ -709,7 +694,7 @@ int main(void) {
             CHECK_MSG(!strcmp(f[1], g[1]) && !strcmp(f[2], g[2]) && !strcmp(f[3], g[3]), "stage %d: %s %s vs %s %s", s, f[1],
                       f[2], g[1], g[2]);
             CHECK(near_rel(f[4], g[4], 1e-12) && near_rel(f[5], g[5], 1e-12));
-            char *sched_unst = query1(db, "SELECT json_extract(latency, '$.unstable') FROM schedules");
+            char *sched_unst = db_cell(db, "SELECT json_extract(latency, '$.unstable') FROM schedules");
             CHECK_MSG(!strcmp(f[6], "predicted") && sched_unst && !strcmp(f[7], sched_unst), "ms_source %s unstable %s vs %s",
                       f[6], f[7], sched_unst ? sched_unst : "?");
             free(sched_unst);
@@ -721,12 +706,12 @@ int main(void) {
     /* candidates: the lowest scores of stage 1, best first */
     csv = slurp(fmt("%s/candidates.csv", out), NULL);
     CHECK_EQ_LL(count_lines(csv), 16); /* header + the default top 15 */
-    char *best = query1(db, "SELECT candidate FROM schedule_scores WHERE stage = 1 ORDER BY score LIMIT 1");
+    char *best = db_cell(db, "SELECT candidate FROM schedule_scores WHERE stage = 1 ORDER BY score LIMIT 1");
     nf = csv ? csv_row(csv, "1", row, sizeof row, f, 16) : 0;
     CHECK(nf == 10 && best && !strcmp(f[1], best) && !strcmp(f[7], "yes"));
     if (nf == 10 && best) {
-        char *sc = query1(db, fmt("SELECT score FROM schedule_scores WHERE stage = 1 AND candidate = '%s'", best));
-        char *ps = query1(db, fmt("SELECT params_saved FROM schedule_scores WHERE stage = 1 AND candidate = '%s'", best));
+        char *sc = db_cell(db, fmt("SELECT score FROM schedule_scores WHERE stage = 1 AND candidate = '%s'", best));
+        char *ps = db_cell(db, fmt("SELECT params_saved FROM schedule_scores WHERE stage = 1 AND candidate = '%s'", best));
         CHECK(near_rel(f[6], sc, 1e-12) && ps && !strcmp(f[4], ps));
         free(sc), free(ps);
     }
@@ -747,11 +732,11 @@ int main(void) {
     CHECK(exists(fmt("%s/layer_loss.svg", out2)) && !exists(fmt("%s/layer_loss.png", out2)));
     char *ll = slurp(fmt("%s/layer_loss.dat", out2), NULL);
     CHECK_MSG(ll && strstr(ll, "tests/fixtures/mini-public/io.safetensors"), "layer_loss names its calibration set");
-    char *npts = query1(db, "SELECT count(DISTINCT r.point) FROM eval_results r JOIN eval_jobs j ON j.id = r.job_id"
+    char *npts = db_cell(db, "SELECT count(DISTINCT r.point) FROM eval_results r JOIN eval_jobs j ON j.id = r.job_id"
                             " JOIN calib_sets c ON c.id = j.calib_id WHERE c.source LIKE '%io.safetensors' AND r.metric = 'nmse'");
     CHECK_MSG(npts && dat_rows(fmt("%s/layer_loss.dat", out2)) == atoi(npts), "layer_loss rows vs %s points", npts ? npts : "?");
     CHECK(ll && strstr(ll, "\n0 \"down_blocks.0.resnets.0\" ") && strstr(ll, " \"output\" "));
-    char *mean = query1(db, "SELECT avg(r.value) FROM eval_results r JOIN eval_jobs j ON j.id = r.job_id JOIN calib_sets c"
+    char *mean = db_cell(db, "SELECT avg(r.value) FROM eval_results r JOIN eval_jobs j ON j.id = r.job_id JOIN calib_sets c"
                             " ON c.id = j.calib_id WHERE c.source LIKE '%io.safetensors' AND r.metric = 'nmse' AND r.point = 'output'");
     const char *o = ll ? strstr(ll, " \"output\" ") : NULL;
     CHECK_MSG(o && mean && near_rel(o + 10, mean, 1e-8), "output's mean NMSE %s vs %s", o ? o + 10 : "?", mean ? mean : "?");

@@ -52,6 +52,26 @@ static int run(const char *cmd, char **out) {
 
 static void cli_cleanup(void) { run(fmt("rm -rf %s", T), NULL); }
 
+/* The first field of the first row `unetlab db query` gives for sql on db
+ * (caller frees; "" when there is no row); NULL when the query fails. */
+static inline char *db_cell(const char *db, const char *sql) {
+    char *out = NULL, *v = NULL;
+    if (run(fmt("%s db query --db %s --format csv \"%s\" 2>/dev/null", BIN, db, sql), &out) == 0) {
+        char *nl = strchr(out, '\n'); /* past the header */
+        if (nl) v = strndup(nl + 1, strcspn(nl + 1, ",\n"));
+    }
+    free(out);
+    return v;
+}
+
+/* db_cell as a whole number (0 for no row); -1 when the query fails. */
+static inline long long db_count(const char *db, const char *sql) {
+    char *v = db_cell(db, sql);
+    long long n = v ? atoll(v) : -1;
+    free(v);
+    return n;
+}
+
 /* A whole file, NUL-terminated (caller frees); NULL when it cannot be opened.
  * *n (if n) gets its length. */
 static inline char *slurp(const char *path, size_t *n) {
