@@ -543,6 +543,7 @@ int sf_is_single_file(const char *path) {
 
 static const char *g_config; /* --config */
 void sf_config_set(const char *path) { g_config = path; }
+const char *sf_config_get(void) { return g_config; }
 
 int sf_resolve(const char *path, Arch *a, char **config_text, char **config_label) {
     *config_text = *config_label = NULL;

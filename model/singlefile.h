@@ -50,6 +50,8 @@ char *sf_sidecar_path(const char *path);
 /* The config a single file's architecture comes from, for this process
  * (`--config FILE`, a global option): before NAME.config.json and inference. */
 void sf_config_set(const char *path);
+/* That --config, or NULL. */
+const char *sf_config_get(void);
 
 /* The architecture of single file `path`: its config text (from the
  * NAME.config.json beside it, or inferred) parsed into *a, after checking

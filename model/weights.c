@@ -28,12 +28,15 @@ int model_resolve(ModelSource *m, const char *spec) {
     memset(m, 0, sizeof *m);
     m->spec = xstrdup(spec);
     const char *preset = config_preset(spec);
-    int rc;
+    int rc, single = is_file(spec) && sf_is_single_file(spec);
+    if (sf_config_get() && !single) /* the flag is global: say where it does not reach */
+        err_warn("--config '%s' is for single-file checkpoints; '%s' is not one and keeps its own config", sf_config_get(),
+                 spec);
     if (preset && !exists(spec)) {
         m->config_label = xasprintf("preset %s", spec);
         m->config_text = xstrdup(preset);
         rc = config_parse(&m->arch, preset, strlen(preset), m->config_label);
-    } else if (is_file(spec) && sf_is_single_file(spec)) {
+    } else if (single) {
         m->file = xstrdup(spec);
         m->dir = path_dir(spec); /* a model with a dir has trained weights */
         rc = sf_resolve(spec, &m->arch, &m->config_text, &m->config_label);

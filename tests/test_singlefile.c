@@ -273,6 +273,11 @@ static void fixture(const char *name, const char *missing, const char *missing_d
         free(err);
         CHECK_MSG(same_bytes(out, ref), "%s: forward with --config differs from the directory's", name);
         check_model_error(fmt("%s inspect --config %s/none.json --model %s", BIN, T, single), "none.json", NULL);
+        /* a diffusers directory keeps its own config: --config is said to be unused there */
+        char *werr = NULL;
+        CHECK(run_err(fmt("%s inspect --config %s/%s-moved.json --model %s/%s", BIN, T, name, FXDIR, name), &werr) == 0 &&
+              strstr(werr, "is for single-file checkpoints"));
+        free(werr);
     }
 
     /* in-process: the config beside the file is the one used, and the weights hash as the directory's */
